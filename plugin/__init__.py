@@ -1,0 +1,37 @@
+"""mlflow-monitor: training telemetry, promotion gates and alerts for MLflow.
+
+Public API (kept small):
+
+- :func:`autolog` -- one call to monitor every training run (PyTorch, Lightning, DDP, sklearn).
+- :func:`log_metrics` / :func:`flush` -- non-blocking metric logging on the same pipeline.
+- :func:`log_reference` -- log the reference data a later promotion is checked against.
+- :func:`enable_gating` -- gate Model Registry promotions in this client.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__version__ = "0.1.0"
+
+__all__ = ["autolog", "log_metrics", "flush", "log_reference", "enable_gating", "__version__"]
+
+_LAZY = {
+    "autolog": "mlflow_monitor.autologging",
+    "log_metrics": "mlflow_monitor.pipeline",
+    "flush": "mlflow_monitor.pipeline",
+    "log_reference": "mlflow_monitor.reference",
+    "enable_gating": "mlflow_monitor.gate.registry_store",
+}
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so `import mlflow_monitor` stays cheap (no torch/evidently import) and the
+    # registry-store entry point can load inside `mlflow server` without the training stack.
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'mlflow_monitor' has no attribute {name!r}")

@@ -1,0 +1,119 @@
+"""In-process event bus: the seam between producers (autolog, health rules, the gate)
+and consumers (Slack notifier, tests, user callbacks).
+
+Producers call :func:`publish`. Subscribers are called synchronously on the
+publisher's thread, so they must only enqueue (the Slack notifier does); an
+exception in a subscriber is logged and never reaches the publisher.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from typing import Any, Callable, Optional, Union
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class HealthAlert:
+    """A training-health rule fired (NaN loss, divergence, plateau, ...)."""
+
+    run_id: str
+    rule: str  # e.g. "nan_loss", "divergence"
+    message: str  # human readable, plain text (not escaped)
+    metric: Optional[str] = None
+    value: Optional[float] = None
+    step: Optional[int] = None
+    severity: str = "warning"  # "warning" | "critical"
+    experiment_id: Optional[str] = None
+    timestamp: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def dedup_key(self) -> str:
+        return f"health:{self.run_id}:{self.rule}"
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """A monitored training run ended (status FINISHED or FAILED)."""
+
+    run_id: str
+    status: str  # "FINISHED" | "FAILED" | "KILLED"
+    duration_s: float
+    experiment_id: Optional[str] = None
+    run_name: Optional[str] = None
+    final_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    best_metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    system_peaks: dict[str, float] = dataclasses.field(default_factory=dict)
+    error: Optional[str] = None
+    timestamp: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def dedup_key(self) -> str:
+        return f"run:{self.run_id}:{self.status}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Verdict:
+    """The promotion gate decided on a model version."""
+
+    model_name: str
+    version: str
+    target: str  # "alias:champion" | "stage:Production" | "new_version"
+    passed: bool
+    failed_rules: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # each: {"rule": str, "actual": float|None, "threshold": float|None, "message": str}
+    drifted_columns: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # each: {"column": str, "score": float, "method": str, "threshold": float}
+    metrics: dict[str, float] = dataclasses.field(default_factory=dict)
+    champion_version: Optional[str] = None
+    champion_delta: dict[str, float] = dataclasses.field(default_factory=dict)
+    run_id: Optional[str] = None  # candidate's source run (holds the reports)
+    report_path: Optional[str] = None  # artifact path of the report folder in that run
+    overridden: bool = False
+    override_reason: Optional[str] = None
+    user: Optional[str] = None
+    notify: Optional[dict[str, Any]] = None  # the recipe's `notify:` section, if any
+    timestamp: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def dedup_key(self) -> str:
+        return f"verdict:{self.model_name}:{self.version}:{self.target}:{self.timestamp}"
+
+
+Event = Union[HealthAlert, RunSummary, Verdict]
+Subscriber = Callable[[Event], None]
+
+_lock = threading.Lock()
+_subscribers: list[tuple[Subscriber, tuple[type, ...]]] = []
+
+
+def subscribe(callback: Subscriber, *kinds: type) -> Callable[[], None]:
+    """Register ``callback`` for events of ``kinds`` (all kinds if none given).
+
+    Returns a function that unsubscribes it.
+    """
+    entry = (callback, tuple(kinds) or (HealthAlert, RunSummary, Verdict))
+    with _lock:
+        _subscribers.append(entry)
+
+    def _unsubscribe() -> None:
+        with _lock:
+            if entry in _subscribers:
+                _subscribers.remove(entry)
+
+    return _unsubscribe
+
+
+def publish(event: Event) -> None:
+    """Deliver ``event`` to every matching subscriber; never raises."""
+    with _lock:
+        targets = [cb for cb, kinds in _subscribers if isinstance(event, kinds)]
+    for cb in targets:
+        try:
+            cb(event)
+        except Exception:  # a consumer must never break a producer
+            _logger.exception("mlflow-monitor: event subscriber %r failed", cb)

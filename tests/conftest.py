@@ -1,0 +1,71 @@
+"""Shared fixtures: every test gets its own sqlite MLflow store and monitor home."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # tests/servers.py, tests/slack_stub.py
+
+os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
+
+
+@pytest.fixture(autouse=True)
+def _isolated_state(tmp_path, monkeypatch):
+    """Private MLFLOW_MONITOR_HOME, sqlite tracking/registry store and clean globals."""
+    import mlflow
+
+    home = tmp_path / "monitor_home"
+    monkeypatch.setenv("MLFLOW_MONITOR_HOME", str(home))
+    for var in ("SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_CHANNEL", "MLFLOW_UI_URL",
+                "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.chdir(tmp_path)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    yield
+    while mlflow.active_run() is not None:
+        mlflow.end_run()
+    try:
+        import mlflow_monitor
+
+        mlflow_monitor.autolog(disable=True, silent=True)
+    except Exception:
+        pass
+    try:
+        from mlflow_monitor.pipeline import reset_pipeline
+
+        reset_pipeline()
+    except Exception:
+        pass
+    mlflow.set_tracking_uri(None)
+    mlflow.set_registry_uri(None)
+
+
+@pytest.fixture
+def tracking_uri() -> str:
+    import mlflow
+
+    return mlflow.get_tracking_uri()
+
+
+@pytest.fixture
+def mlflow_server(tmp_path):
+    """Factory: ``mlflow_server(registry_store_uri=...)`` -> started MlflowServer, stopped at teardown."""
+    from servers import MlflowServer
+
+    started = []
+
+    def _make(**kwargs):
+        srv = MlflowServer(tmp_path / f"server{len(started)}", **kwargs)
+        started.append(srv)
+        return srv.start()
+
+    yield _make
+    for srv in started:
+        srv.stop()
