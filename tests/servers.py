@@ -40,7 +40,7 @@ class MlflowServer:
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = self.workdir / "server.log"
 
-    def start(self, timeout: float = 90.0) -> "MlflowServer":
+    def start(self, timeout: float = 240.0) -> "MlflowServer":
         cmd = [
             sys.executable, "-m", "mlflow", "server",
             "--host", "127.0.0.1", "--port", str(self.port),
@@ -92,6 +92,6 @@ class MlflowServer:
                     return
             time.sleep(0.1)
 
-    def restart(self, timeout: float = 90.0) -> "MlflowServer":
+    def restart(self, timeout: float = 240.0) -> "MlflowServer":
         self.stop()
         return self.start(timeout=timeout)
