@@ -14,9 +14,24 @@ os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
 
 
+@pytest.fixture(scope="session")
+def _migrated_template_db(tmp_path_factory):
+    """One sqlite MLflow DB whose schema is created once per session (that costs seconds)."""
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    client = MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}")
+    client.search_experiments()
+    client.search_registered_models()
+    return path
+
+
 @pytest.fixture(autouse=True)
-def _isolated_state(tmp_path, monkeypatch):
+def _isolated_state(tmp_path, monkeypatch, _migrated_template_db):
     """Private MLFLOW_MONITOR_HOME, sqlite tracking/registry store and clean globals."""
+    import shutil
+    import sqlite3
+
     import mlflow
 
     home = tmp_path / "monitor_home"
@@ -24,6 +39,14 @@ def _isolated_state(tmp_path, monkeypatch):
     for var in ("SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_CHANNEL", "MLFLOW_UI_URL",
                 "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
+    db = tmp_path / "mlflow.db"
+    shutil.copy(_migrated_template_db, db)  # a private copy per test
+    with sqlite3.connect(db) as conn:  # the Default experiment's artifacts go under this test's dir
+        conn.execute(
+            "UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
+            ((tmp_path / "mlruns" / "0").as_uri(),),
+        )
+    conn.close()
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.chdir(tmp_path)
     mlflow.set_tracking_uri(uri)

@@ -1,0 +1,201 @@
+"""Slack notifications for gate verdicts, run summaries and training-health alerts.
+
+``enable()`` subscribes a :class:`SlackNotifier` to the event bus. Events are throttled
+by key on the publisher's thread (a dict lookup), then queued; one worker renders them
+to Block Kit and sends them with slack-sdk (retries: slack-sdk's RetryHandlers). What
+cannot be delivered goes to the dead-letter file (``mlflow-monitor slack replay``).
+Nothing here blocks the caller or raises into it. See docs/slack.md.
+"""
+
+from __future__ import annotations
+
+import atexit
+import collections
+import logging
+import threading
+from typing import Any, Mapping, Optional, Union
+
+from mlflow_monitor import events
+from mlflow_monitor.events import Event
+from mlflow_monitor.integrations.slack_config import SlackConfig
+from mlflow_monitor.integrations.slack_dead_letter import DeadLetterFile
+from mlflow_monitor.integrations.slack_delivery import DeliveryWorker
+from mlflow_monitor.integrations.slack_links import MlflowUiLinks
+from mlflow_monitor.integrations.slack_messages import MessageRenderer, SlackMessage
+from mlflow_monitor.integrations.slack_redact import redact
+from mlflow_monitor.integrations.slack_threads import ThreadStore
+from mlflow_monitor.integrations.slack_throttle import KeyedThrottle
+from mlflow_monitor.integrations.slack_transport import DeliveryError, Transport, build_transport
+
+__all__ = ["enable", "disable", "get_notifier", "SlackNotifier", "SlackConfig"]
+
+_logger = logging.getLogger(__name__)
+
+_Item = tuple[Event, int]  # (event, how many were suppressed before it)
+
+
+class SlackNotifier:
+    """Subscribes to events and delivers them to Slack, off the caller's thread.
+
+    Strategies are passed in (transport, throttle, thread store, dead-letter file,
+    renderer); the defaults come from ``config``.
+    """
+
+    def __init__(
+        self,
+        config: SlackConfig,
+        *,
+        transport: Optional[Transport] = None,
+        renderer: Optional[MessageRenderer] = None,
+        throttle: Optional[KeyedThrottle] = None,
+        threads: Optional[ThreadStore] = None,
+        dead_letters: Optional[DeadLetterFile] = None,
+    ) -> None:
+        self.config = config
+        self.transport = transport or build_transport(config)
+        self.renderer = renderer or MessageRenderer(MlflowUiLinks.from_env(), config.max_drifted_columns)
+        self.throttle = throttle or KeyedThrottle(config.min_interval_s)
+        self.threads = threads or ThreadStore()
+        self.dead_letters = dead_letters or DeadLetterFile()
+        self.stats: collections.Counter[str] = collections.Counter()
+        self._worker: DeliveryWorker[_Item] = DeliveryWorker(self._deliver_item, maxsize=config.queue_size)
+        self._unsubscribe: Optional[Any] = None
+        self._closed = False
+        self._lock = threading.Lock()
+
+    # ---- caller side (publisher's thread): cheap, never blocks, never raises --------
+    def start(self) -> "SlackNotifier":
+        if self._unsubscribe is None:
+            self._unsubscribe = events.subscribe(self.notify)
+        return self
+
+    def notify(self, event: Event) -> None:
+        """Throttle by ``event.dedup_key`` and queue ``event``; overflow goes to the dead-letter file."""
+        try:
+            suppressed = self.throttle.admit(event.dedup_key, event)
+            if suppressed is None:
+                self.stats["suppressed"] += 1
+                return
+            if self._worker.submit((event, suppressed)):
+                return
+            reason = "notifier closed" if self._closed else f"queue full ({self.config.queue_size} messages)"
+            self.stats["overflow"] += 1
+            self._dead_letter(self.renderer.render(event, suppressed), reason)
+        except Exception:
+            _logger.exception("mlflow-monitor: could not queue a Slack message for %s", type(event).__name__)
+
+    def flush(self, timeout: Optional[float] = None) -> bool:
+        """Wait (bounded) until everything queued so far was delivered or dead-lettered."""
+        return self._worker.flush(self.config.flush_timeout_s if timeout is None else timeout)
+
+    def close(self, timeout: Optional[float] = None) -> None:
+        """Unsubscribe, send a note for throttled keys, drain for at most ``timeout`` s.
+
+        Whatever is still queued (or in flight) at the deadline is dead-lettered.
+        """
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        for _key, count, event in self.throttle.drain_suppressed():
+            if not self._worker.submit((event, -count)):  # negative: a "N more suppressed" note
+                self._dead_letter(self._render(event, -count), "queue full at exit")
+        left = self._worker.close(self.config.flush_timeout_s if timeout is None else timeout)
+        for event, suppressed in left:
+            self._dead_letter(self._render(event, suppressed), "not delivered before exit (flush timeout)")
+
+    # ---- worker side ----------------------------------------------------------------
+    def send(self, message: SlackMessage) -> None:
+        """Deliver one rendered message now (threads included); raises DeliveryError."""
+        use_thread = self.transport.supports_threads and message.thread is not None
+        thread = self.threads.lookup(message.thread) if use_thread else None  # type: ignore[arg-type]
+        sent = self.transport.send(message, thread)
+        if use_thread and thread is None and sent.ts and sent.channel:
+            self.threads.remember(message.thread, sent.channel, sent.ts)  # type: ignore[arg-type]
+
+    def _deliver_item(self, item: _Item) -> None:
+        event, suppressed = item
+        message = self._render(event, suppressed)
+        try:
+            self.send(message)
+            self.stats["sent"] += 1
+        except DeliveryError as exc:
+            self._dead_letter(message, str(exc))
+        except Exception as exc:  # a bug or an unexpected client error: still never lost
+            _logger.error("mlflow-monitor: unexpected error sending a Slack %s message: %s", message.kind,
+                          redact(exc))
+            self._dead_letter(message, f"{type(exc).__name__}: {exc}")
+
+    def _render(self, event: Event, suppressed: int) -> SlackMessage:
+        if suppressed < 0:
+            return self.renderer.suppressed_summary(event, -suppressed)
+        return self.renderer.render(event, suppressed)
+
+    def _dead_letter(self, message: SlackMessage, reason: str) -> None:
+        self.stats["dead_lettered"] += 1
+        self.dead_letters.write(message, redact(reason))
+
+
+# ---- process-wide notifier ----------------------------------------------------------
+_lock = threading.RLock()
+_notifier: Optional[SlackNotifier] = None
+_logged_off = False
+_atexit_registered = False
+
+
+def enable(config: Union[Mapping[str, Any], str, None] = None) -> Optional[SlackNotifier]:
+    """Start (or return) the process-wide notifier; None when Slack is not configured.
+
+    ``config``: a recipe-style ``notify:`` mapping (``channel``, ``webhook_url_env``,
+    ``token_env``, ``min_interval_s``, ...), a channel name, or None (env vars only:
+    ``SLACK_WEBHOOK_URL``, or ``SLACK_BOT_TOKEN`` + ``SLACK_CHANNEL``). Idempotent: the
+    same settings return the running notifier; different ones replace it. Never raises.
+    """
+    global _notifier, _logged_off, _atexit_registered
+    try:
+        with _lock:
+            cfg = SlackConfig.resolve(config)
+            if cfg is None:
+                if _notifier is None and not _logged_off:
+                    _logged_off = True
+                    _logger.info("mlflow-monitor: Slack notifications off (set SLACK_WEBHOOK_URL, or "
+                                 "SLACK_BOT_TOKEN and SLACK_CHANNEL)")
+                return _notifier
+            if _notifier is not None:
+                if config is None or _notifier.config == cfg:
+                    return _notifier
+                _notifier.close()
+            _notifier = SlackNotifier(cfg).start()
+            if not _atexit_registered:
+                atexit.register(_close_at_exit)
+                _atexit_registered = True
+            _logger.info("mlflow-monitor: Slack notifications on (%s%s)", cfg.mode,
+                         f", channel {cfg.channel}" if cfg.mode == "web_api" else "")
+            return _notifier
+    except Exception as exc:
+        _logger.error("mlflow-monitor: Slack notifications off: %s", redact(exc))
+        return None
+
+
+def disable(timeout: Optional[float] = None) -> None:
+    """Unsubscribe and flush (at most ``timeout`` s, default the config's flush_timeout_s)."""
+    global _notifier
+    with _lock:
+        notifier, _notifier = _notifier, None
+    if notifier is not None:
+        notifier.close(timeout)
+
+
+def get_notifier() -> Optional[SlackNotifier]:
+    """The running notifier, or None."""
+    return _notifier
+
+
+def _close_at_exit() -> None:
+    try:
+        disable()
+    except Exception:  # never raise at interpreter exit
+        pass

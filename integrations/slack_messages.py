@@ -1,0 +1,299 @@
+"""Render events (Verdict, RunSummary, HealthAlert) into Slack messages (Block Kit + fallback).
+
+Every user string (model, column, rule and run names, messages, errors) is escaped
+for mrkdwn; every block stays within Slack's limits (see :mod:`slack_blocks`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+import time
+from typing import Any, Mapping, Optional
+
+from mlflow_monitor.events import Event, HealthAlert, RunSummary, Verdict
+from mlflow_monitor.integrations import slack_blocks as bk
+from mlflow_monitor.integrations.slack_links import MlflowUiLinks
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreadRef:
+    """What a message threads under: a model version's promotions, or one training run."""
+
+    kind: str  # "model_version" | "run"
+    key: tuple[str, ...]  # (name, version) | (run_id,)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"kind": self.kind, "key": list(self.key)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "ThreadRef":
+        return cls(str(data["kind"]), tuple(str(k) for k in data["key"]))
+
+
+@dataclasses.dataclass(frozen=True)
+class SlackMessage:
+    """A rendered message: what is sent, where it threads, and how it dedups."""
+
+    kind: str  # "verdict" | "run_summary" | "health_alert" | "suppressed"
+    text: str  # plain-text fallback (notifications, clients without blocks)
+    blocks: list[dict[str, Any]]
+    dedup_key: str
+    thread: Optional[ThreadRef] = None
+    channel: Optional[str] = None  # overrides the configured channel (bot token only)
+    created: float = dataclasses.field(default_factory=time.time)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = dataclasses.asdict(self)
+        data["thread"] = self.thread.to_dict() if self.thread else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "SlackMessage":
+        thread = data.get("thread")
+        return cls(kind=str(data["kind"]), text=str(data["text"]), blocks=list(data.get("blocks") or []),
+                   dedup_key=str(data.get("dedup_key", "")),
+                   thread=ThreadRef.from_dict(thread) if thread else None,
+                   channel=data.get("channel"), created=float(data.get("created") or time.time()))
+
+
+class MessageRenderer:
+    """Turns events into :class:`SlackMessage`; knobs: UI links, how many drifted columns."""
+
+    def __init__(self, links: Optional[MlflowUiLinks] = None, max_drifted_columns: int = 10,
+                 max_metrics: int = 15) -> None:
+        self.links = links or MlflowUiLinks(None)
+        self.max_drifted_columns = max_drifted_columns
+        self.max_metrics = max_metrics
+
+    def render(self, event: Event, suppressed: int = 0) -> SlackMessage:
+        if isinstance(event, Verdict):
+            msg = self.verdict(event)
+        elif isinstance(event, RunSummary):
+            msg = self.run_summary(event)
+        elif isinstance(event, HealthAlert):
+            msg = self.health_alert(event)
+        else:
+            raise TypeError(f"cannot render {type(event).__name__}")
+        if suppressed > 0:
+            msg = dataclasses.replace(msg, blocks=bk.fit_blocks(
+                msg.blocks + [bk.context(f":mute: {suppressed} similar message(s) suppressed since the last one")]),
+                text=msg.text + f" (+{suppressed} suppressed)")
+        return msg
+
+    # ---- gate verdict -------------------------------------------------------------
+    def verdict(self, v: Verdict) -> SlackMessage:
+        decision = "PASS" if v.passed else "BLOCKED"
+        if v.overridden:
+            decision += " (override)"
+        emoji = ":white_check_mark:" if v.passed else ":no_entry:"
+        target = _target_label(v.target)
+        version_url = self.links.model_version(v.model_name, v.version)
+        run_url = self.links.run(v.run_id) if v.run_id else None
+
+        blocks: list[dict[str, Any]] = [
+            bk.header(f"{emoji} {decision}: {v.model_name} v{v.version} \u2192 {target}"),
+            bk.fields([
+                ("Model", bk.link(version_url, v.model_name)),
+                ("Version", bk.escape(v.version)),
+                ("Target", bk.escape(target)),
+                ("Decision", f"*{decision}*"),
+                *([("Champion", f"v{bk.escape(v.champion_version)}")] if v.champion_version else []),
+                *([("By", bk.escape(v.user))] if v.user else []),
+            ]),
+        ]
+        if v.failed_rules:
+            lines = [_rule_line(r) for r in v.failed_rules]
+            blocks.append(bk.bullet_section(f"Failed rules ({len(lines)})", lines, noun="more failed rules"))
+        if v.drifted_columns:
+            cols = sorted(v.drifted_columns, key=lambda c: _num(c.get("score")), reverse=True)
+            top = [_column_line(c) for c in cols[: self.max_drifted_columns]]
+            blocks.append(bk.bullet_section(f"Drifted columns ({len(cols)})", top, total=len(cols),
+                                            noun="more drifted columns"))
+        if v.champion_delta:
+            items = sorted(v.champion_delta.items())
+            lines = [f"`{bk.escape(k)}`: {_signed(d)}" for k, d in items]
+            title = f"vs champion v{v.champion_version}" if v.champion_version else "vs champion"
+            blocks.append(bk.bullet_section(title, lines[: self.max_metrics], total=len(lines), noun="more metrics"))
+        if v.overridden:
+            blocks.append(bk.context(f":warning: Override by {bk.escape(v.user or 'unknown')}: "
+                                     f"{bk.escape(v.override_reason or 'no reason given')}"))
+        links = [bk.link(version_url, "Model version")] if version_url else []
+        if run_url:
+            links.append(bk.link(run_url, "Report run"))
+        if v.report_path:
+            links.append(f"report: `{bk.escape(v.report_path)}`")
+        if links:
+            blocks.append(bk.context(" \u00b7 ".join(links)))
+
+        failed = f" ({len(v.failed_rules)} failed rules)" if v.failed_rules else ""
+        text = f"{decision}: {v.model_name} v{v.version} -> {target}{failed}"
+        channel = _notify_channel(v.notify)
+        return SlackMessage("verdict", bk.fallback_text(text), bk.fit_blocks(blocks), v.dedup_key,
+                            ThreadRef("model_version", (v.model_name, str(v.version))), channel)
+
+    # ---- run summary ----------------------------------------------------------------
+    def run_summary(self, s: RunSummary) -> SlackMessage:
+        ok = s.status == "FINISHED"
+        emoji = ":checkered_flag:" if ok else ":boom:"
+        name = s.run_name or s.run_id[:12]
+        run_url = self.links.run(s.run_id, s.experiment_id)
+        blocks: list[dict[str, Any]] = [
+            bk.header(f"{emoji} Run {s.status.lower()}: {name}"),
+            bk.fields([
+                ("Run", bk.link(run_url, name)),
+                ("Status", f"*{bk.escape(s.status)}*"),
+                ("Duration", _duration(s.duration_s)),
+                *([("Experiment", bk.escape(s.experiment_id))] if s.experiment_id else []),
+            ]),
+        ]
+        keys = sorted(set(s.final_metrics) | set(s.best_metrics))
+        if keys:
+            lines = [_metric_line(k, s.final_metrics.get(k), s.best_metrics.get(k)) for k in keys]
+            blocks.append(bk.bullet_section("Metrics (final, best)", lines[: self.max_metrics], total=len(lines),
+                                            noun="more metrics"))
+        if s.system_peaks:
+            peaks = sorted(s.system_peaks.items(), key=lambda kv: _peak_rank(kv[0]))
+            lines = [f"{bk.escape(_peak_label(k))}: {_fmt(v)}" for k, v in peaks]
+            blocks.append(bk.bullet_section("System peaks", lines[: self.max_metrics], total=len(lines),
+                                            noun="more"))
+        if s.error:
+            err = str(s.error).replace("```", "'''")
+            blocks.append(bk.section("*Error*\n```" + bk.truncate(bk.escape(err), 2800) + "```"))
+        text = f"Run {s.status.lower()}: {name} in {_duration(s.duration_s)}"
+        return SlackMessage("run_summary", bk.fallback_text(text), bk.fit_blocks(blocks), s.dedup_key,
+                            ThreadRef("run", (s.run_id,)))
+
+    # ---- health alert -----------------------------------------------------------
+    def health_alert(self, a: HealthAlert) -> SlackMessage:
+        emoji = ":rotating_light:" if a.severity == "critical" else ":warning:"
+        run_url = self.links.run(a.run_id, a.experiment_id)
+        details = [("Run", bk.link(run_url, a.run_id[:12])), ("Rule", f"`{bk.escape(a.rule)}`")]
+        if a.metric:
+            details.append(("Metric", f"`{bk.escape(a.metric)}`"))
+        if a.value is not None:
+            details.append(("Value", _fmt(a.value)))
+        if a.step is not None:
+            details.append(("Step", str(a.step)))
+        blocks = [
+            bk.header(f"{emoji} Training health: {a.rule}"),
+            bk.section(bk.escape(a.message)),
+            bk.fields(details),
+        ]
+        text = f"Training health ({a.severity}) {a.rule}: {a.message}"
+        return SlackMessage("health_alert", bk.fallback_text(text), bk.fit_blocks(blocks), a.dedup_key,
+                            ThreadRef("run", (a.run_id,)))
+
+    def suppressed_summary(self, event: Event, count: int) -> SlackMessage:
+        """The closing note for a key whose last ``count`` messages were throttled."""
+        base = self.render(event)
+        what = base.blocks[0]["text"]["text"] if base.blocks else base.kind
+        blocks = [bk.section(f":mute: *{count} more* like this were suppressed (throttled): "
+                             f"{bk.escape(what)}")]
+        return dataclasses.replace(base, kind="suppressed", blocks=blocks,
+                                   text=bk.fallback_text(f"{count} more suppressed: {what}"),
+                                   dedup_key=base.dedup_key + ":suppressed")
+
+
+def _notify_channel(notify: Any) -> Optional[str]:
+    """The recipe's ``notify: {channel: ...}`` (or ``notify: {slack: {channel: ...}}``)."""
+    if not isinstance(notify, Mapping):
+        return None
+    if isinstance(notify.get("slack"), Mapping):
+        notify = notify["slack"]
+    channel = notify.get("channel")
+    return str(channel) if channel else None
+
+
+def _target_label(target: str) -> str:
+    kind, _, name = str(target).partition(":")
+    if kind == "alias":
+        return f"@{name}"
+    if kind == "stage":
+        return f"stage {name}"
+    return str(target).replace("_", " ")
+
+
+def _rule_line(rule: Mapping[str, Any]) -> str:
+    line = f"`{bk.escape(rule.get('rule', '?'))}`: actual {_fmt(rule.get('actual'))}, " \
+           f"threshold {_fmt(rule.get('threshold'))}"
+    if rule.get("message"):
+        line += f" \u2014 {bk.escape(rule['message'])}"
+    return line
+
+
+def _column_line(col: Mapping[str, Any]) -> str:
+    line = f"`{bk.escape(col.get('column', '?'))}`: score {_fmt(col.get('score'))}"
+    extra = [bk.escape(col["method"])] if col.get("method") else []
+    if col.get("threshold") is not None:
+        extra.append(f"threshold {_fmt(col.get('threshold'))}")
+    return line + (f" ({', '.join(extra)})" if extra else "")
+
+
+def _metric_line(key: str, final: Optional[float], best: Optional[float]) -> str:
+    line = f"`{bk.escape(key)}`: {_fmt(final)}"
+    return line + (f" (best {_fmt(best)})" if best is not None else "")
+
+
+_PEAK_LABELS = {
+    "cpu_utilization_percentage": "CPU %",
+    "process_rss_megabytes": "Process RSS (MB)",
+    "system_memory_usage_megabytes": "System memory (MB)",
+    "system_memory_usage_percentage": "System memory %",
+}
+
+
+_GPU_PEAK = re.compile(r"^gpu_(\d+)_(memory_usage_megabytes|memory_usage_percentage|utilization_percentage)$")
+_GPU_LABELS = {"memory_usage_megabytes": "memory (MB)", "memory_usage_percentage": "memory %",
+               "utilization_percentage": "utilization %"}
+
+
+def _peak_label(key: str) -> str:
+    short = key.split("/")[-1]
+    node = "/".join(key.split("/")[1:-1])  # DDP node id, if any
+    gpu = _GPU_PEAK.match(short)
+    if short in _PEAK_LABELS:
+        label = _PEAK_LABELS[short]
+    elif gpu:
+        label = f"GPU {gpu[1]} {_GPU_LABELS[gpu[2]]}"
+    else:
+        return key.removeprefix("system/")
+    return f"{node} {label}".strip()
+
+
+def _peak_rank(key: str) -> tuple[int, str]:
+    short = key.split("/")[-1]
+    order = ["cpu_utilization_percentage", "process_rss_megabytes", "system_memory_usage_megabytes"]
+    if short in order:
+        return order.index(short), key
+    return (3 if "gpu" in short and "memory" in short else 4), key
+
+
+def _num(x: Any) -> float:
+    try:
+        value = float(x)
+    except (TypeError, ValueError):
+        return float("-inf")
+    return value if not math.isnan(value) else float("-inf")
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "n/a"
+    if isinstance(x, (int, float)):
+        if math.isfinite(x) and 1e4 <= abs(x) < 1e12:
+            return f"{x:,.0f}"
+        return f"{x:.4g}"
+    return bk.escape(x)
+
+
+def _signed(x: Any) -> str:
+    return f"{x:+.4g}" if isinstance(x, (int, float)) else _fmt(x)
+
+
+def _duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds or 0)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h {m:02d}m {s:02d}s" if h else (f"{m}m {s:02d}s" if m else f"{s}s")

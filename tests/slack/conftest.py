@@ -1,0 +1,68 @@
+"""Fixtures for the Slack tests: a running loopback Slack stub and env configs for it."""
+
+from __future__ import annotations
+
+import pytest
+
+from slack_stub import SlackStub
+
+
+@pytest.fixture
+def stub(monkeypatch):
+    for var in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):  # the stub is on loopback
+        monkeypatch.delenv(var, raising=False)
+    with SlackStub() as s:
+        yield s
+
+
+@pytest.fixture
+def webhook_env(stub, monkeypatch):
+    """Incoming-webhook mode pointed at the stub."""
+    monkeypatch.setenv("SLACK_WEBHOOK_URL", stub.webhook_url)
+    return stub
+
+
+@pytest.fixture
+def bot_env(stub, monkeypatch, mlflow_db):
+    """Bot-token mode (threads) pointed at the stub's Web API."""
+    monkeypatch.setenv("SLACK_BOT_TOKEN", stub.token)
+    monkeypatch.setenv("SLACK_CHANNEL", "#ml-alerts")
+    monkeypatch.setenv("SLACK_API_URL", stub.api_url)
+    return stub
+
+
+@pytest.fixture(scope="session")
+def _migrated_db(tmp_path_factory):
+    """One sqlite MLflow DB with its schema created once (creating it costs seconds)."""
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    path = tmp_path_factory.mktemp("template") / "mlflow.db"
+    MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
+    MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_registered_models()
+    mlflow.set_tracking_uri(None)
+    return path
+
+
+@pytest.fixture
+def mlflow_db(_migrated_db, tmp_path):
+    """A private copy of the pre-migrated DB for each test (same isolation, no schema cost)."""
+    import shutil
+
+    import mlflow
+
+    path = tmp_path / "slack_mlflow.db"
+    shutil.copy(_migrated_db, path)
+    mlflow.set_tracking_uri(f"sqlite:///{path}")
+    mlflow.set_registry_uri(f"sqlite:///{path}")
+
+
+@pytest.fixture(autouse=True)
+def _fresh_notifier():
+    from mlflow_monitor.integrations import slack
+
+    slack.disable(timeout=1.0)
+    slack._logged_off = False
+    yield
+    slack.disable(timeout=1.0)
+    slack._logged_off = False
