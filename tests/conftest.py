@@ -36,7 +36,7 @@ def _isolated_state(tmp_path, monkeypatch, _migrated_template_db):
 
     home = tmp_path / "monitor_home"
     monkeypatch.setenv("MLFLOW_MONITOR_HOME", str(home))
-    for var in ("SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_CHANNEL", "MLFLOW_UI_URL",
+    for var in ("SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_CHANNEL", "SLACK_API_URL", "MLFLOW_UI_URL",
                 "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID"):
         monkeypatch.delenv(var, raising=False)
     db = tmp_path / "mlflow.db"

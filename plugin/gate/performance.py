@@ -1,0 +1,166 @@
+"""Model performance on the current data, and predictions from a registered model.
+
+The numbers match what Evidently's ClassificationPreset / RegressionPreset show for the
+same frame: binary precision/recall/F1 for the positive label (``1`` or ``True`` when
+present, else the larger label), macro averages for multiclass; RMSE, MAE, R2 and mean
+error (``mean(prediction - target)``) for regression.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["PredictionError", "compute_performance", "predict_frame", "score_predictions"]
+
+
+class PredictionError(RuntimeError):
+    """The model could not be loaded, or failed to predict on the current data."""
+
+
+def compute_performance(
+    frame: pd.DataFrame,
+    *,
+    task: str,
+    target: str,
+    prediction: str,
+    proba: Optional[Union[str, Sequence[str]]] = None,
+) -> dict[str, float]:
+    """Performance metrics of ``frame[prediction]`` against ``frame[target]``.
+
+    classification: ``accuracy``, ``precision``, ``recall``, ``f1`` and, when ``proba``
+    names the positive-class probability column (binary) or one column per class label,
+    ``roc_auc``. regression: ``rmse``, ``mae``, ``r2``, ``mean_error``. Rows whose target
+    or prediction is missing are dropped; raises ``ValueError`` when none remain.
+    """
+    if task not in ("classification", "regression"):
+        raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+    for role, col in (("target", target), ("prediction", prediction)):
+        if col not in frame.columns:
+            raise ValueError(
+                f"{role} column {col!r} is not in the data; columns: {list(frame.columns)}"
+            )
+    proba_cols = [proba] if isinstance(proba, str) else list(proba or [])
+    missing = [c for c in proba_cols if c not in frame.columns]
+    if missing:
+        raise ValueError(f"probability columns {missing} are not in the data; columns: {list(frame.columns)}")
+    data = frame[[target, prediction, *proba_cols]].dropna(subset=[target, prediction])
+    if data.empty:
+        raise ValueError(
+            f"no rows with both target {target!r} and prediction {prediction!r} "
+            f"(of {len(frame)} rows)"
+        )
+    return score_predictions(task, data[target], data[prediction],
+                             proba=data[proba_cols] if proba_cols else None)
+
+
+def score_predictions(
+    task: str, y_true: Any, y_pred: Any, *, proba: Optional[pd.DataFrame] = None
+) -> dict[str, float]:
+    """The metrics of :func:`compute_performance` from aligned label/prediction arrays
+    (no missing values). ``proba``: one column (positive class) or one per class label."""
+    y, p = pd.Series(np.asarray(y_true)), pd.Series(np.asarray(y_pred))
+    if len(y) != len(p):
+        raise ValueError(f"y_true has {len(y)} values but y_pred has {len(p)}")
+    if len(y) == 0:
+        raise ValueError("no labelled rows to score")
+    if task == "regression":
+        return _regression(y, p)
+    if task == "classification":
+        return _classification(y, p, None if proba is None else proba.reset_index(drop=True))
+    raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
+
+
+def predict_frame(model_uri: str, frame: pd.DataFrame, feature_columns: Sequence[str]) -> pd.Series:
+    """Predictions of the pyfunc model at ``model_uri`` on ``frame[feature_columns]``.
+
+    A 2-D output keeps its first column. Raises :class:`PredictionError` naming the model
+    and the reason when loading or predicting fails.
+    """
+    import mlflow
+
+    missing = [c for c in feature_columns if c not in frame.columns]
+    if missing:
+        raise PredictionError(
+            f"cannot predict with model '{model_uri}': feature columns {missing} are missing "
+            f"from the current data; columns: {list(frame.columns)}"
+        )
+    try:
+        model = mlflow.pyfunc.load_model(model_uri)
+    except Exception as exc:
+        raise PredictionError(f"cannot load model '{model_uri}': {_reason(exc)}") from exc
+    try:
+        out = model.predict(frame[list(feature_columns)])
+    except Exception as exc:
+        raise PredictionError(f"model '{model_uri}' failed to predict: {_reason(exc)}") from exc
+    if isinstance(out, pd.DataFrame):
+        out = out.iloc[:, 0]
+    arr = np.asarray(out)
+    if arr.ndim > 1:
+        arr = arr[:, 0]
+    if len(arr) != len(frame):
+        raise PredictionError(
+            f"model '{model_uri}' returned {len(arr)} predictions for {len(frame)} rows"
+        )
+    return pd.Series(arr, index=frame.index, name="prediction")
+
+
+# -- helpers ---------------------------------------------------------------------------
+def _regression(y: pd.Series, p: pd.Series) -> dict[str, float]:
+    from sklearn.metrics import mean_absolute_error, mean_squared_error, r2_score
+
+    y_arr, p_arr = y.to_numpy(dtype=float), p.to_numpy(dtype=float)
+    return {
+        "rmse": float(np.sqrt(mean_squared_error(y_arr, p_arr))),
+        "mae": float(mean_absolute_error(y_arr, p_arr)),
+        "r2": float(r2_score(y_arr, p_arr)) if len(y_arr) > 1 else float("nan"),
+        "mean_error": float(np.mean(p_arr - y_arr)),
+    }
+
+
+def _classification(y: pd.Series, p: pd.Series, probas: Optional[pd.DataFrame]) -> dict[str, float]:
+    from sklearn.metrics import accuracy_score, precision_recall_fscore_support, roc_auc_score
+
+    labels = sorted(set(y.tolist()) | set(p.tolist()), key=str)
+    out = {"accuracy": float(accuracy_score(y, p))}
+    if len(labels) <= 2:
+        pos = _positive_label(labels)
+        prec, rec, f1, _ = precision_recall_fscore_support(
+            y, p, average="binary", pos_label=pos, zero_division=0
+        )
+    else:
+        prec, rec, f1, _ = precision_recall_fscore_support(y, p, average="macro", zero_division=0)
+    out.update(precision=float(prec), recall=float(rec), f1=float(f1))
+    if probas is not None and y.nunique() > 1:
+        try:
+            if probas.shape[1] == 1:
+                pos = _positive_label(labels)
+                out["roc_auc"] = float(roc_auc_score((y == pos).astype(int), probas.iloc[:, 0]))
+            else:
+                classes = [_label_like(c, y) for c in probas.columns]
+                out["roc_auc"] = float(roc_auc_score(y, probas.to_numpy(), multi_class="ovr",
+                                                     average="macro", labels=classes))
+        except ValueError as exc:
+            raise ValueError(f"cannot compute roc_auc from {list(probas.columns)}: {exc}") from exc
+    return out
+
+
+def _positive_label(labels: list[Any]) -> Any:
+    for candidate in (1, True, "1"):
+        if candidate in labels:
+            return candidate
+    return labels[-1]
+
+
+def _label_like(column: str, y: pd.Series) -> Any:
+    """Map a probability column name back to a label of ``y`` (``"1"`` -> ``1``)."""
+    for value in pd.unique(y):
+        if str(value) == str(column):
+            return value
+    raise ValueError(f"probability column {column!r} matches no label of the target {sorted(map(str, pd.unique(y)))}")
+
+
+def _reason(exc: BaseException) -> str:
+    return getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"

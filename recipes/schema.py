@@ -1,0 +1,242 @@
+"""The recipe schema: a pydantic model of the YAML a registered model is gated with.
+
+See ``docs/recipes.md`` for the format with a full example. Construct recipes with
+:func:`mlflow_monitor.recipes.load_recipe`, which turns validation errors into a
+:class:`~mlflow_monitor.recipes.RecipeError` listing the YAML path of each problem.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+from mlflow_monitor.gate.rules import RuleSpec
+
+Task = Literal["classification", "regression", "drift"]
+
+#: Evidently 0.7 presets a recipe may name.
+PRESETS = ("DataDriftPreset", "DataSummaryPreset", "ClassificationPreset", "RegressionPreset")
+_PERFORMANCE_PRESETS = {"ClassificationPreset": "classification", "RegressionPreset": "regression"}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Columns(_Strict):
+    """Column roles. ``numerical``/``categorical`` default to inference from the
+    reference dtypes (numbers are numerical; strings, categories and bools categorical),
+    leaving out the target, prediction, probability and ``exclude`` columns."""
+
+    target: Optional[str] = None
+    prediction: Optional[str] = None
+    #: positive-class probability column (binary) or one column per class label
+    prediction_proba: Optional[list[str]] = None
+    numerical: Optional[list[str]] = None
+    categorical: Optional[list[str]] = None
+    #: columns rules like ``{no_drift_in: [...]}`` usually name; reported first
+    key_columns: list[str] = Field(default_factory=list)
+    #: ids, timestamps and other columns never checked for drift
+    exclude: list[str] = Field(default_factory=list)
+
+    @field_validator("prediction_proba", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        return [v] if isinstance(v, str) else v
+
+    @property
+    def features(self) -> Optional[list[str]]:
+        """Declared feature columns (numerical + categorical), or ``None`` to infer."""
+        if self.numerical is None and self.categorical is None:
+            return None
+        return [*(self.numerical or []), *(self.categorical or [])]
+
+
+class CurrentData(_Strict):
+    """Where the current data comes from: exactly one of
+
+    - ``path``: a local path or any URI MLflow can download (``runs:/``, ``models:/``,
+      ``s3://``, ``mlflow-artifacts:/`` ...). ``{run_id}`` is replaced by the candidate's
+      source run id. Format from the suffix (csv, parquet, json, jsonl) or ``format``.
+    - ``dataset``: the context of a dataset input logged on the candidate's run, e.g.
+      ``evaluation`` (``mlflow.log_input(ds, context="evaluation")``); its source must be
+      loadable (a file or artifact URI).
+    """
+
+    path: Optional[str] = None
+    dataset: Optional[str] = None
+    format: Literal["auto", "csv", "parquet", "json", "jsonl"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, v: Any) -> Any:
+        return {"path": v} if isinstance(v, str) else v
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "CurrentData":
+        if (self.path is None) == (self.dataset is None):
+            raise ValueError("expected exactly one of 'path' or 'dataset'")
+        return self
+
+
+class Triggers(_Strict):
+    """Which promotions run the gate."""
+
+    aliases: list[str] = Field(default_factory=lambda: ["champion"])
+    stages: list[str] = Field(default_factory=lambda: ["Production"])
+    new_versions: bool = False
+
+    def matches_alias(self, alias: str) -> bool:
+        return alias in self.aliases or "*" in self.aliases
+
+    def matches_stage(self, stage: str) -> bool:
+        wanted = {s.lower() for s in self.stages}
+        return stage.lower() in wanted or "*" in wanted
+
+
+class ReportSettings(_Strict):
+    """The HTML report is built from at most ``sample_size`` rows of each frame,
+    sampled with ``seed`` (the verdict always uses all rows)."""
+
+    sample_size: int = Field(default=50_000, gt=0)
+    seed: int = 0
+
+
+class Recipe(_Strict):
+    """A validated monitoring recipe. Fields:
+
+    - ``name``: free text, shown in reports.
+    - ``task``: ``classification`` | ``regression`` | ``drift`` (unlabeled).
+    - ``columns``: :class:`Columns`.
+    - ``current``: :class:`CurrentData` (required).
+    - ``presets``: Evidently 0.7 preset names for the report (default per task).
+    - ``metrics``: extra Evidently metrics, each ``Name`` or ``{Name: {arg: value}}``.
+    - ``rules``: :class:`~mlflow_monitor.gate.rules.RuleSpec` list.
+    - ``triggers``: :class:`Triggers`.
+    - ``on_error``: ``block`` (default: an error in the gate blocks the promotion) or
+      ``allow`` (let it through, recording the error).
+    - ``notify``: free-form settings for notifications (``channel``, ``webhook_env``...).
+    - ``report``: :class:`ReportSettings`.
+    """
+
+    name: Optional[str] = None
+    task: Task
+    columns: Columns = Field(default_factory=Columns)
+    current: CurrentData
+    presets: Optional[list[str]] = None
+    metrics: list[Any] = Field(default_factory=list)
+    rules: list[RuleSpec] = Field(default_factory=list)
+    triggers: Triggers = Field(default_factory=Triggers)
+    on_error: Literal["block", "allow"] = "block"
+    notify: dict[str, Any] = Field(default_factory=dict)
+    report: ReportSettings = Field(default_factory=ReportSettings)
+
+    @field_validator("presets")
+    @classmethod
+    def _known_presets(cls, v: Optional[list[str]]) -> Optional[list[str]]:
+        for p in v or []:
+            if p not in PRESETS:
+                raise ValueError(f"unknown preset {p!r}; expected one of {', '.join(PRESETS)}")
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _known_metrics(cls, v: list[Any]) -> list[Any]:
+        for item in v:
+            _evidently_metric_spec(item)  # raises ValueError naming the problem
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Recipe":
+        problems: list[str] = []
+        for i, rule in enumerate(self.rules):
+            for sub, msg in rule.problems(self.task, self.columns.target):
+                problems.append(f"rules[{i}].{sub}: {msg}")
+        for i, preset in enumerate(self.presets or []):
+            needs = _PERFORMANCE_PRESETS.get(preset)
+            if needs and needs != self.task:
+                problems.append(f"presets[{i}]: {preset} needs task {needs!r}, got {self.task!r}")
+            elif needs and not self.columns.target:
+                problems.append(f"presets[{i}]: {preset} needs columns.target")
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    @field_serializer("rules")
+    def _rules_yaml(self, rules: list[RuleSpec]) -> list[Any]:
+        return [r.to_yaml_value() for r in rules]
+
+    # -- derived -----------------------------------------------------------------
+    @property
+    def effective_presets(self) -> list[str]:
+        """``presets`` if given, else the task's default."""
+        if self.presets is not None:
+            return list(self.presets)
+        if self.task == "classification" and self.columns.target:
+            return ["DataDriftPreset", "ClassificationPreset"]
+        if self.task == "regression" and self.columns.target:
+            return ["DataDriftPreset", "RegressionPreset"]
+        return ["DataDriftPreset"]
+
+    @property
+    def needs_performance(self) -> bool:
+        """True when a rule or preset needs target/prediction metrics."""
+        if any(p in _PERFORMANCE_PRESETS for p in self.effective_presets):
+            return True
+        return any(r.metric is not None and r.metric not in ("drift_share", "n_drifted")
+                   for r in self.rules)
+
+    @property
+    def needs_champion(self) -> bool:
+        """True when a rule compares the candidate with the alias/stage holder."""
+        return any(r.kind == "champion" for r in self.rules)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Canonical plain-data form (what :meth:`to_yaml` writes)."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    def to_yaml(self) -> str:
+        """Canonical YAML; ``load_recipe(r.to_yaml()) == r``."""
+        return yaml.safe_dump(self.to_dict(), sort_keys=False)
+
+    @property
+    def sha256(self) -> str:
+        """Stable hash of the canonical form (key order and formatting do not matter)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+def _evidently_metric_spec(item: Any) -> tuple[str, dict[str, Any]]:
+    """``"RowCount"`` or ``{"ValueDrift": {"column": "age"}}`` -> (name, kwargs)."""
+    if isinstance(item, str):
+        name, kwargs = item, {}
+    elif isinstance(item, dict) and len(item) == 1:
+        name, kwargs = next(iter(item.items()))
+        kwargs = kwargs or {}
+        if not isinstance(kwargs, dict):
+            raise ValueError(f"arguments of metric {name!r} must be a mapping, got {kwargs!r}")
+    else:
+        raise ValueError(f"expected a metric name or {{Name: {{args}}}}, got {item!r}")
+    import evidently.metrics as em
+
+    cls = getattr(em, str(name), None)
+    if not isinstance(name, str) or name.startswith("_") or not isinstance(cls, type):
+        raise ValueError(f"unknown Evidently metric {name!r} (see evidently.metrics)")
+    try:
+        cls(**kwargs)
+    except Exception as exc:  # evidently validates its own arguments (pydantic)
+        first = str(exc).strip().splitlines()
+        raise ValueError(f"invalid arguments for Evidently metric {name} {kwargs!r}: "
+                         f"{' '.join(first[:3])}") from None
+    return str(name), dict(kwargs)

@@ -1,0 +1,197 @@
+"""Recipe schema and loader: built-ins, YAML paths in errors, round trips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mlflow_monitor.recipes import BUILTIN_RECIPES, RECIPE_TAG, Recipe, RecipeError, load_recipe
+
+VALID = """
+name: churn
+task: classification
+columns:
+  target: churned
+  prediction: predicted
+  key_columns: [age, income]
+current:
+  path: runs:/{run_id}/eval/current.parquet
+rules:
+  - drift_share < 0.3
+  - accuracy >= 0.85
+  - {metric: f1, op: ">=", threshold: 0.8}
+  - {metric: accuracy, max_drop_vs_champion: 0.01}
+  - {no_drift_in: [age, income]}
+triggers: {aliases: [champion], stages: [Production], new_versions: true}
+on_error: allow
+notify: {channel: "#ml-alerts"}
+report: {sample_size: 1000, seed: 7}
+"""
+
+
+def _errors(source) -> list[str]:
+    with pytest.raises(RecipeError) as info:
+        load_recipe(source)
+    return info.value.errors
+
+
+@pytest.mark.parametrize("name", BUILTIN_RECIPES)
+def test_builtin_recipe_loads_and_round_trips_through_yaml(name):
+    recipe = load_recipe(name)
+    assert recipe.task == name
+    assert recipe.rules, "a built-in recipe without rules would gate nothing"
+    again = load_recipe(recipe.to_yaml())
+    assert again == recipe
+    assert again.sha256 == recipe.sha256
+
+
+def test_recipe_tag_key_is_documented_contract():
+    assert RECIPE_TAG == "mlflow_monitor.recipe"
+
+
+def test_full_recipe_parses_every_rule_form():
+    recipe = load_recipe(VALID)
+    assert [r.text for r in recipe.rules] == [
+        "drift_share < 0.3",
+        "accuracy >= 0.85",
+        "f1 >= 0.8",
+        "accuracy >= champion - 0.01",
+        "no drift in age, income",
+    ]
+    assert [r.kind for r in recipe.rules] == ["threshold"] * 3 + ["champion", "no_drift_in"]
+    assert recipe.current.path == "runs:/{run_id}/eval/current.parquet"
+    assert recipe.triggers.matches_alias("champion") and not recipe.triggers.matches_alias("staging")
+    assert recipe.triggers.matches_stage("production")
+    assert recipe.on_error == "allow"
+    assert recipe.notify == {"channel": "#ml-alerts"}
+    assert recipe.needs_performance and recipe.needs_champion
+    assert recipe.effective_presets == ["DataDriftPreset", "ClassificationPreset"]
+
+
+def test_sha256_ignores_key_order_and_yaml_formatting():
+    a = load_recipe({"task": "drift", "current": {"dataset": "evaluation"}, "rules": ["drift_share < 0.3"]})
+    b = load_recipe("rules: ['drift_share   <   0.30']\ncurrent: {dataset: evaluation}\ntask: drift\n")
+    c = load_recipe({"task": "drift", "current": {"dataset": "evaluation"}, "rules": ["drift_share < 0.4"]})
+    assert a.sha256 == b.sha256
+    assert a.sha256 != c.sha256
+
+
+def test_non_numeric_threshold_error_names_its_yaml_path():
+    errors = _errors(VALID.replace('threshold: 0.8}', 'threshold: high}'))
+    assert "rules[2].threshold: expected a number, got 'high'" in errors
+
+
+def test_unknown_rule_metric_is_rejected_with_its_path():
+    errors = _errors(VALID.replace("accuracy >= 0.85", "acuracy >= 0.85"))
+    assert len(errors) == 1
+    assert errors[0].startswith("rules[1].metric: unknown metric 'acuracy'; expected one of")
+
+
+def test_metric_not_computed_for_the_task_is_rejected():
+    errors = _errors({"task": "regression", "columns": {"target": "y"}, "current": "x.csv",
+                      "rules": ["accuracy >= 0.9"]})
+    assert errors == ["rules[0].metric: metric 'accuracy' is not computed for task 'regression'; "
+                      "expected one of drift_share, n_drifted, rmse, mae, r2, mean_error"]
+
+
+def test_performance_rule_without_target_column_is_rejected():
+    errors = _errors({"task": "classification", "current": "x.csv", "rules": ["accuracy >= 0.9"]})
+    assert errors == ["rules[0].metric: metric 'accuracy' needs a target column; set columns.target"]
+
+
+def test_champion_drop_on_lower_is_better_metric_points_to_rise():
+    errors = _errors({"task": "regression", "columns": {"target": "y"}, "current": "x.csv",
+                      "rules": [{"metric": "rmse", "max_drop_vs_champion": 0.1}]})
+    assert errors == ["rules[0].max_drop_vs_champion: 'rmse' is lower-is-better; use max_rise_vs_champion"]
+
+
+def test_every_error_is_listed_with_its_path_at_once():
+    bad = VALID.replace("on_error: allow", "on_error: maybe").replace("target: churned", "targt: churned")
+    bad = bad.replace("drift_share < 0.3", "drift_share ~ 0.3").replace("accuracy >= 0.85", "acuracy > 1")
+    errors = _errors(bad)
+    assert "on_error: expected 'block' or 'allow', got 'maybe'" in errors
+    assert "columns.targt: unknown field (value 'churned')" in errors
+    assert any(e.startswith("rules[0]: expected 'metric op number'") for e in errors)
+    assert any(e.startswith("rules[1].metric: unknown metric 'acuracy'") for e in errors)
+
+
+def test_missing_current_source_is_required():
+    assert _errors({"task": "drift"}) == ["current: required field is missing"]
+
+
+def test_current_needs_exactly_one_of_path_or_dataset():
+    errors = _errors({"task": "drift", "current": {"path": "a.csv", "dataset": "evaluation"}})
+    assert errors == ["current: expected exactly one of 'path' or 'dataset'"]
+
+
+def test_rule_with_two_forms_is_rejected():
+    errors = _errors({"task": "drift", "current": "a.csv",
+                      "rules": [{"metric": "drift_share", "op": "<", "threshold": 0.3, "no_drift_in": ["a"]}]})
+    assert len(errors) == 1 and errors[0].startswith("rules[0]: expected exactly one rule form")
+
+
+def test_performance_preset_needs_matching_task():
+    errors = _errors({"task": "drift", "current": "a.csv", "presets": ["RegressionPreset", "Nope"]})
+    assert errors == ["presets: unknown preset 'Nope'; expected one of DataDriftPreset, "
+                      "DataSummaryPreset, ClassificationPreset, RegressionPreset"]
+    errors = _errors({"task": "drift", "current": "a.csv", "presets": ["RegressionPreset"]})
+    assert errors == ["presets[0]: RegressionPreset needs task 'regression', got 'drift'"]
+
+
+def test_yaml_syntax_error_reports_line_and_column():
+    errors = _errors("task: drift\nrules: [drift_share < 0.3\n")
+    assert len(errors) == 1 and errors[0].startswith("line 3, column 1: YAML syntax error")
+
+
+def test_unreadable_recipe_file_gives_clear_error(tmp_path):
+    missing = tmp_path / "nope.yaml"
+    errors = _errors(missing)
+    assert errors == [f"cannot read recipe file '{missing}': No such file or directory"]
+    assert _errors(str(missing)) == errors
+
+
+def test_misspelled_builtin_name_lists_the_builtins():
+    (error,) = _errors("classifcation")
+    assert "got str 'classifcation'" in error
+    assert "classification, regression, drift" in error
+
+
+def test_recipe_loads_from_file_path_string_and_path(tmp_path):
+    path = tmp_path / "recipe.yaml"
+    path.write_text(VALID, encoding="utf-8")
+    assert load_recipe(path) == load_recipe(str(path)) == load_recipe(VALID)
+    assert isinstance(load_recipe(path), Recipe)
+
+
+def test_recipe_error_message_lists_source_and_paths():
+    with pytest.raises(RecipeError) as info:
+        load_recipe(VALID.replace("threshold: 0.8}", "threshold: high}"))
+    text = str(info.value)
+    assert text.startswith("invalid recipe (YAML text):")
+    assert "  - rules[2].threshold: expected a number, got 'high'" in text
+    assert isinstance(info.value, ValueError)
+
+
+def test_builtin_yaml_files_ship_in_the_package():
+    import mlflow_monitor.recipes as pkg
+
+    folder = Path(pkg.__file__).parent / "builtin"
+    assert sorted(p.stem for p in folder.glob("*.yaml")) == sorted(BUILTIN_RECIPES)
+
+
+def test_full_example_in_the_docs_is_a_valid_recipe():
+    import re
+
+    doc = (Path(__file__).parents[2] / "docs" / "recipes.md").read_text(encoding="utf-8")
+    example = re.search(r"## A full example\n\n```yaml\n(.*?)```", doc, re.S).group(1)
+    recipe = load_recipe(example)
+    assert recipe.name == "churn" and len(recipe.rules) == 5
+    assert recipe.metrics == ["RowCount", {"ValueDrift": {"column": "income"}}]
+
+
+def test_unknown_evidently_metric_and_bad_arguments_are_rejected():
+    errors = _errors({"task": "drift", "current": "a.csv", "metrics": ["NoSuchMetric"]})
+    assert errors == ["metrics: unknown Evidently metric 'NoSuchMetric' (see evidently.metrics)"]
+    errors = _errors({"task": "drift", "current": "a.csv", "metrics": [{"ValueDrift": {"colum": "x"}}]})
+    assert len(errors) == 1 and errors[0].startswith("metrics: invalid arguments for Evidently metric ValueDrift")
