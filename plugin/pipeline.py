@@ -1,5 +1,5 @@
 """The metrics pipeline: a hot-path buffer on the caller's thread, a background flusher
-that batches into ``log_batch``, and an on-disk spool for when the store is down.
+that batches into ``log_batch``, and an on-disk spool for when a store is down.
 
 Training thread: :meth:`MetricsPipeline.append` is one ``deque.append`` of a tuple --
 no I/O, no lock, no device sync (tensors stay tensors until the flusher reads them).
@@ -7,17 +7,17 @@ no I/O, no lock, no device sync (tensors stay tensors until the flusher reads th
 Flusher thread, every ``flush_interval_s`` or on demand:
   1. drain the buffer; turn tensors into floats (one stacked copy per device);
   2. tell observers (health rules, run stats) about each point;
-  3. send ``log_batch`` requests of at most 1000 metrics per run, in order;
-  4. on a transient failure (server down, network, database locked) write the points to
-     the spool and switch to *spool mode*: every later point goes to the spool behind
-     them, and the spool is replayed, in order, with backoff until the store answers;
-  5. points the store rejects outright (invalid key, deleted run) are isolated by
-     bisection and written to ``rejected.jsonl`` with a warning naming it.
+  3. hand each store's points to its :class:`~mlflow_monitor.metric_destination.Destination`,
+     which sends ``log_batch`` requests of at most 1000 metrics per run, in order, and on
+     a transient failure (server down, network, database locked) spools them on disk and
+     replays the spool, in order, with backoff, before any newer point of that store;
+  4. points a store rejects outright (invalid key, deleted run) are isolated and written to
+     ``rejected.jsonl`` with a warning naming it.
 
-Memory is bounded: if the buffer grows past ``max_buffered_points`` while the store is
-slow, the flusher spills it to the spool instead of holding it in RAM.
-At exit, everything is flushed with a bounded wait; what is still undelivered stays in
-the spool (replayed by the next process that starts a pipeline) and a warning names it.
+Memory is bounded: if the buffer grows past ``max_buffered_points`` while a store is
+slow, the flusher spills it to the spool instead of holding it in RAM. At exit,
+everything is flushed with a bounded wait; what is still undelivered stays in the spool
+(replayed by the next process that starts a pipeline) and a warning names the file.
 """
 
 from __future__ import annotations
@@ -33,10 +33,9 @@ import threading
 import time
 from typing import Any, Callable, Mapping, Optional
 
-from mlflow.entities import Metric
 from mlflow.tracking import fluent as _fluent
 
-from mlflow_monitor.metric_sender import MAX_METRICS_PER_BATCH, MetricSender, is_permanent
+from mlflow_monitor.metric_destination import Destination
 from mlflow_monitor.paths import monitor_home
 from mlflow_monitor.spool import Spool
 
@@ -44,7 +43,8 @@ _logger = logging.getLogger(__name__)
 
 Observer = Callable[[str, str, float, int, int], None]
 
-_DICT = None  # marker in the "key" slot: the value slot holds a dict of key -> value
+_DICT = None  # in the "key" slot: the value slot holds a dict of key -> value
+_MARK = object()  # in the "key" slot: a flush marker; the value slot holds a threading.Event
 
 
 class MetricsPipeline:
@@ -64,31 +64,31 @@ class MetricsPipeline:
         self._buffer: collections.deque = collections.deque()
         self._push = self._buffer.append  # the hot path
         self._observers: list[Observer] = []
-        self._senders: dict[str, MetricSender] = {}
-        self._spools: dict[str, Spool] = {}  # tracking URI -> this process's spool
-        self._orphans: list[Spool] = []  # spools left by earlier processes
+        self._destinations: dict[str, Destination] = {}
         self._run_uris: dict[str, str] = {}
+        self._unsent: list[tuple[str, list[tuple]]] = []  # points a failed cycle could not place
         self._wake = threading.Event()
-        self._idle = threading.Event()
         self._stop = False
-        self._io_lock = threading.Lock()  # one delivery cycle at a time (flusher vs close)
-        self._retry_at = 0.0
-        self._retry_interval = 0.5
-        self._outage = False
-        self.delivered = 0  # points acknowledged by a store (for tests and benchmarks)
+        self._closed = False
+        self._io_lock = threading.Lock()  # the flusher's cycle vs close()
         self._thread = threading.Thread(target=self._run, name="mlflow-monitor-flusher", daemon=True)
         self._thread.start()
 
     # ------------------------------------------------------------------ hot path --
     def append(self, run_id: str, key: str, value: Any, step: int, ts_ms: Optional[int] = None) -> None:
         """Queue one point. ``value``: number or 0-dim tensor (read later, off-thread)."""
-        self._push((run_id, key, value, step, ts_ms if ts_ms is not None else _now()))
+        self._push((run_id, key, value, step, _now() if ts_ms is None else int(ts_ms)))
 
     def append_many(self, run_id: str, metrics: Mapping[str, Any], step: int, ts_ms: Optional[int] = None) -> None:
         """Queue several points sharing one step and timestamp (the dict is copied)."""
-        self._push((run_id, _DICT, dict(metrics), step, ts_ms if ts_ms is not None else _now()))
+        self._push((run_id, _DICT, dict(metrics), step, _now() if ts_ms is None else int(ts_ms)))
 
     # ------------------------------------------------------------------ control --
+    @property
+    def delivered(self) -> int:
+        """Points acknowledged by a store so far (for tests and benchmarks)."""
+        return sum(d.delivered for d in list(self._destinations.values()))
+
     def add_observer(self, fn: Observer) -> Callable[[], None]:
         """Call ``fn(run_id, key, value, step, ts_ms)`` for every point, on the flusher thread."""
         self._observers.append(fn)
@@ -99,202 +99,184 @@ class MetricsPipeline:
 
         return _remove
 
-    def flush(self, timeout: float = 10.0) -> bool:
-        """Wait until every point appended so far is in a store; False on timeout.
+    def bind_run(self, run_id: str, tracking_uri: str) -> None:
+        """Pin the store a run's points go to (default: the tracking URI when first seen)."""
+        self._run_uris[run_id] = tracking_uri
 
-        Points that cannot be delivered in time stay safe in the spool.
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every point appended before this call is in its store.
+
+        Returns False on timeout; points not delivered by then are safe in the spool.
         """
+        if self._closed or not self._thread.is_alive():
+            return not self._unsent and not self._own_backlog()
         deadline = time.monotonic() + timeout
-        while self._thread.is_alive():
-            self._retry_at = 0.0  # try the store now, even in spool mode
-            self._idle.clear()
+        marker = threading.Event()
+        self._push((None, _MARK, marker, 0, 0.0))  # FIFO: set once everything before it is handled
+        self._wake.set()
+        if not marker.wait(max(0.0, timeout)):
+            return False
+        while self._unsent or self._own_backlog():
+            if time.monotonic() >= deadline:
+                return False
+            for dest in list(self._destinations.values()):
+                dest.retry_now()
             self._wake.set()
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            if self._idle.wait(remaining) and not self._buffer and not self._spooled():
-                return True
-            if self._spooled():  # store still down: retry shortly until the deadline
-                time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
-        return not self._buffer and not self._spooled()
+            time.sleep(min(0.1, max(0.0, deadline - time.monotonic())))
+        return True
 
     def close(self, timeout: float = 10.0) -> bool:
         """Flush with a bounded wait, then stop. Undelivered points stay in the spool."""
-        if self._stop:
+        if self._closed:
             return True
         ok = self.flush(timeout)
         self._stop = True
         self._wake.set()
-        self._thread.join(timeout=max(1.0, self.request_timeout_s))
-        with self._io_lock:
-            if self._buffer:  # flusher stuck in a slow request: park the rest on disk
-                self._spool_points(self._drain(len(self._buffer)))
-            spools = list(self._spools.values()) + self._orphans
-            left = [(s.path, s.pending_points()) for s in spools if s.pending()]
-            for spool in spools:
-                spool.close()
+        self._thread.join(timeout=2.0)
+        left: list[tuple[str, int]] = []
+        if self._io_lock.acquire(timeout=2.0):
+            try:
+                self._closed = True
+                self._place(self._drain(len(self._buffer) + 1), spill_only=True)
+                for uri, points in self._unsent:
+                    self._spill(uri, points)
+                for dest in self._destinations.values():
+                    left += dest.close()
+            finally:
+                self._io_lock.release()
+        else:  # the flusher is stuck in a request: park what is left in fresh spool files
+            self._closed = True
+            left += self._park_without_lock()
         if left:
             _logger.warning(
                 "mlflow-monitor: %d metric point(s) could not be delivered before exit; they are "
                 "kept in %s and will be replayed by the next process that starts mlflow-monitor "
                 "logging (or call mlflow_monitor.pipeline.replay_spools()).",
-                sum(n for _, n in left), ", ".join(str(path) for path, _ in left),
+                sum(n for _, n in left), ", ".join(path for path, _ in left),
             )
         return ok and not left
 
     # ------------------------------------------------------------------ flusher --
     def _run(self) -> None:
-        self._adopt_orphans()
+        with self._io_lock:
+            self._adopt_orphans()
         while not self._stop:
             self._wake.wait(self.flush_interval_s)
             self._wake.clear()
             with self._io_lock:
+                if self._closed:
+                    return
                 try:
                     self._cycle()
                 except Exception:  # never let the flusher die
                     _logger.exception("mlflow-monitor: metrics flusher cycle failed")
-            if not self._buffer:
-                self._idle.set()
 
     def _cycle(self) -> None:
-        if self._spooled() and time.monotonic() >= self._retry_at:
-            self._replay()
+        if self._unsent:
+            unsent, self._unsent = self._unsent, []
+            for uri, points in unsent:
+                self._accept(uri, points)
+        self._replay_due()
         while self._buffer and not self._stop:
-            points = self._drain()
-            if self._spooled():
-                self._spool_points(points)
-                if time.monotonic() >= self._retry_at:
-                    self._replay()
-                continue
-            self._deliver(points)
+            self._place(self._drain(50_000))
+            self._replay_due()
 
-    def _drain(self, limit: int = 50_000) -> list[tuple]:
-        """Pop up to ``limit`` buffer entries and expand them to points (floats)."""
+    def _replay_due(self) -> None:
+        for dest in list(self._destinations.values()):
+            if dest.replay_due():
+                try:
+                    dest.replay(self._should_spill)
+                except Exception:
+                    _logger.exception("mlflow-monitor: replay to %s failed; retrying later", dest.uri)
+
+    def _drain(self, limit: int) -> list[tuple]:
         buf = self._buffer
-        entries = []
         pop = buf.popleft
-        n = min(len(buf), limit)
-        for _ in range(n):
-            entries.append(pop())
-        return _materialize(entries)
+        return [pop() for _ in range(min(len(buf), limit))]
 
-    def _deliver(self, points: list[tuple]) -> None:
+    def _place(self, entries: list[tuple], spill_only: bool = False) -> None:
+        """Deliver (or spool) drained entries in order; release flush markers as they pass."""
+        segment: list[tuple] = []
+        for entry in entries:
+            if entry[1] is _MARK:
+                self._place_segment(segment, spill_only)
+                segment = []
+                entry[2].set()
+            else:
+                segment.append(entry)
+        self._place_segment(segment, spill_only)
+
+    def _place_segment(self, entries: list[tuple], spill_only: bool) -> None:
+        if not entries:
+            return
+        points = _materialize(entries)
         self._notify(points)
-        for uri, per_run in self._group(points).items():
-            chunks = [(run_id, c) for run_id, run_points in per_run for c in _chunks(run_points)]
-            for i, (run_id, chunk) in enumerate(chunks):
-                if self._spooled() or len(self._buffer) > self.max_buffered_points:
-                    # store down, or slower than training: park the rest on disk, in order,
-                    # so RAM stays bounded and nothing is lost
-                    self._spool_points([p for _, c in chunks[i:] for p in c], notify=False)
-                    break
-                try:
-                    self._send(self._sender(uri), run_id, chunk)
-                except Exception as exc:  # transient: store down, network, database locked
-                    self._enter_spool_mode(exc)
-                    self._spool_points([p for _, c in chunks[i:] for p in c], notify=False)
-                    break
+        for uri, uri_points in self._group(points):
+            if spill_only:
+                self._spill(uri, uri_points)
+            else:
+                self._accept(uri, uri_points)
 
-    def _send(self, sender: MetricSender, run_id: str, points: list[tuple]) -> None:
-        """Send one chunk; isolate and park points the store rejects outright."""
-        metrics = [Metric(p[1], p[2], p[3], p[4]) for p in points]
+    def _accept(self, uri: str, points: list[tuple]) -> None:
         try:
-            sender.send(run_id, metrics)
-            self.delivered += len(points)
-        except Exception as exc:
-            if not is_permanent(exc):
-                raise
-            if len(points) == 1:
-                self._reject(points, exc)
-                return
-            mid = len(points) // 2
-            self._send(sender, run_id, points[:mid])
-            self._send(sender, run_id, points[mid:])
+            self._destination(uri).accept(points, self._should_spill)
+        except Exception:  # disk full, unexpected store error: keep the points, retry later
+            _logger.exception("mlflow-monitor: could not deliver or spool %d point(s); retrying", len(points))
+            self._unsent.append((uri, points))
 
-    def _replay(self) -> None:
-        """Send spooled points in order; stop at the first transient failure."""
-        for spool in list(self._spools.values()) + list(self._orphans):
-            sender = self._sender(spool.tracking_uri)
-            while spool.pending():
-                points, end = spool.read(MAX_METRICS_PER_BATCH)
-                try:
-                    for run_id, run_points in _group_runs(points):
-                        self._send(sender, run_id, run_points)
-                except Exception as exc:
-                    self._enter_spool_mode(exc)
-                    return
-                spool.commit(end)
-            if spool in self._orphans:
-                spool.close()
-                self._orphans.remove(spool)
-        if self._outage:
-            _logger.warning("mlflow-monitor: tracking store reachable again; spooled metrics replayed")
-        self._outage = False
-        self._retry_interval = 0.5
+    def _spill(self, uri: str, points: list[tuple]) -> None:
+        try:
+            self._destination(uri).spool_points(points)
+        except Exception:
+            _logger.exception("mlflow-monitor: could not spool %d point(s)", len(points))
+            self._unsent.append((uri, points))
+
+    def _should_spill(self) -> bool:
+        return self._stop or len(self._buffer) > self.max_buffered_points
+
+    def _park_without_lock(self) -> list[tuple[str, int]]:
+        entries = [e for e in self._drain(len(self._buffer) + 1) if e[1] is not _MARK]
+        left = []
+        for uri, uri_points in self._group(_materialize(entries)):
+            spool = Spool.create(uri)
+            spool.append(uri_points)
+            left.append((str(spool.path), len(uri_points)))
+            spool.close()
+        return left
 
     # ------------------------------------------------------------------ helpers --
-    def _spooled(self) -> bool:
-        return any(s.pending() for s in self._spools.values()) or bool(self._orphans)
+    def _own_backlog(self) -> bool:
+        return any(d.own_backlog() for d in list(self._destinations.values()))
 
-    def _enter_spool_mode(self, exc: BaseException) -> None:
-        if not self._outage:
-            self._outage = True
-            _logger.warning(
-                "mlflow-monitor: tracking store unavailable (%s: %s); spooling metrics to %s "
-                "and retrying in the background",
-                type(exc).__name__, str(exc)[:200], monitor_home() / "spool",
+    def _destination(self, uri: str) -> Destination:
+        dest = self._destinations.get(uri)
+        if dest is None:
+            dest = self._destinations[uri] = Destination(
+                uri, self._reject, self.request_timeout_s, self.max_retry_interval_s
             )
-        self._retry_at = time.monotonic() + self._retry_interval
-        self._retry_interval = min(self._retry_interval * 2, self.max_retry_interval_s)
-
-    def _spool_points(self, points: list[tuple], notify: bool = True) -> None:
-        """Append points (run_id, key, value, ts_ms, step) to the spool of their store."""
-        if not points:
-            return
-        if notify:
-            self._notify(points)
-        for uri, per_run in self._group(points).items():
-            spool = self._spools.get(uri)
-            if spool is None:
-                spool = self._spools[uri] = Spool.create(uri)
-            spool.append([p for _, run_points in per_run for p in run_points])
+        return dest
 
     def _notify(self, points: list[tuple]) -> None:
-        if not self._observers:
-            return
         for fn in list(self._observers):
             try:
                 for run_id, key, value, ts, step in points:
                     fn(run_id, key, value, step, ts)
             except Exception:
                 _logger.exception("mlflow-monitor: metric observer %r failed; removing it", fn)
-                self._observers.remove(fn)
+                if fn in self._observers:
+                    self._observers.remove(fn)
 
-    def _group(self, points: list[tuple]) -> dict[str, list[tuple[str, list[tuple]]]]:
-        """Group points by tracking URI, then by run (keeping order within a run)."""
-        out: dict[str, list[tuple[str, list[tuple]]]] = {}
-        for run_id, run_points in _group_runs(points):
-            uri = self._uri_for(run_id)
-            out.setdefault(uri, []).append((run_id, run_points))
-        return out
+    def _group(self, points: list[tuple]) -> list[tuple[str, list[tuple]]]:
+        """Group points by tracking URI, keeping their order."""
+        out: dict[str, list[tuple]] = {}
+        for p in points:
+            uri = self._run_uris.get(p[0])
+            if uri is None:
+                import mlflow
 
-    def _uri_for(self, run_id: str) -> str:
-        uri = self._run_uris.get(run_id)
-        if uri is None:
-            import mlflow
-
-            uri = self._run_uris[run_id] = mlflow.get_tracking_uri()
-        return uri
-
-    def bind_run(self, run_id: str, tracking_uri: str) -> None:
-        """Pin the store a run's points go to (default: the tracking URI when first seen)."""
-        self._run_uris[run_id] = tracking_uri
-
-    def _sender(self, uri: str) -> MetricSender:
-        sender = self._senders.get(uri)
-        if sender is None:
-            sender = self._senders[uri] = MetricSender(uri, timeout_s=self.request_timeout_s)
-        return sender
+                uri = self._run_uris[p[0]] = mlflow.get_tracking_uri()
+            out.setdefault(uri, []).append(p)
+        return list(out.items())
 
     def _reject(self, points: list[tuple], exc: BaseException) -> None:
         path = monitor_home() / "rejected.jsonl"
@@ -302,35 +284,27 @@ class MetricsPipeline:
             for p in points:
                 fh.write(json.dumps({"point": list(p), "error": str(exc)[:500]}) + "\n")
         _logger.warning(
-            "mlflow-monitor: the tracking store rejected metric %r of run %s (%s); the point is "
-            "kept in %s",
-            points[0][1], points[0][0], str(exc)[:200], path,
+            "mlflow-monitor: the tracking store rejected %d point(s) of run %s (first: %r): %s; "
+            "they are kept in %s",
+            len(points), points[0][0], points[0][1], str(exc)[:200], path,
         )
 
     def _adopt_orphans(self) -> None:
         try:
-            self._orphans = list(Spool.adopt_orphans())
+            orphans = list(Spool.adopt_orphans())
         except Exception:
             _logger.exception("mlflow-monitor: could not scan the spool directory")
-            self._orphans = []
-        if self._orphans:
-            _logger.info("mlflow-monitor: replaying %d spool file(s) left by an earlier process", len(self._orphans))
+            return
+        for spool in orphans:
+            self._destination(spool.tracking_uri).orphans.append(spool)
+        if orphans:
+            _logger.info("mlflow-monitor: replaying %d spool file(s) left by an earlier process", len(orphans))
 
-
-def _count(spools: list[Spool]) -> int:
-    return sum(s.pending_points() for s in spools)
-
-
-def _chunks(points: list[tuple], size: int = MAX_METRICS_PER_BATCH):
-    for i in range(0, len(points), size):
-        yield points[i : i + size]
-
-
-def _group_runs(points: list[tuple]) -> list[tuple[str, list[tuple]]]:
-    groups: dict[str, list[tuple]] = {}
-    for p in points:
-        groups.setdefault(p[0], []).append(p)
-    return list(groups.items())
+    def rescan_orphans(self) -> None:
+        """Adopt spool files whose process has gone since this pipeline started."""
+        with self._io_lock:
+            self._adopt_orphans()
+        self._wake.set()
 
 
 def _materialize(entries: list[tuple]) -> list[tuple]:
@@ -342,7 +316,7 @@ def _materialize(entries: list[tuple]) -> list[tuple]:
     points: list[list] = []
     tensors: dict[Any, list[int]] = {}
     for run_id, key, value, step, ts in entries:
-        ts_ms = int(ts * 1000) if isinstance(ts, float) else int(ts)
+        ts_ms = int(ts * 1000) if type(ts) is float else ts  # float: seconds (internal), int: ms
         step = int(step or 0)
         items = value.items() if key is _DICT else ((key, value),)
         for k, v in items:
@@ -366,13 +340,21 @@ def _read_tensors(points: list[list], by_device: dict[Any, list[int]]) -> None:
     import torch
 
     for idxs in by_device.values():
-        vals = [points[i][2].detach().reshape(()).float() for i in idxs]
         try:
+            vals = [points[i][2].detach().reshape(()).float() for i in idxs]
             floats = torch.stack(vals).cpu().tolist()
-        except Exception:
-            floats = [float(v) for v in vals]
+        except Exception:  # a non-scalar or odd tensor: read each on its own, NaN if unreadable
+            floats = [_tensor_float(points[i][2]) for i in idxs]
         for i, f in zip(idxs, floats):
             points[i][2] = f
+
+
+def _tensor_float(value: Any) -> float:
+    try:
+        return float(value.detach().reshape(()).float().cpu())
+    except Exception:
+        _logger.warning("mlflow-monitor: metric value %r is not a scalar; logged as NaN", type(value).__name__)
+        return math.nan
 
 
 # ---------------------------------------------------------------------- module API --
@@ -413,13 +395,26 @@ def reset_pipeline(timeout: float = 10.0) -> None:
 
 def replay_spools(timeout: float = 30.0) -> bool:
     """Deliver spool files left by earlier processes now; True when all are delivered."""
-    return get_pipeline().flush(timeout)
+    pipe = get_pipeline()
+    pipe.rescan_orphans()
+    deadline = time.monotonic() + timeout
+    ok = pipe.flush(timeout)
+    while any(d.backlog() for d in list(pipe._destinations.values())):
+        if time.monotonic() >= deadline:
+            return False
+        for d in list(pipe._destinations.values()):
+            d.retry_now()
+        pipe._wake.set()
+        time.sleep(0.1)
+    return ok
 
 
 @atexit.register
 def _close_at_exit() -> None:
-    if _pipeline is not None:
-        _pipeline.close(float(os.environ.get("MLFLOW_MONITOR_EXIT_FLUSH_TIMEOUT_S", "10")))
+    global _pipeline
+    p, _pipeline = _pipeline, None
+    if p is not None:
+        p.close(float(os.environ.get("MLFLOW_MONITOR_EXIT_FLUSH_TIMEOUT_S", "10")))
 
 
 # ---------------------------------------------------------------------- public API --
@@ -511,11 +506,24 @@ def _active_run_id() -> Optional[str]:
     cached = _run_cache
     if top is cached[0]:
         return cached[1]
-    _run_cache = (top, top.info.run_id)
-    return _run_cache[1]
+    run_id = top.info.run_id
+    _run_cache = (top, run_id)
+    _bind_current_uri(run_id)
+    return run_id
+
+
+def _bind_current_uri(run_id: str) -> None:
+    """Pin a run to the tracking URI in force when it was first logged to (once per run)."""
+    pipe = _pipeline or get_pipeline()
+    if run_id not in pipe._run_uris:
+        import mlflow
+
+        pipe.bind_run(run_id, mlflow.get_tracking_uri())
 
 
 def _start_run() -> str:
     import mlflow
 
-    return mlflow.start_run().info.run_id
+    run_id = mlflow.start_run().info.run_id
+    _bind_current_uri(run_id)
+    return run_id

@@ -6,6 +6,9 @@ The first line is a JSON header naming the tracking URI; every other line is one
 bytes were already delivered, so a replay resumes where the last one stopped and points
 are sent in the order they were written. The owning process holds an exclusive
 ``flock`` on the file; another process adopts (and replays) only files nobody holds.
+
+Only the flusher thread reads and writes a spool; :meth:`Spool.pending` reads two
+integers and is safe to call from any thread.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import fcntl
 import json
 import logging
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Iterator, Optional
@@ -29,21 +33,23 @@ _HEADER_KEY = "mlflow_monitor_spool"
 class Spool:
     """An append-only JSON-lines spool for one tracking URI, owned by this process."""
 
-    def __init__(self, path: Path, tracking_uri: str, _fh=None) -> None:
+    def __init__(self, path: Path, tracking_uri: str, _fh=None, created: float = 0.0) -> None:
         self.path = Path(path)
         self.tracking_uri = tracking_uri
+        self.created = created or time.time()
         self._offset_path = self.path.with_suffix(".offset")
         if _fh is None:
             _fh = open(self.path, "a+b")
             fcntl.flock(_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             if _fh.seek(0, os.SEEK_END) == 0:
-                header = {_HEADER_KEY: 1, "tracking_uri": tracking_uri, "pid": os.getpid()}
+                header = {_HEADER_KEY: 1, "tracking_uri": tracking_uri, "pid": os.getpid(), "created": self.created}
                 _fh.write((json.dumps(header) + "\n").encode())
                 _fh.flush()
         self._fh = _fh
         self._fh.seek(0)
         self._header_end = len(self._fh.readline())
-        self._read_offset = max(self._load_offset(), self._header_end)
+        self._end = self._drop_torn_tail()
+        self.read_offset = min(max(self._load_offset(), self._header_end), self._end)
 
     # -- creation / adoption ------------------------------------------------------
     @classmethod
@@ -53,9 +59,10 @@ class Spool:
 
     @classmethod
     def adopt_orphans(cls, directory: Optional[Path] = None) -> Iterator["Spool"]:
-        """Yield spools left behind by processes that are gone (their lock is free)."""
+        """Yield spools left behind by processes that are gone (their lock is free), oldest first."""
         directory = Path(directory) if directory else spool_dir()
-        for path in sorted(directory.glob("*.jsonl")):
+        found = []
+        for path in directory.glob("*.jsonl"):
             try:
                 fh = open(path, "a+b")
             except OSError:
@@ -73,52 +80,69 @@ class Spool:
                 _logger.warning("mlflow-monitor: ignoring unreadable spool file %s", path)
                 fh.close()
                 continue
-            yield cls(path, uri, _fh=fh)
+            found.append(cls(path, uri, _fh=fh, created=float(header.get("created") or path.stat().st_mtime)))
+        yield from sorted(found, key=lambda s: s.created)
 
     # -- writing ---------------------------------------------------------------------
     def append(self, points: list[Point]) -> None:
-        """Append points durably (flushed to the OS; fsync on close)."""
+        """Append points (flushed to the OS; fsync on close). All or nothing."""
         if not points:
             return
-        data = "".join(json.dumps(p, allow_nan=True) + "\n" for p in points).encode()
-        self._fh.seek(0, os.SEEK_END)
-        self._fh.write(data)
-        self._fh.flush()
+        data = "".join(json.dumps(list(p), allow_nan=True) + "\n" for p in points).encode()
+        try:
+            self._fh.write(data)
+            self._fh.flush()
+        except OSError:
+            try:  # never leave a torn line behind: cut back to the last whole point
+                self._fh.truncate(self._end)
+            except OSError:
+                pass
+            raise
+        self._end += len(data)
 
     # -- replay ------------------------------------------------------------------------
     def pending(self) -> bool:
-        return self._read_offset < self._size()
+        return not self._fh.closed and self.read_offset < self._end
 
     def pending_points(self) -> int:
-        self._fh.seek(self._read_offset)
+        self._fh.seek(self.read_offset)
         return sum(1 for _ in self._fh)
 
-    def read(self, max_points: int) -> tuple[list[Point], int]:
-        """Return up to ``max_points`` undelivered points and the offset just after them."""
-        self._fh.seek(self._read_offset)
+    def read_run_batch(self, max_points: int) -> tuple[list[Point], list[int]]:
+        """Up to ``max_points`` undelivered points of ONE run (the next one in the file),
+        with the end offset of each, so a partial delivery can be committed exactly."""
+        self._fh.seek(self.read_offset)
         points: list[Point] = []
-        offset = self._read_offset
-        for line in self._fh:
-            if not line.endswith(b"\n"):
-                break  # a torn last line (crash mid-write): stop before it
-            offset += len(line)
+        offsets: list[int] = []
+        offset = self.read_offset
+        while len(points) < max_points and offset < self._end:
+            line = self._fh.readline()
+            if not line:
+                break
             try:
-                points.append(tuple(json.loads(line)))
+                point = tuple(json.loads(line))
             except ValueError:
                 _logger.warning("mlflow-monitor: skipping a corrupt line in %s", self.path)
+                offset += len(line)
+                if not points:
+                    self.commit(offset)
                 continue
-            if len(points) >= max_points:
+            if points and point[0] != points[0][0]:
                 break
-        return points, offset
+            offset += len(line)
+            points.append(point)
+            offsets.append(offset)
+        return points, offsets
 
     def commit(self, offset: int) -> None:
         """Mark everything before ``offset`` as delivered (atomic sidecar update)."""
-        self._read_offset = offset
+        self.read_offset = offset
+        if not self.pending():
+            self._truncate()
+            return
         tmp = self._offset_path.with_suffix(".offset.tmp")
         tmp.write_text(str(offset))
         os.replace(tmp, self._offset_path)
-        if not self.pending():
-            self._truncate()
 
     def close(self) -> None:
         """Release the file; delete it when fully delivered."""
@@ -138,8 +162,29 @@ class Spool:
                     pass
 
     # -- internals -----------------------------------------------------------------------
-    def _size(self) -> int:
-        return self._fh.seek(0, os.SEEK_END)
+    def _drop_torn_tail(self) -> int:
+        """A writer killed mid-line leaves a line without newline: cut it (it was never whole)."""
+        size = self._fh.seek(0, os.SEEK_END)
+        if size <= self._header_end:
+            return size
+        self._fh.seek(size - 1)
+        if self._fh.read(1) == b"\n":
+            return size
+        chunk = 1 << 16
+        pos = size
+        while pos > self._header_end:
+            start = max(self._header_end, pos - chunk)
+            self._fh.seek(start)
+            idx = self._fh.read(pos - start).rfind(b"\n")
+            if idx >= 0:
+                end = start + idx + 1
+                break
+            pos = start
+        else:
+            end = self._header_end
+        _logger.warning("mlflow-monitor: dropped a partially written last line of %s", self.path)
+        self._fh.truncate(end)
+        return end
 
     def _load_offset(self) -> int:
         try:
@@ -151,7 +196,7 @@ class Spool:
         """Everything was delivered: drop the points, keep the header, reset the offset."""
         self._fh.truncate(self._header_end)
         self._fh.flush()
-        self._read_offset = self._header_end
+        self._end = self.read_offset = self._header_end
         try:
             self._offset_path.unlink()
         except FileNotFoundError:

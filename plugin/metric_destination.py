@@ -1,0 +1,192 @@
+"""One tracking store as the metrics flusher sees it: a sender, a spool, an outage state.
+
+Each store (tracking URI) is independent: an outage or a stale spool of one store never
+slows another. Points of one store are delivered in the order they were logged: while
+a store has a backlog on disk (its own spool, or spools left by earlier processes for
+the same URI), new points queue behind it on disk, and the backlog is replayed first.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Callable, Optional
+
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+from mlflow.protos.databricks_pb2 import INVALID_STATE, RESOURCE_DOES_NOT_EXIST, ErrorCode
+
+from mlflow_monitor.metric_sender import MAX_METRICS_PER_BATCH, MetricSender, is_permanent
+from mlflow_monitor.paths import spool_dir
+from mlflow_monitor.spool import Spool
+
+_logger = logging.getLogger(__name__)
+
+Point = tuple  # (run_id, key, value, timestamp_ms, step)
+_RUN_LEVEL_CODES = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(INVALID_STATE)}
+
+
+class Transient(Exception):
+    """The store is unreachable; ``points`` (a suffix of what was sent) were not delivered."""
+
+    def __init__(self, points: list[Point], cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.points = points
+        self.cause = cause
+
+
+def _is_permanent(exc: BaseException) -> bool:
+    # MlflowException with a client-error code, or a bad value the request could not carry
+    return is_permanent(exc) or (isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, MlflowException))
+
+
+class Destination:
+    """Delivery to one tracking URI, with its own spool and retry backoff."""
+
+    def __init__(
+        self,
+        uri: str,
+        reject: Callable[[list[Point], BaseException], None],
+        timeout_s: float = 10.0,
+        max_retry_interval_s: float = 10.0,
+    ) -> None:
+        self.uri = uri
+        self.sender = MetricSender(uri, timeout_s=timeout_s)
+        self.spool: Optional[Spool] = None
+        self.orphans: list[Spool] = []  # spools of earlier processes for this URI, oldest first
+        self.outage = False
+        self.max_retry_interval_s = max_retry_interval_s
+        self._retry_at = 0.0
+        self._retry_interval = 0.5
+        self._reject = reject
+        self.delivered = 0
+
+    # -- state -------------------------------------------------------------------------
+    def own_backlog(self) -> bool:
+        """Points this process spooled and has not delivered yet."""
+        return self.spool is not None and self.spool.pending()
+
+    def backlog(self) -> bool:
+        return self.own_backlog() or any(s.pending() for s in self.orphans)
+
+    def retry_now(self) -> None:
+        self._retry_at = 0.0
+
+    def replay_due(self) -> bool:
+        return self.backlog() and time.monotonic() >= self._retry_at
+
+    # -- delivery ---------------------------------------------------------------------
+    def accept(self, points: list[Point], should_spill: Callable[[], bool]) -> None:
+        """Deliver ``points`` in order, or park them on disk behind the backlog."""
+        if self.backlog():
+            self.spool_points(points)
+            return
+        runs = _group_runs(points)
+        chunks = [(run_id, c) for run_id, rp in runs for c in _chunks(rp)]
+        for i, (run_id, chunk) in enumerate(chunks):
+            if should_spill():  # stopping, or the store is slower than training: keep RAM bounded
+                self.spool_points([p for _, c in chunks[i:] for p in c])
+                return
+            try:
+                self._send(run_id, chunk)
+            except Transient as t:
+                self._enter_outage(t.cause)
+                self.spool_points(t.points + [p for _, c in chunks[i + 1 :] for p in c])
+                return
+
+    def replay(self, should_stop: Callable[[], bool]) -> None:
+        """Send the backlog in order (orphans first); stop at the first transient failure."""
+        for spool in list(self.orphans) + ([self.spool] if self.spool else []):
+            while spool.pending():
+                if should_stop():
+                    return
+                points, offsets = spool.read_run_batch(MAX_METRICS_PER_BATCH)
+                if not points:
+                    spool.commit(offsets[-1] if offsets else spool.read_offset)
+                    break
+                try:
+                    self._send(points[0][0], points)
+                except Transient as t:
+                    done = len(points) - len(t.points)
+                    if done:
+                        spool.commit(offsets[done - 1])
+                    self._enter_outage(t.cause)
+                    return
+                spool.commit(offsets[-1])
+            if spool is not self.spool:
+                spool.close()
+                self.orphans.remove(spool)
+        if self.outage:
+            _logger.warning("mlflow-monitor: tracking store %s reachable again; spooled metrics replayed", _safe(self.uri))
+        self.outage = False
+        self._retry_interval = 0.5
+
+    def spool_points(self, points: list[Point]) -> None:
+        if not points:
+            return
+        if self.spool is None:
+            self.spool = Spool.create(self.uri)
+        self.spool.append(points)
+
+    def close(self) -> list[tuple[str, int]]:
+        """Close the spools; return (path, undelivered points) for each non-empty one."""
+        left = []
+        for spool in self.orphans + ([self.spool] if self.spool else []):
+            if spool.pending():
+                left.append((str(spool.path), spool.pending_points()))
+            spool.close()
+        return left
+
+    # -- internals --------------------------------------------------------------------
+    def _send(self, run_id: str, points: list[Point]) -> None:
+        """Send one run's chunk; isolate points the store rejects outright (bisection).
+
+        Raises :class:`Transient` with the undelivered suffix when the store is unreachable.
+        """
+        try:
+            self.sender.send(run_id, [Metric(p[1], p[2], p[3], p[4]) for p in points])
+            self.delivered += len(points)
+            return
+        except Exception as exc:
+            if not _is_permanent(exc):
+                raise Transient(points, exc) from None
+            if len(points) == 1 or getattr(exc, "error_code", None) in _RUN_LEVEL_CODES:
+                self._reject(points, exc)  # a deleted or missing run: the whole chunk at once
+                return
+        mid = len(points) // 2
+        try:
+            self._send(run_id, points[:mid])
+        except Transient as t:
+            raise Transient(t.points + points[mid:], t.cause) from None
+        self._send(run_id, points[mid:])
+
+    def _enter_outage(self, exc: BaseException) -> None:
+        if not self.outage:
+            self.outage = True
+            _logger.warning(
+                "mlflow-monitor: tracking store %s unavailable (%s: %s); spooling metrics to %s and "
+                "retrying in the background",
+                _safe(self.uri), type(exc).__name__, _safe(str(exc))[:200], spool_dir(),
+            )
+        self._retry_at = time.monotonic() + self._retry_interval
+        self._retry_interval = min(self._retry_interval * 2, self.max_retry_interval_s)
+
+
+def _safe(text: str) -> str:
+    """Hide credentials that a URI may carry (user:password@host)."""
+    import re
+
+    return re.sub(r"//[^/@\s]+@", "//***@", text)
+
+
+def _chunks(points: list[Point], size: int = MAX_METRICS_PER_BATCH):
+    for i in range(0, len(points), size):
+        yield points[i : i + size]
+
+
+def _group_runs(points: list[Point]) -> list[tuple[str, list[Point]]]:
+    """Group by run, keeping each run's order."""
+    groups: dict[str, list[Point]] = {}
+    for p in points:
+        groups.setdefault(p[0], []).append(p)
+    return list(groups.items())
