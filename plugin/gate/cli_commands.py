@@ -1,0 +1,192 @@
+"""``mlflow-monitor check | recipe set/show | override``: the gate from the command line.
+
+``check`` runs the same evaluation as a gated promotion without promoting: exit 0 on
+pass, 1 on fail (for CI), 2 on usage errors. Progress goes to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import click
+
+from mlflow_monitor.gate import tags as T
+
+
+def _registry_store_and_uris() -> tuple[Any, str, Optional[str]]:
+    """The *inner* registry store of the current URIs (the gate never gates itself)."""
+    import mlflow
+    from mlflow.tracking._model_registry.utils import _get_store_registry
+
+    from mlflow_monitor.gate.registry_store import SCHEME, inner_uri_of
+
+    registry_uri = mlflow.get_registry_uri()
+    tracking_uri = mlflow.get_tracking_uri()
+    if registry_uri.startswith(SCHEME + ":"):
+        registry_uri = inner_uri_of(registry_uri)
+    store = _get_store_registry().get_store(registry_uri, tracking_uri)
+    return store, registry_uri, tracking_uri
+
+
+def _target(alias: Optional[str], stage: Optional[str]):
+    from mlflow_monitor.gate.gate import Target
+
+    if alias and stage:
+        raise click.UsageError("give --alias or --stage, not both")
+    if stage:
+        from mlflow_monitor.gate.registry_store import _canonical_stage
+
+        return Target("stage", _canonical_stage(stage))
+    return Target("alias", alias or "champion")
+
+
+@click.command()
+@click.argument("model")
+@click.argument("version")
+@click.option("--recipe", "recipe_file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Recipe YAML to use instead of the model's recipe tag.")
+@click.option("--alias", default=None, help="Target alias (champion comparison); default champion.")
+@click.option("--stage", default=None, help="Target stage instead of an alias (e.g. Production).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout.")
+@click.option("--no-log", is_flag=True, help="Do not log the report artifacts to the run.")
+def check(model: str, version: str, recipe_file: Optional[Path], alias: Optional[str],
+          stage: Optional[str], as_json: bool, no_log: bool) -> None:
+    """Evaluate MODEL VERSION against its recipe without promoting it.
+
+    Exits 0 when every rule passes and 1 when a rule fails or the data cannot be
+    evaluated. The report is logged to the version's run under mlflow_monitor/gate/
+    unless --no-log.
+    """
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_monitor.gate.audit import safe_text, summary_of
+    from mlflow_monitor.gate.gate import PromotionGate
+
+    target = _target(alias, stage)
+    recipe = None
+    if recipe_file is not None:
+        from mlflow_monitor.recipes import RecipeError, load_recipe
+
+        try:
+            recipe = load_recipe(recipe_file)
+        except RecipeError as exc:
+            raise click.BadParameter(str(exc), param_hint="--recipe") from None
+    store, registry_uri, tracking_uri = _registry_store_and_uris()
+    gate = PromotionGate(store, inner_uri=registry_uri, tracking_uri=tracking_uri)
+
+    def progress(msg: str) -> None:
+        click.echo(f"[mlflow-monitor] {msg}...", err=True)
+
+    try:
+        decision = gate.check(model, version, target, recipe=recipe, progress=progress)
+    except MlflowException as exc:
+        raise click.ClickException(safe_text(exc.message)) from None
+    if not no_log and decision.evaluation is not None:
+        gate.record(decision, version_tags=False, artifacts=True, publish=False)
+    else:
+        gate.record(decision, version_tags=False, artifacts=False, publish=False)
+    passed = decision.evaluation is not None and decision.evaluation.passed and not decision.error
+    if as_json:
+        click.echo(json.dumps(summary_of(decision), indent=2, sort_keys=True))
+    else:
+        click.echo(_render(decision, passed))
+    sys.exit(0 if passed else 1)
+
+
+def _render(decision: Any, passed: bool) -> str:
+    from mlflow_monitor.gate.audit import safe_text
+
+    lines = [f"{'PASS' if passed else 'FAIL'}: model '{safe_text(decision.model_name)}' version "
+             f"{safe_text(decision.version)} for {safe_text(decision.target.label)}"]
+    if decision.error:
+        lines.append(f"  evaluation error: {decision.error}")
+    ev = decision.evaluation
+    if ev is not None:
+        for r in ev.rule_results:
+            mark = "skip" if r.skipped else ("ok  " if r.passed else "FAIL")
+            lines.append(f"  [{mark}] {safe_text(r.rule)}: {safe_text(r.message)}")
+        if ev.report_error:
+            lines.append(f"  report not built: {ev.report_error}")
+    if decision.report_uri:
+        lines.append(f"  report: {decision.report_uri}/report.html")
+    return "\n".join(lines)
+
+
+@click.group()
+def recipe() -> None:
+    """Attach and inspect a registered model's monitoring recipe."""
+
+
+@recipe.command("set")
+@click.argument("model")
+@click.argument("source")
+def recipe_set(model: str, source: str) -> None:
+    """Validate SOURCE (a YAML file or a built-in name) and attach it to MODEL.
+
+    Stored in the registered-model tag mlflow_monitor.recipe: built-in names as the
+    name, files as their validated canonical YAML.
+    """
+    import mlflow
+
+    from mlflow_monitor.recipes import BUILTIN_RECIPES, RecipeError, load_recipe
+
+    path = Path(source)
+    try:
+        if source in BUILTIN_RECIPES and not path.is_file():
+            value, loaded = source, load_recipe(source)
+        elif path.is_file():
+            loaded = load_recipe(path)
+            value = loaded.to_yaml()
+        else:
+            raise click.BadParameter(
+                f"expected a recipe YAML file or one of {', '.join(BUILTIN_RECIPES)}, got '{source}'",
+                param_hint="SOURCE")
+    except RecipeError as exc:
+        raise click.ClickException(str(exc)) from None
+    client = mlflow.MlflowClient()
+    client.get_registered_model(model)  # clear MLflow error when it does not exist
+    client.set_registered_model_tag(model, T.RECIPE, value)
+    click.echo(f"recipe '{loaded.name or source}' (sha256 {loaded.sha256[:12]}) set on model "
+               f"'{model}'; gated: aliases {loaded.triggers.aliases}, stages "
+               f"{loaded.triggers.stages}, new versions {loaded.triggers.new_versions}")
+
+
+@recipe.command("show")
+@click.argument("model")
+def recipe_show(model: str) -> None:
+    """Print MODEL's recipe (canonical YAML) and its hash; exit 1 when it has none."""
+    import mlflow
+
+    from mlflow_monitor.gate.gate import _load_recipe
+
+    tags = mlflow.MlflowClient().get_registered_model(model).tags or {}
+    value = tags.get(T.RECIPE)
+    if value is None:
+        click.echo(f"model '{model}' has no recipe (tag '{T.RECIPE}'); "
+                   "set one with: mlflow-monitor recipe set MODEL FILE", err=True)
+        sys.exit(1)
+    loaded = _load_recipe(value)
+    click.echo(f"# sha256: {loaded.sha256}")
+    click.echo(loaded.to_yaml(), nl=False)
+
+
+@click.command()
+@click.argument("model")
+@click.argument("version")
+@click.option("--reason", required=True, help="Why this version may skip the gate once (recorded).")
+def override(model: str, version: str, reason: str) -> None:
+    """Break glass: let the next gated promotion of MODEL VERSION through, once, recorded."""
+    from mlflow.exceptions import MlflowException
+
+    from mlflow_monitor.gate.gate import request_override
+
+    try:
+        request_override(model, version, reason)
+    except MlflowException as exc:
+        raise click.ClickException(exc.message) from None
+    click.echo(f"override set on model '{model}' version {version}: the next gated promotion "
+               "goes through without evaluation and is recorded "
+               f"(tag {T.OVERRIDE_USED}, audit log)")
