@@ -5,7 +5,7 @@ Public API (kept small):
 - :func:`autolog` -- one call to monitor every training run (PyTorch, Lightning, DDP, sklearn).
 - :func:`log_metrics` / :func:`flush` -- non-blocking metric logging on the same pipeline.
 - :func:`log_reference` -- log the reference data a later promotion is checked against.
-- :func:`enable_gating` -- gate Model Registry promotions in this client.
+- :func:`enable_gating` / :func:`disable_gating` -- gate Model Registry promotions in this client.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 __version__ = "0.1.0"
 
-__all__ = ["autolog", "log_metrics", "flush", "log_reference", "enable_gating", "__version__"]
+__all__ = ["autolog", "log_metrics", "flush", "log_reference", "enable_gating", "disable_gating", "__version__"]
 
 _LAZY = {
     "autolog": "mlflow_monitor.autologging",
@@ -22,6 +22,7 @@ _LAZY = {
     "flush": "mlflow_monitor.pipeline",
     "log_reference": "mlflow_monitor.reference",
     "enable_gating": "mlflow_monitor.gate.registry_store",
+    "disable_gating": "mlflow_monitor.gate.registry_store",
 }
 
 
