@@ -1,0 +1,149 @@
+"""scikit-learn: compose with ``mlflow.sklearn.autolog`` instead of duplicating it.
+
+- ``mlflow.sklearn.autolog`` keeps doing what it does (params, training metrics, model,
+  the run it creates when none is active). We turn it on unless it is on already
+  (then the user's settings stay) and turn it off again on disable if we turned it on.
+- We add, through MLflow's official ``AutologgingEventLogger`` hook (no patch of our
+  own), around the *outermost* ``fit``/``fit_transform``/``fit_predict`` of a call:
+  a system-stats sampler into the run the fit logs to, and, when ``X`` is a pandas
+  DataFrame, ``log_reference`` of ``X`` (with ``y`` as the target column) into that run.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Optional
+
+from mlflow.utils.autologging_utils import AutologgingEventLogger
+
+_logger = logging.getLogger(__name__)
+
+_FIT_FUNCTIONS = ("fit", "fit_transform", "fit_predict")
+
+
+class _FitEvents(AutologgingEventLogger):
+    """Sees the start and end of each original sklearn fit; delegates to the previous logger."""
+
+    def __init__(self, owner: "SklearnAutolog", previous: AutologgingEventLogger) -> None:
+        self._owner = owner
+        self._previous = previous
+        self._depth = 0
+        self._run_id: Optional[str] = None
+
+    # every hook goes to the previous logger too
+    def log_autolog_called(self, *args: Any) -> None:
+        self._previous.log_autolog_called(*args)
+
+    def log_patch_function_start(self, *args: Any) -> None:
+        self._previous.log_patch_function_start(*args)
+
+    def log_patch_function_success(self, *args: Any) -> None:
+        self._previous.log_patch_function_success(*args)
+
+    def log_patch_function_error(self, *args: Any) -> None:
+        self._previous.log_patch_function_error(*args)
+
+    def log_original_function_start(self, session, patch_obj, function_name, call_args, call_kwargs):  # noqa: ANN001
+        self._previous.log_original_function_start(session, patch_obj, function_name, call_args, call_kwargs)
+        if getattr(session, "integration", None) != "sklearn" or function_name not in _FIT_FUNCTIONS:
+            return
+        self._depth += 1
+        if self._depth == 1:
+            self._run_id = self._owner.fit_started(call_args, call_kwargs)
+
+    def log_original_function_success(self, session, patch_obj, function_name, call_args, call_kwargs):  # noqa: ANN001
+        self._previous.log_original_function_success(session, patch_obj, function_name, call_args, call_kwargs)
+        self._fit_ended(session, function_name)
+
+    def log_original_function_error(self, session, patch_obj, function_name, call_args, call_kwargs, exception):  # noqa: ANN001
+        self._previous.log_original_function_error(
+            session, patch_obj, function_name, call_args, call_kwargs, exception
+        )
+        self._fit_ended(session, function_name, exception)
+
+    def _fit_ended(self, session: Any, function_name: str, error: Optional[BaseException] = None) -> None:
+        if getattr(session, "integration", None) != "sklearn" or function_name not in _FIT_FUNCTIONS:
+            return
+        self._depth = max(0, self._depth - 1)
+        if self._depth == 0 and self._run_id is not None:
+            run_id, self._run_id = self._run_id, None
+            self._owner.fit_ended(run_id, error)
+
+
+class SklearnAutolog:
+    """Turns on ``mlflow.sklearn.autolog`` and adds system stats and the reference."""
+
+    def __init__(self, registry: Any, config: Any) -> None:
+        self.registry = registry
+        self.config = config
+        self._events: Optional[_FitEvents] = None
+        self._enabled_mlflow_autolog = False
+
+    def install(self) -> None:
+        from mlflow.utils.autologging_utils import autologging_is_disabled
+
+        if autologging_is_disabled("sklearn"):
+            import mlflow.sklearn
+
+            mlflow.sklearn.autolog(log_models=self.config.log_models, silent=self.config.silent)
+            self._enabled_mlflow_autolog = True
+        self._events = _FitEvents(self, AutologgingEventLogger.get_logger())
+        AutologgingEventLogger.set_logger(self._events)
+
+    def uninstall(self) -> None:
+        if self._events is not None:
+            if AutologgingEventLogger._event_logger is self._events:
+                previous = self._events._previous
+                AutologgingEventLogger.set_logger(None if type(previous) is AutologgingEventLogger else previous)
+            self._events = None
+        if self._enabled_mlflow_autolog:
+            import mlflow.sklearn
+
+            mlflow.sklearn.autolog(disable=True, silent=True)
+            self._enabled_mlflow_autolog = False
+
+    # -- called around the outermost original fit ---------------------------------------
+    def fit_started(self, call_args: tuple, call_kwargs: dict) -> Optional[str]:
+        """Monitor the fit's run (the active one) and log the reference; returns the run id."""
+        import mlflow
+
+        active = mlflow.active_run()
+        if active is None:  # autolog skipped this fit (e.g. exclusive mode): nothing to add
+            return None
+        run_id = active.info.run_id
+        try:
+            self.registry.begin(run_id, owned=False, info=active.info)
+        except Exception:
+            _logger.warning("mlflow-monitor: could not start system stats for the sklearn fit", exc_info=True)
+        if self.config.log_reference:
+            self._log_reference(call_args, call_kwargs)
+        return run_id
+
+    def fit_ended(self, run_id: str, error: Optional[BaseException]) -> None:
+        if error is not None:
+            self.registry.mark_failed(run_id, error)
+        self.registry.stop_sampling(run_id)
+
+    def _log_reference(self, call_args: tuple, call_kwargs: dict) -> None:
+        X = call_args[1] if len(call_args) > 1 else call_kwargs.get("X")
+        y = call_args[2] if len(call_args) > 2 else call_kwargs.get("y")
+        try:
+            import pandas as pd
+
+            if not isinstance(X, pd.DataFrame):
+                return
+            from mlflow_monitor.reference import log_reference
+
+            import numpy as np
+
+            frame, target = X, None
+            labels = np.asarray(y) if y is not None else None
+            if labels is not None and labels.ndim == 1 and len(labels) == len(X):
+                target = str(getattr(y, "name", None) or "target")
+                if target in X.columns:
+                    target = f"{target}_target"
+                frame = X.copy()
+                frame[target] = labels
+            log_reference(frame, target=target)
+        except Exception:
+            _logger.warning("mlflow-monitor: could not log the reference data of this fit", exc_info=True)

@@ -1,0 +1,279 @@
+"""``mlflow_monitor.autolog()``: one call to monitor PyTorch, Lightning, DDP and
+scikit-learn training, and its exact undo (``disable=True``).
+
+Every patch and hook is listed here, recorded when installed and restored on disable:
+
+=============================  ===================================================
+where                          what
+=============================  ===================================================
+``mlflow.end_run``             wrapped: finish the monitored run (runs.py)
+``torch.Tensor.backward``      wrapped: the loss (integrations/torch.py)
+DataLoader iterator            ``__next__`` wrapped: batch size (integrations/torch.py)
+torch optimizer step hooks     official global pre/post hooks (integrations/torch.py)
+``Trainer.__init__``           wrapped: add the monitor callback (integrations/lightning.py)
+MLflow autologging events      official ``AutologgingEventLogger`` (integrations/sklearn.py)
+``mlflow.sklearn.autolog``     enabled (unless ``sklearn=False`` or already on), then
+                               disabled again on ``disable=True`` if we enabled it
+=============================  ===================================================
+
+The framework parts are installed when their module is imported (MLflow's post-import
+hooks), so ``autolog()`` never imports torch, Lightning or scikit-learn itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import Any, Optional, Union
+
+from mlflow_monitor.runs import EndRunHook, RunOptions, RunRegistry
+
+_logger = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class AutologConfig:
+    """The knobs of :func:`autolog` (see its docstring)."""
+
+    log_every_n_steps: int = 1
+    log_grad_norm: bool = False
+    system_metrics: bool = True
+    system_metrics_interval_s: float = 1.0
+    health: bool = True
+    notify: Union[bool, dict, None] = True
+    log_reference: bool = True
+    sklearn: bool = True
+    log_models: bool = True
+    silent: bool = False
+
+
+class _Autolog:
+    """Everything autolog installed, so that disable undoes exactly that."""
+
+    def __init__(self, config: AutologConfig) -> None:
+        self.config = config
+        self.registry = RunRegistry(self._run_options(config))
+        self.end_run_hook = EndRunHook(self.registry)
+        self.torch: Any = None
+        self.lightning: dict[str, Any] = {}
+        self.sklearn: Any = None
+        self.health_enabled = False
+        self.notify_enabled = False
+
+    @staticmethod
+    def _run_options(config: AutologConfig) -> RunOptions:
+        return RunOptions(
+            system_metrics=config.system_metrics,
+            system_metrics_interval_s=config.system_metrics_interval_s,
+            silent=config.silent,
+        )
+
+    def enable(self) -> None:
+        from mlflow.utils.import_hooks import register_post_import_hook
+
+        self.end_run_hook.install()
+        register_post_import_hook(_on_torch_import, "torch")
+        register_post_import_hook(_on_lightning_import, "lightning")
+        register_post_import_hook(_on_pytorch_lightning_import, "pytorch_lightning")
+        register_post_import_hook(_on_sklearn_import, "sklearn")
+        self._apply_services()
+
+    def update(self, config: AutologConfig) -> None:
+        """A second autolog() call: same patches, new knobs."""
+        self.config = config
+        self.registry.options = self._run_options(config)
+        if self.torch is not None:
+            self.torch.log_every_n_steps = max(1, int(config.log_every_n_steps))
+            self.torch.log_grad_norm = config.log_grad_norm
+        if self.sklearn is not None:
+            self.sklearn.config = config
+        self._apply_services()
+
+    def disable(self) -> None:
+        for part in list(self.lightning.values()):
+            _quietly(part.uninstall)
+        self.lightning.clear()
+        if self.sklearn is not None:
+            _quietly(self.sklearn.uninstall)
+            self.sklearn = None
+        if self.torch is not None:
+            _quietly(self.torch.uninstall)
+            self.torch = None
+        _quietly(self.end_run_hook.uninstall)
+        _quietly(self.registry.shutdown)
+        if self.health_enabled:
+            from mlflow_monitor import health
+
+            _quietly(health.disable)
+            self.health_enabled = False
+        if self.notify_enabled:
+            from mlflow_monitor.integrations import slack
+
+            _quietly(slack.disable)
+            self.notify_enabled = False
+
+    # -- framework parts (called from the post-import hooks) ---------------------------
+    def install_torch(self) -> None:
+        if self.torch is None:
+            from mlflow_monitor.integrations.torch import TorchAutolog
+
+            part = TorchAutolog(self.registry, self.config.log_every_n_steps, self.config.log_grad_norm)
+            part.install()
+            self.torch = part
+
+    def install_lightning(self, package: str) -> None:
+        if package not in self.lightning:
+            from mlflow_monitor.integrations.lightning import LightningAutolog
+
+            part = LightningAutolog(self, package)
+            part.install()
+            self.lightning[package] = part
+
+    def install_sklearn(self) -> None:
+        if self.sklearn is None and self.config.sklearn:
+            from mlflow_monitor.integrations.sklearn import SklearnAutolog
+
+            part = SklearnAutolog(self.registry, self.config)
+            part.install()
+            self.sklearn = part
+
+    # -- health rules and notifications --------------------------------------------------
+    def _apply_services(self) -> None:
+        cfg = self.config
+        if cfg.health and not self.health_enabled:
+            self.health_enabled = _call_optional("mlflow_monitor.health", "enable")
+        elif not cfg.health and self.health_enabled:
+            _call_optional("mlflow_monitor.health", "disable")
+            self.health_enabled = False
+        if cfg.notify and not self.notify_enabled:
+            args = (cfg.notify,) if isinstance(cfg.notify, dict) else ()
+            self.notify_enabled = _call_optional("mlflow_monitor.integrations.slack", "enable", *args)
+        elif not cfg.notify and self.notify_enabled:
+            _call_optional("mlflow_monitor.integrations.slack", "disable")
+            self.notify_enabled = False
+
+
+_state: Optional[_Autolog] = None
+
+
+def autolog(
+    *,
+    log_every_n_steps: int = 1,
+    log_grad_norm: bool = False,
+    system_metrics: bool = True,
+    system_metrics_interval_s: float = 1.0,
+    health: bool = True,
+    notify: Union[bool, dict, None] = True,
+    log_reference: bool = True,
+    sklearn: bool = True,
+    log_models: bool = True,
+    disable: bool = False,
+    silent: bool = False,
+) -> None:
+    """Monitor every training run: PyTorch loops, Lightning, DDP and scikit-learn.
+
+    Args:
+        log_every_n_steps: log the training metrics of every n-th optimizer step.
+        log_grad_norm: also log ``train/grad_norm``, the global L2 norm of the gradients.
+        system_metrics: sample CPU, memory, disk, network and GPU into ``system/*``.
+        system_metrics_interval_s: seconds between two system samples.
+        health: run the training-health rules (NaN loss, divergence, ...).
+        notify: send run summaries and health alerts to Slack: True uses the env vars
+            (``SLACK_BOT_TOKEN``/``SLACK_WEBHOOK_URL``...), a dict is the Slack config,
+            False/None turns it off.
+        log_reference: on ``fit(X, y)`` with a pandas DataFrame ``X``, log the data as
+            the run's reference for the promotion gate.
+        sklearn: enable ``mlflow.sklearn.autolog`` (unless it is already on) and add
+            system stats and the reference to its runs.
+        log_models: passed to ``mlflow.sklearn.autolog``.
+        disable: undo every patch and hook this function installed.
+        silent: no info logs from autolog itself.
+
+    Calling it again changes the knobs; it never installs anything twice.
+    """
+    global _state
+    if disable:
+        if _state is not None:
+            state, _state = _state, None
+            state.disable()
+        return
+    if isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int) or log_every_n_steps < 1:
+        raise ValueError(f"log_every_n_steps must be an int >= 1, got {log_every_n_steps!r}")
+    if not system_metrics_interval_s or system_metrics_interval_s <= 0:
+        raise ValueError(f"system_metrics_interval_s must be > 0 seconds, got {system_metrics_interval_s!r}")
+    config = AutologConfig(
+        log_every_n_steps=log_every_n_steps,
+        log_grad_norm=log_grad_norm,
+        system_metrics=system_metrics,
+        system_metrics_interval_s=float(system_metrics_interval_s),
+        health=health,
+        notify=notify,
+        log_reference=log_reference,
+        sklearn=sklearn,
+        log_models=log_models,
+        silent=silent,
+    )
+    if _state is not None:
+        _state.update(config)
+        return
+    _state = _Autolog(config)
+    _state.enable()
+    if not silent:
+        _logger.info("mlflow-monitor: autolog enabled")
+
+
+def current() -> Optional[_Autolog]:
+    """The enabled autolog state, or None (for the integrations and tests)."""
+    return _state
+
+
+# -- post-import hooks: module-level functions so MLflow de-duplicates them by name --------
+def _on_torch_import(module: Any) -> None:
+    if _state is not None:
+        _guarded(_state.install_torch)
+
+
+def _on_lightning_import(module: Any) -> None:
+    if _state is not None:
+        _guarded(_state.install_lightning, "lightning")
+
+
+def _on_pytorch_lightning_import(module: Any) -> None:
+    if _state is not None:
+        _guarded(_state.install_lightning, "pytorch_lightning")
+
+
+def _on_sklearn_import(module: Any) -> None:
+    if _state is not None:
+        _guarded(_state.install_sklearn)
+
+
+def _guarded(fn: Any, *args: Any) -> None:
+    try:
+        fn(*args)
+    except Exception:
+        _logger.warning("mlflow-monitor: autolog could not hook %s", getattr(fn, "__name__", fn), exc_info=True)
+
+
+def _quietly(fn: Any) -> None:
+    try:
+        fn()
+    except Exception:
+        _logger.debug("mlflow-monitor: %s failed during disable", fn, exc_info=True)
+
+
+def _call_optional(module_name: str, fn_name: str, *args: Any) -> bool:
+    """Call ``module.fn(*args)`` if that part is installed; True when it ran."""
+    import importlib
+
+    try:
+        fn = getattr(importlib.import_module(module_name), fn_name)
+    except (ImportError, AttributeError):
+        _logger.debug("mlflow-monitor: %s.%s not available", module_name, fn_name)
+        return False
+    try:
+        fn(*args)
+        return True
+    except Exception:
+        _logger.warning("mlflow-monitor: %s.%s failed", module_name, fn_name, exc_info=True)
+        return False

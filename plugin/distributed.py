@@ -1,0 +1,87 @@
+"""Rank and node detection, and sharing one run id across a torch.distributed job.
+
+Decisions (see docs/training.md, "Distributed training"):
+
+- Training metrics are logged by global rank 0 only.
+- System stats are sampled once per node, by the process with local rank 0, under
+  ``system/<node>/...`` where ``<node>`` is ``node<N>`` and ``N`` the node rank
+  (torchrun's ``GROUP_RANK``, else ``NODE_RANK``, else ``rank // LOCAL_WORLD_SIZE``).
+- The run id reaches the other ranks in one of two ways:
+  1. ``MLFLOW_RUN_ID`` set in every rank's environment (the launcher started the run):
+     used as is, no collective;
+  2. otherwise rank 0 resolves (or starts) the run and broadcasts its id with
+     ``torch.distributed.broadcast_object_list`` at the first optimizer step, which
+     every rank reaches together. This is one collective per job.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Optional
+
+
+def is_distributed() -> bool:
+    """True inside an initialized process group of more than one process."""
+    if "torch.distributed" not in sys.modules:  # never import torch just to ask
+        return False
+    import torch.distributed as dist
+
+    try:
+        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    except Exception:
+        return False
+
+
+def rank() -> int:
+    """Global rank (0 when not distributed)."""
+    if is_distributed():
+        import torch.distributed as dist
+
+        return dist.get_rank()
+    return int(os.environ.get("RANK", "0") or 0)
+
+
+def local_rank() -> int:
+    """Rank within the node: ``LOCAL_RANK`` (torchrun), else the global rank on one node."""
+    value = os.environ.get("LOCAL_RANK")
+    if value not in (None, ""):
+        return int(value)
+    return rank()
+
+
+def node_rank() -> int:
+    """This node's rank in the job (0 on a single machine)."""
+    for var in ("GROUP_RANK", "NODE_RANK"):
+        value = os.environ.get(var)
+        if value not in (None, ""):
+            return int(value)
+    local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "0") or 0)
+    return rank() // local_world if local_world > 0 else 0
+
+
+def node_id() -> str:
+    """The name system stats of this node are logged under: ``node<N>``."""
+    return f"node{node_rank()}"
+
+
+def is_node_leader() -> bool:
+    """True in the one process per node that samples system stats."""
+    return local_rank() == 0
+
+
+def share_run_id(run_id: Optional[str]) -> Optional[str]:
+    """Every rank gets rank 0's ``run_id`` (a collective: call it on all ranks together).
+
+    ``MLFLOW_RUN_ID`` in the environment wins and needs no collective.
+    """
+    env_run = os.environ.get("MLFLOW_RUN_ID")
+    if env_run:
+        return env_run
+    if not is_distributed():
+        return run_id
+    import torch.distributed as dist
+
+    box = [run_id if dist.get_rank() == 0 else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]

@@ -1,0 +1,364 @@
+"""Run lifecycle for monitored runs: which run a point goes to, the system sampler of
+each run, and the :class:`~mlflow_monitor.events.RunSummary` published when it ends.
+
+- :func:`current_run_id` is called once per optimizer step by the integrations. It
+  returns the active MLflow run, starting one (``owned``) when none is active -- like
+  MLflow's autolog. A run we started is ended at process exit, FAILED when the process
+  dies of an uncaught exception (``sys.last_value``), else FINISHED; Lightning ends it
+  at fit end.
+- A run is *monitored* from the first point on: one :class:`SystemSampler` (when
+  ``system_metrics``), MLflow's own system-metrics monitor stopped for it.
+- ``mlflow.end_run`` is wrapped (the one patch of this module, undone by
+  :func:`uninstall`) so the sampler stops, the pipeline is flushed and the summary is
+  published exactly when the run ends, with its status.
+"""
+
+from __future__ import annotations
+
+import atexit
+import dataclasses
+import logging
+import math
+import sys
+import threading
+import time
+from typing import Any, Callable, Optional
+
+_logger = logging.getLogger(__name__)
+
+END_RUN_FLUSH_TIMEOUT_S = 10.0
+_BEST_IS_MAX = ("acc", "auc", "f1", "precision", "recall", "r2", "samples_per_s", "throughput")
+
+
+@dataclasses.dataclass
+class RunOptions:
+    """The autolog knobs the run lifecycle needs."""
+
+    system_metrics: bool = True
+    system_metrics_interval_s: float = 1.0
+    silent: bool = False
+
+
+@dataclasses.dataclass
+class MonitoredRun:
+    """One run we log into, and what we keep about it until it ends."""
+
+    run_id: str
+    owned: bool  # we started it, so we end it
+    publish_summary: bool  # False on non-zero DDP ranks
+    experiment_id: Optional[str] = None
+    run_name: Optional[str] = None
+    started_at: float = dataclasses.field(default_factory=time.monotonic)
+    sampler: Any = None
+    peaks: dict[str, float] = dataclasses.field(default_factory=dict)
+    failed_error: Optional[str] = None
+
+
+class _MetricStats:
+    """Pipeline observer: last and best value of each non-system key of monitored runs."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last: dict[str, dict[str, float]] = {}
+        self._best: dict[str, dict[str, float]] = {}
+
+    def watch(self, run_id: str) -> None:
+        with self._lock:
+            self._last.setdefault(run_id, {})
+            self._best.setdefault(run_id, {})
+
+    def __call__(self, run_id: str, key: str, value: float, step: int, ts_ms: int) -> None:
+        last = self._last.get(run_id)
+        if last is None or key.startswith("system/"):
+            return
+        with self._lock:
+            last[key] = value
+            if math.isnan(value):
+                return
+            best = self._best[run_id]
+            old = best.get(key)
+            higher = any(token in key for token in _BEST_IS_MAX)
+            if old is None or (value > old if higher else value < old):
+                best[key] = value
+
+    def pop(self, run_id: str) -> tuple[dict[str, float], dict[str, float]]:
+        with self._lock:
+            return self._last.pop(run_id, {}), self._best.pop(run_id, {})
+
+
+class RunRegistry:
+    """The monitored runs of this process."""
+
+    def __init__(self, options: RunOptions) -> None:
+        self.options = options
+        self._runs: dict[str, MonitoredRun] = {}
+        self._lock = threading.RLock()
+        self._stats = _MetricStats()
+        self._observed_pipeline: Any = None
+        self._remove_observer: Optional[Callable[[], None]] = None
+        self._atexit_registered = False
+        self._cached_active: Any = None
+        self._cached_run_id: Optional[str] = None
+
+    # -- which run -------------------------------------------------------------------
+    def current_run_id(self, start_if_missing: bool = True) -> Optional[str]:
+        """The active run's id (monitored from now on); starts an owned run if none."""
+        import mlflow
+
+        active = mlflow.active_run()
+        if active is not None:
+            if active is self._cached_active:
+                return self._cached_run_id
+            run_id = active.info.run_id
+            if run_id not in self._runs:
+                self.begin(run_id, owned=False, info=active.info)
+            self._cached_active, self._cached_run_id = active, run_id
+            return run_id
+        if not start_if_missing:
+            return None
+        return self.start_owned_run()
+
+    def start_owned_run(self) -> str:
+        """Start a fluent run because training began without one; we end it later."""
+        import mlflow
+
+        run = mlflow.start_run()
+        self.begin(run.info.run_id, owned=True, info=run.info)
+        self._cached_active, self._cached_run_id = run, run.info.run_id
+        if not self.options.silent:
+            _logger.info(
+                "mlflow-monitor: no active MLflow run; started run %s for this training "
+                "(ended at exit)", run.info.run_id,
+            )
+        return run.info.run_id
+
+    # -- lifecycle -------------------------------------------------------------------
+    def begin(
+        self,
+        run_id: str,
+        owned: bool = False,
+        info: Any = None,
+        publish_summary: bool = True,
+        sample_system: bool = True,
+        node_id: Optional[str] = None,
+    ) -> MonitoredRun:
+        """Monitor ``run_id`` (idempotent): observer for the summary, system sampler."""
+        from mlflow_monitor import distributed
+        from mlflow_monitor.pipeline import get_pipeline
+
+        if distributed.is_distributed():  # one sampler per node, under system/<node>/
+            sample_system = sample_system and distributed.is_node_leader()
+            node_id = node_id or distributed.node_id()
+        with self._lock:
+            existing = self._runs.get(run_id)
+            if existing is not None:
+                return existing
+            pipeline = get_pipeline()
+            self._observe(pipeline)
+            self._register_atexit()
+            try:
+                import mlflow
+
+                pipeline.bind_run(run_id, mlflow.get_tracking_uri())
+            except Exception:
+                pass
+            run = MonitoredRun(
+                run_id=run_id,
+                owned=owned,
+                publish_summary=publish_summary,
+                experiment_id=getattr(info, "experiment_id", None),
+                run_name=getattr(info, "run_name", None),
+            )
+            self._stats.watch(run_id)
+            if self.options.system_metrics and sample_system:
+                run.sampler = self._start_sampler(run_id, pipeline, node_id)
+            self._runs[run_id] = run
+            return run
+
+    def is_monitored(self, run_id: str) -> bool:
+        return run_id in self._runs
+
+    def get(self, run_id: str) -> Optional[MonitoredRun]:
+        return self._runs.get(run_id)
+
+    def mark_failed(self, run_id: str, error: BaseException) -> None:
+        run = self._runs.get(run_id)
+        if run is not None:
+            run.failed_error = f"{type(error).__name__}: {error}"
+
+    def stop_sampling(self, run_id: str) -> dict[str, float]:
+        """Stop the run's sampler (final sample taken); returns its peaks."""
+        run = self._runs.get(run_id)
+        if run is None or run.sampler is None:
+            return {}
+        sampler, run.sampler = run.sampler, None
+        try:
+            sampler.stop()
+            peaks = sampler.peaks
+        except Exception:
+            _logger.debug("mlflow-monitor: stopping the sampler of run %s failed", run_id, exc_info=True)
+            peaks = {}
+        run.peaks.update(peaks)
+        return peaks
+
+    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+        """The run ends: stop sampling, flush (bounded), publish its RunSummary."""
+        run = self._runs.get(run_id)
+        if run is None:
+            return
+        try:
+            self.stop_sampling(run_id)
+        finally:
+            with self._lock:
+                self._runs.pop(run_id, None)
+                if self._cached_run_id == run_id:
+                    self._cached_active, self._cached_run_id = None, None
+        try:
+            from mlflow_monitor.pipeline import get_pipeline
+
+            if not get_pipeline().flush(END_RUN_FLUSH_TIMEOUT_S):
+                _logger.warning(
+                    "mlflow-monitor: metrics of run %s not all in the store yet at run end; "
+                    "they stay in the spool and are replayed when the store is back", run_id,
+                )
+        except Exception:
+            _logger.debug("mlflow-monitor: flush at run end failed", exc_info=True)
+        last, best = self._stats.pop(run_id)
+        if not run.publish_summary:
+            return
+        if run.failed_error and status == "FINISHED":
+            status = "FAILED"
+        from mlflow_monitor.events import RunSummary, publish
+
+        publish(
+            RunSummary(
+                run_id=run_id,
+                status=status,
+                duration_s=time.monotonic() - run.started_at,
+                experiment_id=run.experiment_id,
+                run_name=run.run_name,
+                final_metrics=last,
+                best_metrics=best,
+                system_peaks=dict(run.peaks),
+                error=run.failed_error,
+            )
+        )
+
+    def end_owned_runs(self, status: Optional[str] = None) -> None:
+        """End the runs we started (at exit): FAILED if the process dies of an exception."""
+        import mlflow
+
+        if status is None:
+            status = "FAILED" if getattr(sys, "last_value", None) is not None else "FINISHED"
+        for run_id, run in list(self._runs.items()):
+            if not run.owned:
+                continue
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id == run_id:
+                mlflow.end_run(status)  # goes through our end_run wrapper -> finish()
+            else:
+                self.finish(run_id, status)
+                try:
+                    mlflow.MlflowClient().set_terminated(run_id, status)
+                except Exception:
+                    _logger.debug("mlflow-monitor: could not end run %s", run_id, exc_info=True)
+
+    def shutdown(self) -> None:
+        """autolog(disable=True): stop every sampler and forget the runs (no summaries)."""
+        for run_id in list(self._runs):
+            self.stop_sampling(run_id)
+        self._runs.clear()
+        self._cached_active, self._cached_run_id = None, None
+        if self._remove_observer is not None:
+            self._remove_observer()
+            self._remove_observer = None
+        self._observed_pipeline = None
+        if self._atexit_registered:
+            atexit.unregister(self._at_exit)
+            self._atexit_registered = False
+
+    # -- internals -------------------------------------------------------------------
+    def _observe(self, pipeline: Any) -> None:
+        if self._observed_pipeline is pipeline:
+            return
+        if self._remove_observer is not None:
+            self._remove_observer()
+        self._remove_observer = pipeline.add_observer(self._stats)
+        self._observed_pipeline = pipeline
+
+    def _register_atexit(self) -> None:
+        # after the pipeline module registered its own close-at-exit, so ours runs first
+        if not self._atexit_registered:
+            atexit.register(self._at_exit)
+            self._atexit_registered = True
+
+    def _at_exit(self) -> None:
+        try:
+            self.end_owned_runs()
+            for run_id in list(self._runs):
+                self.finish(run_id, "FAILED" if getattr(sys, "last_value", None) is not None else "FINISHED")
+        except Exception:
+            _logger.debug("mlflow-monitor: ending runs at exit failed", exc_info=True)
+
+    def _start_sampler(self, run_id: str, pipeline: Any, node_id: Optional[str]) -> Any:
+        try:
+            from mlflow_monitor.system.mlflow_guard import stop_mlflow_system_metrics
+            from mlflow_monitor.system.sampler import SystemSampler
+
+            stop_mlflow_system_metrics(run_id)
+            return SystemSampler(
+                run_id,
+                interval_s=self.options.system_metrics_interval_s,
+                sink=pipeline,
+                node_id=node_id,
+            ).start()
+        except Exception:
+            _logger.warning("mlflow-monitor: system metrics off for run %s", run_id, exc_info=True)
+            return None
+
+
+# -- the end_run wrapper ---------------------------------------------------------------
+class EndRunHook:
+    """Wraps ``mlflow.end_run`` (both names it is reachable by) to finish monitored runs."""
+
+    def __init__(self, registry: RunRegistry) -> None:
+        self._registry = registry
+        self._original: Optional[Callable[..., None]] = None
+
+    def install(self) -> None:
+        import mlflow
+        from mlflow.tracking import fluent
+
+        if self._original is not None:
+            return
+        original = fluent.end_run
+        registry = self._registry
+
+        def end_run(status: str = "FINISHED") -> None:
+            try:
+                active = fluent.active_run()
+                if active is not None and registry.is_monitored(active.info.run_id):
+                    registry.finish(active.info.run_id, status)
+            except Exception:
+                _logger.debug("mlflow-monitor: finishing the run at end_run failed", exc_info=True)
+            return original(status)
+
+        end_run.__wrapped__ = original  # type: ignore[attr-defined]
+        end_run.__doc__ = original.__doc__
+        self._original = original
+        fluent.end_run = end_run
+        mlflow.end_run = end_run
+
+    def uninstall(self) -> None:
+        import mlflow
+        from mlflow.tracking import fluent
+
+        if self._original is None:
+            return
+        fluent.end_run = self._original
+        mlflow.end_run = self._original
+        self._original = None
+
+    @property
+    def original(self) -> Optional[Callable[..., None]]:
+        return self._original

@@ -1,0 +1,90 @@
+"""Lightning Trainer under autolog: one point per global step, shared run with mlflow.pytorch.autolog."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import mlflow
+import pytest
+import torch
+
+import mlflow_monitor
+from train_helpers import flush, history, only_run_id, tiny_data
+
+
+class TinyModule(pl.LightningModule):
+    def __init__(self, fail_at_step=None, log_key=None):
+        super().__init__()
+        self.net = torch.nn.Linear(4, 1)
+        self.fail_at_step = fail_at_step
+        self.log_key = log_key
+
+    def training_step(self, batch, batch_idx):
+        if self.fail_at_step is not None and self.global_step == self.fail_at_step:
+            raise self.fail_at_step_error
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        if self.log_key:
+            self.log(self.log_key, loss)
+        return loss
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.05)
+
+
+def _trainer(**kw):
+    kw.setdefault("max_epochs", 1)
+    return pl.Trainer(accelerator="cpu", devices=1, enable_progress_bar=False, logger=False,
+                      enable_checkpointing=False, enable_model_summary=False, **kw)
+
+
+def _autolog(**kw):
+    mlflow_monitor.autolog(system_metrics=False, notify=False, silent=True, **kw)
+
+
+def test_lightning_fit_logs_one_point_per_global_step_into_a_run_it_starts_and_ends():
+    _autolog()
+    trainer = _trainer()
+    trainer.fit(TinyModule(), tiny_data(n=80, batch=8))  # 10 steps
+    flush()
+    run_id = only_run_id()
+    assert mlflow.active_run() is None
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "FINISHED"
+    assert [s for s, _ in history(run_id, "train/loss")] == list(range(1, 11))  # no double log
+    assert [s for s, _ in history(run_id, "train/lr")] == list(range(1, 11))
+    assert [s for s, _ in history(run_id, "train/samples_per_s")] == list(range(2, 11))
+
+
+def test_lightning_gradient_accumulation_steps_follow_global_step():
+    _autolog()
+    with mlflow.start_run() as run:
+        _trainer(accumulate_grad_batches=2).fit(TinyModule(), tiny_data(n=80, batch=8))
+    flush()
+    assert [s for s, _ in history(run.info.run_id, "train/loss")] == [1, 2, 3, 4, 5]
+
+
+def test_lightning_with_mlflow_pytorch_autolog_shares_its_run_and_skips_keys_it_logs():
+    mlflow.pytorch.autolog(log_models=False, checkpoint=False, silent=True, log_every_n_step=1)
+    try:
+        _autolog()
+        _trainer().fit(TinyModule(log_key="train/loss"), tiny_data(n=48, batch=8))  # 6 steps
+        flush()
+    finally:
+        mlflow.pytorch.autolog(disable=True)
+    run_id = only_run_id()  # one run: MLflow's, shared
+    loss_steps = [s for s, _ in history(run_id, "train/loss")]
+    assert loss_steps  # MLflow logs the key the module logs ...
+    assert len(loss_steps) == len(set(loss_steps))  # MLflow logs it; we never add a second point
+    assert [s for s, _ in history(run_id, "train/lr")] == list(range(1, 7))  # ours
+
+
+def test_lightning_fit_exception_propagates_unchanged_and_marks_the_run_failed():
+    _autolog()
+    module = TinyModule(fail_at_step=3)
+    module.fail_at_step_error = ValueError("bad batch")
+    with pytest.raises(ValueError) as caught:
+        _trainer().fit(module, tiny_data(n=80, batch=8))
+    assert caught.value is module.fail_at_step_error
+    run_id = only_run_id()
+    assert mlflow.MlflowClient().get_run(run_id).info.status == "FAILED"
+    flush()
+    assert [s for s, _ in history(run_id, "train/loss")] == [1, 2, 3]
