@@ -21,7 +21,7 @@ from mlflow_monitor.integrations.slack_config import SlackConfig
 from mlflow_monitor.integrations.slack_dead_letter import DeadLetterFile
 from mlflow_monitor.integrations.slack_delivery import DeliveryWorker
 from mlflow_monitor.integrations.slack_links import MlflowUiLinks
-from mlflow_monitor.integrations.slack_messages import MessageRenderer, SlackMessage
+from mlflow_monitor.integrations.slack_messages import MessageRenderer, SlackMessage, plain_fallback
 from mlflow_monitor.integrations.slack_redact import redact
 from mlflow_monitor.integrations.slack_threads import ThreadStore
 from mlflow_monitor.integrations.slack_throttle import KeyedThrottle
@@ -76,11 +76,15 @@ class SlackNotifier:
             if suppressed is None:
                 self.stats["suppressed"] += 1
                 return
-            if self._worker.submit((event, suppressed)):
+            if not self._closed and self._worker.submit((event, suppressed)):
                 return
-            reason = "notifier closed" if self._closed else f"queue full ({self.config.queue_size} messages)"
-            self.stats["overflow"] += 1
-            self._dead_letter(self.renderer.render(event, suppressed), reason)
+            if self._closed:  # e.g. published by the pipeline's final flush, after our exit handler ran
+                reason = "published after the Slack notifier was closed (exit)"
+                self.stats["late"] += 1
+            else:
+                reason = f"queue full ({self.config.queue_size} messages)"
+                self.stats["overflow"] += 1
+            self._dead_letter_event(event, suppressed, reason)
         except Exception:
             _logger.exception("mlflow-monitor: could not queue a Slack message for %s", type(event).__name__)
 
@@ -88,24 +92,32 @@ class SlackNotifier:
         """Wait (bounded) until everything queued so far was delivered or dead-lettered."""
         return self._worker.flush(self.config.flush_timeout_s if timeout is None else timeout)
 
-    def close(self, timeout: Optional[float] = None) -> None:
+    def close(self, timeout: Optional[float] = None, *, keep_subscribed: bool = False) -> None:
         """Unsubscribe, send a note for throttled keys, drain for at most ``timeout`` s.
 
-        Whatever is still queued (or in flight) at the deadline is dead-lettered.
+        Whatever is still queued (or in flight) at the deadline is dead-lettered. With
+        ``keep_subscribed`` (at exit) the notifier stays subscribed, closed: events
+        published later (the pipeline's final flush runs after this exit handler) go
+        straight to the dead-letter file, rendered and redacted; :meth:`unsubscribe`
+        ends that.
         """
         with self._lock:
             if self._closed:
                 return
-            self._closed = True
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
+            self._closed = True  # from here notify() dead-letters instead of queueing
+        if not keep_subscribed:
+            self.unsubscribe()
         for _key, count, event in self.throttle.drain_suppressed():
             if not self._worker.submit((event, -count)):  # negative: a "N more suppressed" note
-                self._dead_letter(self._render(event, -count), "queue full at exit")
+                self._dead_letter_event(event, -count, "queue full at exit")
         left = self._worker.close(self.config.flush_timeout_s if timeout is None else timeout)
         for event, suppressed in left:
-            self._dead_letter(self._render(event, suppressed), "not delivered before exit (flush timeout)")
+            self._dead_letter_event(event, suppressed, "not delivered before exit (flush timeout)")
+
+    def unsubscribe(self) -> None:
+        unsubscribe, self._unsubscribe = self._unsubscribe, None
+        if unsubscribe is not None:
+            unsubscribe()
 
     # ---- worker side ----------------------------------------------------------------
     def send(self, message: SlackMessage) -> None:
@@ -118,21 +130,41 @@ class SlackNotifier:
 
     def _deliver_item(self, item: _Item) -> None:
         event, suppressed = item
-        message = self._render(event, suppressed)
-        try:
-            self.send(message)
+        message, render_error = self._render(event, suppressed)
+        error: Optional[str] = render_error
+        if error is None:
+            if self._worker.handed_back():  # close() already dead-lettered it: do not send it too
+                return
+            try:
+                self.send(message)
+            except DeliveryError as exc:
+                error = str(exc)
+            except Exception as exc:  # a bug or an unexpected client error: still never lost
+                _logger.error("mlflow-monitor: unexpected error sending a Slack %s message: %s", message.kind,
+                              redact(exc))
+                error = f"{type(exc).__name__}: {exc}"
+        if not self._worker.settle():  # close() handed it back and recorded it: one record only
+            return
+        if error is None:
             self.stats["sent"] += 1
-        except DeliveryError as exc:
-            self._dead_letter(message, str(exc))
-        except Exception as exc:  # a bug or an unexpected client error: still never lost
-            _logger.error("mlflow-monitor: unexpected error sending a Slack %s message: %s", message.kind,
-                          redact(exc))
-            self._dead_letter(message, f"{type(exc).__name__}: {exc}")
+        else:
+            self._dead_letter(message, error)
 
-    def _render(self, event: Event, suppressed: int) -> SlackMessage:
-        if suppressed < 0:
-            return self.renderer.suppressed_summary(event, -suppressed)
-        return self.renderer.render(event, suppressed)
+    def _render(self, event: Event, suppressed: int) -> tuple[SlackMessage, Optional[str]]:
+        """The rendered message, or a plain-text fallback plus why rendering failed (never raises)."""
+        try:
+            if suppressed < 0:
+                return self.renderer.suppressed_summary(event, -suppressed), None
+            return self.renderer.render(event, suppressed), None
+        except Exception as exc:  # unusual event data: keep the event, as plain text
+            self.stats["render_failed"] += 1
+            _logger.error("mlflow-monitor: could not render a Slack message for %s: %s", type(event).__name__,
+                          redact(exc))
+            return plain_fallback(event, suppressed), f"could not render the message: {type(exc).__name__}: {exc}"
+
+    def _dead_letter_event(self, event: Event, suppressed: int, reason: str) -> None:
+        message, render_error = self._render(event, suppressed)
+        self._dead_letter(message, f"{reason}; {render_error}" if render_error else reason)
 
     def _dead_letter(self, message: SlackMessage, reason: str) -> None:
         self.stats["dead_lettered"] += 1
@@ -142,6 +174,7 @@ class SlackNotifier:
 # ---- process-wide notifier ----------------------------------------------------------
 _lock = threading.RLock()
 _notifier: Optional[SlackNotifier] = None
+_closed_at_exit: Optional[SlackNotifier] = None  # closed but subscribed: dead-letters late events
 _logged_off = False
 _atexit_registered = False
 
@@ -168,6 +201,7 @@ def enable(config: Union[Mapping[str, Any], str, None] = None) -> Optional[Slack
                 if config is None or _notifier.config == cfg:
                     return _notifier
                 _notifier.close()
+            _drop_closed_at_exit()
             _notifier = SlackNotifier(cfg).start()
             if not _atexit_registered:
                 atexit.register(_close_at_exit)
@@ -185,6 +219,7 @@ def disable(timeout: Optional[float] = None) -> None:
     global _notifier
     with _lock:
         notifier, _notifier = _notifier, None
+        _drop_closed_at_exit()
     if notifier is not None:
         notifier.close(timeout)
 
@@ -194,8 +229,24 @@ def get_notifier() -> Optional[SlackNotifier]:
     return _notifier
 
 
+def _drop_closed_at_exit() -> None:
+    global _closed_at_exit
+    late, _closed_at_exit = _closed_at_exit, None
+    if late is not None:
+        late.unsubscribe()
+
+
 def _close_at_exit() -> None:
+    """Bounded flush at exit; the notifier stays subscribed, closed, so events published
+    after this handler (atexit runs LIFO: the pipeline's final flush, run summaries) are
+    dead-lettered rather than dropped."""
+    global _notifier, _closed_at_exit
     try:
-        disable()
+        with _lock:
+            notifier, _notifier = _notifier, None
+            _drop_closed_at_exit()
+            _closed_at_exit = notifier
+        if notifier is not None:
+            notifier.close(keep_subscribed=True)
     except Exception:  # never raise at interpreter exit
         pass

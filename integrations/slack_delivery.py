@@ -27,6 +27,8 @@ class DeliveryWorker(Generic[T]):
         self._maxsize = maxsize
         self._items: collections.deque[T] = collections.deque()
         self._in_flight: Optional[T] = None
+        self._settled = False  # the in-flight item's outcome is recorded by the handler
+        self._handed_back = False  # close() handed the in-flight item back: the handler records nothing
         self._closing = False
         self._abandoned = False
         self._cond = threading.Condition()
@@ -55,8 +57,11 @@ class DeliveryWorker(Generic[T]):
     def close(self, timeout: float) -> list[T]:
         """Stop taking items, drain for at most ``timeout`` s, return the unhandled ones.
 
-        An item still in flight at the deadline is returned too (it may yet be delivered:
-        at-least-once beats lost).
+        An item still in flight at the deadline, whose handler has not settled it, is
+        returned too and marked handed back: its handler then neither sends it (when it
+        has not started yet, see :meth:`handed_back`) nor records it (see :meth:`settle`),
+        so exactly one path records it. (A request already on the wire may still arrive:
+        at-least-once beats lost.)
         """
         with self._cond:
             self._closing = True
@@ -64,12 +69,30 @@ class DeliveryWorker(Generic[T]):
         self.flush(timeout)
         with self._cond:
             left = list(self._items)
-            if self._in_flight is not None:
+            if self._in_flight is not None and not self._settled:
                 left.insert(0, self._in_flight)
+                self._handed_back = True
             self._items.clear()
             self._abandoned = True
             self._cond.notify_all()
         return left
+
+    def handed_back(self) -> bool:
+        """On the worker thread: True when close() already handed the current item back."""
+        with self._cond:
+            return self._handed_back
+
+    def settle(self) -> bool:
+        """On the worker thread, once the current item's outcome is known: may the handler record it?
+
+        False when close() handed it back (close's caller records it); otherwise it is
+        marked settled, so a later close() does not hand it back.
+        """
+        with self._cond:
+            if self._handed_back:
+                return False
+            self._settled = True
+            return True
 
     def _run(self) -> None:
         while True:
@@ -80,6 +103,7 @@ class DeliveryWorker(Generic[T]):
                     return
                 item = self._items.popleft()
                 self._in_flight = item
+                self._settled = self._handed_back = False
             try:
                 self._handle(item)
             except Exception:  # the handler dead-letters its own failures; this is a bug guard

@@ -297,3 +297,40 @@ def _duration(seconds: float) -> str:
     h, rest = divmod(seconds, 3600)
     m, s = divmod(rest, 60)
     return f"{h}h {m:02d}m {s:02d}s" if h else (f"{m}m {s:02d}s" if m else f"{s}s")
+
+
+_FALLBACK_FIELDS = {
+    "verdict": ("model_name", "version", "target", "passed", "run_id"),
+    "run_summary": ("run_id", "status", "run_name", "error"),
+    "health_alert": ("run_id", "rule", "message", "metric", "value", "step", "severity"),
+}
+
+
+def plain_fallback(event: Any, suppressed: int = 0) -> SlackMessage:
+    """A minimal plain-text message for an event the renderer failed on (never raises).
+
+    The event's type and key fields, escaped and cut short, no blocks; dead-lettered
+    with the reason, so the event is not lost and ``slack replay`` can still send it.
+    """
+    kind = {Verdict: "verdict", RunSummary: "run_summary", HealthAlert: "health_alert"}.get(type(event), "event")
+    parts = []
+    for name in _FALLBACK_FIELDS.get(kind, ()):
+        try:
+            value = getattr(event, name, None)
+            if value is not None:
+                parts.append(f"{name}={str(value)[:200]}")
+        except Exception:
+            parts.append(f"{name}=<unprintable>")
+    note = f" ({-suppressed} more suppressed)" if suppressed < 0 else (
+        f" ({suppressed} similar suppressed)" if suppressed > 0 else "")
+    text = bk.fallback_text(f"mlflow-monitor {type(event).__name__}{note}: " + ", ".join(parts))
+    thread = None
+    try:
+        if kind == "verdict":
+            thread = ThreadRef("model_version", (str(event.model_name), str(event.version)))
+        elif kind in ("run_summary", "health_alert"):
+            thread = ThreadRef("run", (str(event.run_id),))
+        dedup_key = str(event.dedup_key)
+    except Exception:
+        dedup_key = f"{kind}:unrenderable"
+    return SlackMessage(kind, text, [], dedup_key, thread)

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, Optional
+from typing import Optional
 
+from mlflow_monitor.health.run_tags import BoundedMlflow, StoreUnavailable, tracking_uri_for_run
 from mlflow_monitor.integrations.slack_messages import ThreadRef
 
 _logger = logging.getLogger(__name__)
@@ -20,11 +21,18 @@ TAG_CHANNEL = "mlflow_monitor.slack.thread_channel"
 
 
 class ThreadStore:
-    """Maps a :class:`ThreadRef` to ``(channel, ts)``: in memory, backed by MLflow tags."""
+    """Maps a :class:`ThreadRef` to ``(channel, ts)``: in memory, backed by MLflow tags.
 
-    def __init__(self, client_factory: Optional[Callable[[], Any]] = None) -> None:
-        self._client_factory = client_factory or _default_client
+    The tags are read and written with bounded calls (:class:`BoundedMlflow`: for an
+    http(s) store one request without retries and a short timeout, then a cool-down),
+    on the run's bound tracking URI, so a tracking server that is down costs a message
+    its thread, never minutes of delivery.
+    """
+
+    def __init__(self, store: Optional[BoundedMlflow] = None) -> None:
+        self.store = store or BoundedMlflow()
         self._cache: dict[ThreadRef, tuple[str, str]] = {}
+        self._unknown: set[ThreadRef] = set()  # lookup failed: do not overwrite a thread we could not see
         self._lock = threading.Lock()
 
     def lookup(self, ref: ThreadRef) -> Optional[tuple[str, str]]:
@@ -34,8 +42,12 @@ class ThreadStore:
         try:
             tags = self._tags(ref)
         except Exception as exc:  # the thread is a nicety: never fail delivery over it
+            with self._lock:
+                self._unknown.add(ref)
             _logger.debug("mlflow-monitor: no Slack thread for %s: %s", ref, exc)
             return None
+        with self._lock:
+            self._unknown.discard(ref)
         if tags.get(TAG_TS) and tags.get(TAG_CHANNEL):
             found = (tags[TAG_CHANNEL], tags[TAG_TS])
             with self._lock:
@@ -46,30 +58,26 @@ class ThreadStore:
     def remember(self, ref: ThreadRef, channel: str, ts: str) -> None:
         with self._lock:
             self._cache[ref] = (channel, ts)
+            if ref in self._unknown:  # MLflow may hold an older thread we could not read: keep it
+                return
         try:
-            client = self._client_factory()
             if ref.kind == "model_version":
                 name, version = ref.key
-                client.set_model_version_tag(name, version, TAG_TS, ts)
-                client.set_model_version_tag(name, version, TAG_CHANNEL, channel)
+                self.store.set_model_version_tag(name, version, TAG_TS, ts)
+                self.store.set_model_version_tag(name, version, TAG_CHANNEL, channel)
             else:
                 (run_id,) = ref.key
-                client.set_tag(run_id, TAG_TS, ts)
-                client.set_tag(run_id, TAG_CHANNEL, channel)
+                uri = tracking_uri_for_run(run_id)
+                self.store.set_run_tag(run_id, TAG_TS, ts, uri)
+                self.store.set_run_tag(run_id, TAG_CHANNEL, channel, uri)
         except Exception as exc:
-            _logger.warning("mlflow-monitor: could not store the Slack thread of %s %s in MLflow: %s",
-                            ref.kind, "/".join(ref.key), exc)
+            log = _logger.debug if isinstance(exc, StoreUnavailable) and exc.skipped else _logger.warning
+            log("mlflow-monitor: could not store the Slack thread of %s %s in MLflow: %s",
+                ref.kind, "/".join(ref.key), exc)
 
     def _tags(self, ref: ThreadRef) -> dict[str, str]:
-        client = self._client_factory()
         if ref.kind == "model_version":
             name, version = ref.key
-            return dict(client.get_model_version(name, version).tags or {})
+            return self.store.model_version_tags(name, version)
         (run_id,) = ref.key
-        return dict(client.get_run(run_id).data.tags or {})
-
-
-def _default_client() -> Any:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient()
+        return self.store.run_tags(run_id, tracking_uri_for_run(run_id))

@@ -113,6 +113,7 @@ class SlackStub:
         self.webhook_channel = "C0WEBHOOK"
         self.messages: list[dict[str, Any]] = []  # accepted messages
         self.requests: list[dict[str, Any]] = []  # every request, with the answer given
+        self.arrivals = 0  # requests that arrived (recorded in `requests` once answered)
         self._faults: list[_Fault] = []
         self._released = threading.Event()
         self._released.set()
@@ -200,6 +201,22 @@ class SlackStub:
             return None
 
     # ---- recording -------------------------------------------------------------
+    def _arrived(self) -> None:
+        with self._cond:
+            self.arrivals += 1
+            self._cond.notify_all()
+
+    def wait_for_arrivals(self, n: int, timeout: float = 5.0) -> int:
+        """Wait (bounded) until ``n`` requests arrived (answered or parked by :meth:`hold`)."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.arrivals < n:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self.arrivals
+
     def wait_for_messages(self, n: int, timeout: float = 5.0) -> list[dict[str, Any]]:
         """Wait (bounded) until ``n`` messages were accepted; return them all."""
         deadline = time.monotonic() + timeout
@@ -288,6 +305,7 @@ def _make_handler(stub: SlackStub) -> type[BaseHTTPRequestHandler]:
             path = urlparse(self.path).path
             entry: dict[str, Any] = {"path": path, "time": time.monotonic()}
 
+            stub._arrived()
             stub._released.wait(stub.max_hold_s)
             fault = stub._take_fault()
             if fault is not None and fault.kind == "hang":

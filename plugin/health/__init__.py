@@ -8,6 +8,7 @@ fires, a ``HealthAlert`` is published (Slack picks it up) and the run gets a tag
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from typing import Iterable, Optional
@@ -26,6 +27,7 @@ __all__ = ["enable", "disable", "get_monitor", "HealthMonitor", "HealthRule", "F
 _logger = logging.getLogger(__name__)
 _lock = threading.Lock()
 _monitor: Optional[HealthMonitor] = None
+_atexit_registered = False
 
 
 def enable(rules: Optional[Iterable[HealthRule]] = None) -> HealthMonitor:
@@ -34,8 +36,11 @@ def enable(rules: Optional[Iterable[HealthRule]] = None) -> HealthMonitor:
     Called again with no rules it keeps the running monitor (re-attaching it if the
     pipeline was replaced); with rules it replaces the monitor.
     """
-    global _monitor
+    global _monitor, _atexit_registered
     with _lock:
+        if not _atexit_registered:
+            atexit.register(_close_tags_at_exit)
+            _atexit_registered = True
         if _monitor is not None and rules is not None:
             _monitor.close(timeout=1.0)
             _monitor = None
@@ -63,3 +68,17 @@ def disable(timeout: float = 5.0) -> None:
 
 def get_monitor() -> Optional[HealthMonitor]:
     return _monitor
+
+
+def _close_tags_at_exit() -> None:
+    """At exit: write pending run tags (bounded); what cannot be written goes to the dead-letter file.
+
+    The monitor stays attached: the pipeline's own exit flush (which runs later) may
+    still fire rules; their alerts are published and their tags dead-lettered.
+    """
+    monitor = _monitor
+    if monitor is not None:
+        try:
+            monitor.tags.close(5.0)
+        except Exception:  # never raise at interpreter exit
+            pass

@@ -25,7 +25,7 @@ from mlflow_monitor.health.step_time_regression import StepTimeRegression
 _logger = logging.getLogger(__name__)
 
 TAG_PREFIX = "mlflow_monitor.health."
-MAX_RUNS = 64  # per-run rule state kept for the most recent runs
+MAX_RUNS = 64  # per-run rule state kept for the most recently used runs
 
 
 def default_rules() -> list[HealthRule]:
@@ -89,7 +89,9 @@ class HealthMonitor:
     def _rules(self, run_id: str) -> _RunRules:
         with self._lock:
             state = self._runs.get(run_id)
-            if state is None:
+            if state is not None:
+                self._runs.move_to_end(run_id)  # evict the least recently used run, not the oldest
+            else:
                 state = self._runs[run_id] = _RunRules(self.rules)
                 while len(self._runs) > MAX_RUNS:
                     self._runs.popitem(last=False)
