@@ -3,7 +3,9 @@
 HTTP(S) tracking servers are called with MLflow's own request helper but with *no*
 client-side retries and a short timeout: the pipeline has its own spool and replay,
 and MLflow's default retry schedule would stall the flusher for minutes during an
-outage. Every other store (sqlite, postgresql, file, ...) goes through ``MlflowClient``.
+outage. SQL stores (sqlite, postgresql, mysql) get a bulk writer that produces the same
+rows at a fraction of the ORM's CPU cost (see ``sql_metric_writer``). Every other store
+goes through ``MlflowClient.log_batch``.
 """
 
 from __future__ import annotations
@@ -46,11 +48,18 @@ class MetricSender:
         self._is_http = tracking_uri.startswith(("http://", "https://"))
         self._client = None
         self._host_creds = None
+        self._sql_writer = None
+        if not self._is_http:
+            from mlflow_monitor.sql_metric_writer import make_sql_writer
+
+            self._sql_writer = make_sql_writer(tracking_uri)
 
     def send(self, run_id: str, metrics: Sequence[Metric]) -> None:
         """Log ``metrics`` (<= 1000) to ``run_id``; raises on failure."""
         if self._is_http:
             self._send_rest(run_id, metrics)
+        elif self._sql_writer is not None:
+            self._sql_writer.write(run_id, metrics)
         else:
             if self._client is None:
                 from mlflow.tracking import MlflowClient

@@ -177,8 +177,13 @@ class MetricsPipeline:
             for uri, points in unsent:
                 self._accept(uri, points)
         self._replay_due()
-        while self._buffer and not self._stop:
-            self._place(self._drain(50_000))
+        # Take what is queued now, in big batches; points appended meanwhile wait for the
+        # next cycle (chasing them would degrade into one tiny transaction per step).
+        pending = len(self._buffer)
+        while pending > 0 and not self._stop:
+            entries = self._drain(min(pending, 50_000))
+            pending -= len(entries)
+            self._place(entries)
             self._replay_due()
 
     def _replay_due(self) -> None:

@@ -103,15 +103,17 @@ class RunRegistry:
     # -- which run -------------------------------------------------------------------
     def current_run_id(self, start_if_missing: bool = True) -> Optional[str]:
         """The active run's id (monitored from now on); starts an owned run if none."""
-        import mlflow
+        from mlflow_monitor.pipeline import _active_run_id  # cached: ~0.1 us per step
 
-        active = mlflow.active_run()
-        if active is not None:
-            if active is self._cached_active:
-                return self._cached_run_id
-            run_id = active.info.run_id
+        run_id = _active_run_id()
+        if run_id is not None:
+            if run_id == self._cached_run_id:
+                return run_id
+            import mlflow
+
+            active = mlflow.active_run()
             if run_id not in self._runs:
-                self.begin(run_id, owned=False, info=active.info)
+                self.begin(run_id, owned=False, info=active.info if active is not None else None)
             self._cached_active, self._cached_run_id = active, run_id
             return run_id
         if not start_if_missing:

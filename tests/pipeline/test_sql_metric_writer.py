@@ -1,0 +1,70 @@
+"""The SQL fast path writes exactly what MLflow's own log_batch writes."""
+
+from __future__ import annotations
+
+import math
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+from mlflow.entities import Metric
+from mlflow.exceptions import MlflowException
+
+from mlflow_monitor.sql_metric_writer import make_sql_writer
+
+
+def _batch(offset: int = 0) -> list[Metric]:
+    ms = [Metric("loss", 1.0 / (i + 1), 1000 + i, i + offset) for i in range(50)]
+    ms += [Metric("odd", v, 5000, 7) for v in (math.nan, math.inf, -math.inf, 2.0)]
+    ms += [Metric("loss", 0.5, 1003, 3 + offset)] * 2  # exact duplicates
+    ms += [Metric("late", 9.0, 10, 100), Metric("late", 1.0, 99, 5)]  # latest = highest step
+    return ms
+
+
+def _state(client: MlflowClient, run_id: str) -> tuple:
+    run = client.get_run(run_id)
+    hist = {
+        k: sorted(((m.step, m.timestamp, repr(m.value)) for m in client.get_metric_history(run_id, k)))
+        for k in ("loss", "odd", "late")
+    }
+    latest = {k: repr(v) for k, v in run.data.metrics.items()}
+    return hist, latest
+
+
+def test_fast_path_rows_and_latest_metrics_match_mlflow_log_batch(tracking_uri):
+    client = MlflowClient()
+    exp = client.create_experiment("parity")
+    ours, theirs = client.create_run(exp).info.run_id, client.create_run(exp).info.run_id
+    writer = make_sql_writer(tracking_uri)
+    assert writer is not None
+    for offset in (0, 10):  # the second batch overlaps: duplicates across batches too
+        writer.write(ours, _batch(offset))
+        client.log_batch(theirs, metrics=_batch(offset))
+    assert _state(client, ours) == _state(client, theirs)
+
+
+def test_fast_path_refuses_deleted_and_unknown_runs_like_mlflow(tracking_uri):
+    client = MlflowClient()
+    run_id = client.create_run("0").info.run_id
+    client.delete_run(run_id)
+    writer = make_sql_writer(tracking_uri)
+    with pytest.raises(MlflowException) as deleted:
+        writer.write(run_id, [Metric("m", 1.0, 1, 0)])
+    assert deleted.value.error_code == "INVALID_PARAMETER_VALUE"
+    with pytest.raises(MlflowException) as missing:
+        writer.write("0" * 32, [Metric("m", 1.0, 1, 0)])
+    assert missing.value.error_code == "RESOURCE_DOES_NOT_EXIST"
+
+
+def test_non_sql_stores_get_no_fast_path(tmp_path):
+    assert make_sql_writer(f"file://{tmp_path}/mlruns") is None
+    assert make_sql_writer("http://127.0.0.1:5000") is None
+    mlflow.set_tracking_uri(None)
+
+
+def test_fast_path_rejects_invalid_metric_names_like_mlflow(tracking_uri):
+    run_id = MlflowClient().create_run("0").info.run_id
+    with pytest.raises(MlflowException) as bad:
+        make_sql_writer(tracking_uri).write(run_id, [Metric("bad//../name", 1.0, 1, 0)])
+    assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
+    assert MlflowClient().get_run(run_id).data.metrics == {}
