@@ -26,6 +26,7 @@ from typing import Any, Optional
 
 import torch
 
+from mlflow_monitor import pipeline as _pipeline_module
 from mlflow_monitor.integrations.torch import StepMetrics, batch_size
 
 _logger = logging.getLogger(__name__)
@@ -161,6 +162,7 @@ class _MonitorCallbackMixin:
             if n:
                 self._acc.samples += n
             step = trainer.global_step
+            _pipeline_module.current_step = step  # log_metrics(step=None) uses it
             if step <= self._last_step:  # still accumulating gradients
                 return
             self._last_step = step

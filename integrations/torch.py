@@ -31,6 +31,8 @@ from typing import Any, Optional
 
 import torch
 
+from mlflow_monitor import pipeline as _pipeline_module
+
 _logger = logging.getLogger(__name__)
 
 _active: Optional["TorchAutolog"] = None  # read by the patched functions below
@@ -202,6 +204,7 @@ class TorchAutolog:
                 self._run_id, self._step = run_id, 0
                 self._acc.last_step_end = None
             self._step += 1
+            _pipeline_module.current_step = self._step  # log_metrics(step=None) uses it
             metrics = self._acc.collect(optimizer.param_groups, now)
             if run_id is None or not self._log_here or self._step % self.log_every_n_steps:
                 return

@@ -37,7 +37,8 @@ def _isolated_state(tmp_path, monkeypatch, _migrated_template_db):
     home = tmp_path / "monitor_home"
     monkeypatch.setenv("MLFLOW_MONITOR_HOME", str(home))
     for var in ("SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_CHANNEL", "SLACK_API_URL", "MLFLOW_UI_URL",
-                "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID"):
+                "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID",
+                "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
         monkeypatch.delenv(var, raising=False)
     db = tmp_path / "mlflow.db"
     shutil.copy(_migrated_template_db, db)  # a private copy per test
@@ -68,6 +69,7 @@ def _isolated_state(tmp_path, monkeypatch, _migrated_template_db):
         pass
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
+    mlflow.tracking.fluent._active_experiment_id = None  # mlflow.set_experiment() must not leak
 
 
 @pytest.fixture

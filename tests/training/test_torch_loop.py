@@ -170,3 +170,12 @@ def test_mlflow_monitor_log_metrics_lands_in_the_same_run_as_training_metrics():
         mlflow_monitor.log_metrics({"val/accuracy": 0.75}, step=2)
     flush()
     assert history(run.info.run_id, "val/accuracy") == [(2, 0.75)]
+
+
+def test_log_metrics_without_step_uses_the_current_optimizer_step():
+    _autolog()
+    with mlflow.start_run() as run:
+        train_loop(steps=5)
+        mlflow_monitor.log_metrics({"val/accuracy": 0.5})
+    flush()
+    assert history(run.info.run_id, "val/accuracy") == [(5, 0.5)]
