@@ -439,22 +439,25 @@ def log_metrics(metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
         if not isinstance(metrics, collections.abc.Mapping):
             raise TypeError(f"log_metrics expects a mapping of name -> number, got {type(metrics).__name__}")
         metrics = dict(metrics)
-    if not _known_keys.issuperset(metrics):
-        _validate_keys(metrics)
-    for value in metrics.values():
-        t = type(value)
-        if t is not float and t is not int:
-            for key, v in metrics.items():
-                _validate_value(key, v)
-            break
     if step is None:
         step = current_step
     elif type(step) is not int:
-        if isinstance(step, bool) or not hasattr(step, "__index__"):
-            raise TypeError(f"step must be an int, got {type(step).__name__}")
-        step = step.__index__()
-    run_id = _active_run_id() or _start_run()
-    (_pipeline or get_pipeline())._push((run_id, _DICT, metrics.copy(), step, _now()))
+        step = _check_step(step)
+    if len(metrics) == 1:  # the common case: one flat tuple, no dict copy to keep alive
+        for key, value in metrics.items():
+            t = type(value)
+            if key not in _known_keys or (t is not float and t is not int):
+                _validate(metrics)
+            (_pipeline or get_pipeline())._push((_active_run_id() or _start_run(), key, value, step, _now()))
+        return
+    if not _known_keys.issuperset(metrics):
+        _validate(metrics)
+    for value in metrics.values():
+        t = type(value)
+        if t is not float and t is not int:
+            _validate(metrics)
+            break
+    (_pipeline or get_pipeline())._push((_active_run_id() or _start_run(), _DICT, metrics.copy(), step, _now()))
 
 
 def flush(timeout: float = 10.0) -> bool:
@@ -462,17 +465,26 @@ def flush(timeout: float = 10.0) -> bool:
     return get_pipeline().flush(timeout)
 
 
-def _validate_keys(metrics: Mapping[str, Any]) -> None:
+def _check_step(step: Any) -> int:
+    if isinstance(step, bool) or not hasattr(step, "__index__"):
+        raise TypeError(f"step must be an int, got {type(step).__name__}")
+    return step.__index__()
+
+
+def _validate(metrics: Mapping[str, Any]) -> None:
+    """Check names (MLflow's rule) and values; raise before anything is queued."""
     from mlflow.utils.validation import _validate_metric_name
 
-    for key in metrics:
-        if not isinstance(key, str):
-            raise TypeError(f"metric names must be str, got {type(key).__name__} ({key!r})")
-        try:
-            _validate_metric_name(key)
-        except Exception as exc:
-            raise ValueError(f"invalid metric name {key!r}: {exc}") from None
-        _known_keys.add(key)
+    for key, value in metrics.items():
+        if key not in _known_keys:
+            if not isinstance(key, str):
+                raise TypeError(f"metric names must be str, got {type(key).__name__} ({key!r})")
+            try:
+                _validate_metric_name(key)
+            except Exception as exc:
+                raise ValueError(f"invalid metric name {key!r}: {exc}") from None
+        _validate_value(key, value)
+    _known_keys.update(metrics)
 
 
 def _validate_value(key: str, value: Any) -> None:
