@@ -23,7 +23,11 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 bench: $(STAMP)
-	$(PY) benchmarks/run_all.py
+	$(PY) benchmarks/hot_path.py
+	$(PY) benchmarks/training_overhead.py
+	$(PY) benchmarks/sampler_cost.py
+	$(PY) benchmarks/gate_drift.py --quick
+	$(PY) benchmarks/gpu_check.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info mlruns mlflow.db .mlflow_monitor
+	rm -rf $(VENV) build *.egg-info mlruns mlartifacts mlflow.db .mlflow_monitor
