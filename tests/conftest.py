@@ -73,6 +73,12 @@ def _isolated_state(tmp_path, monkeypatch, _migrated_template_db):
 
 
 @pytest.fixture
+def mlflow_db(tmp_path) -> Path:
+    """This test's private sqlite MLflow DB (already the tracking and registry URI)."""
+    return tmp_path / "mlflow.db"
+
+
+@pytest.fixture
 def tracking_uri() -> str:
     import mlflow
 

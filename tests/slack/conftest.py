@@ -31,32 +31,6 @@ def bot_env(stub, monkeypatch, mlflow_db):
     return stub
 
 
-@pytest.fixture(scope="session")
-def _migrated_db(tmp_path_factory):
-    """One sqlite MLflow DB with its schema created once (creating it costs seconds)."""
-    import mlflow
-    from mlflow.tracking import MlflowClient
-
-    path = tmp_path_factory.mktemp("template") / "mlflow.db"
-    MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_experiments()
-    MlflowClient(tracking_uri=f"sqlite:///{path}", registry_uri=f"sqlite:///{path}").search_registered_models()
-    mlflow.set_tracking_uri(None)
-    return path
-
-
-@pytest.fixture
-def mlflow_db(_migrated_db, tmp_path):
-    """A private copy of the pre-migrated DB for each test (same isolation, no schema cost)."""
-    import shutil
-
-    import mlflow
-
-    path = tmp_path / "slack_mlflow.db"
-    shutil.copy(_migrated_db, path)
-    mlflow.set_tracking_uri(f"sqlite:///{path}")
-    mlflow.set_registry_uri(f"sqlite:///{path}")
-
-
 @pytest.fixture(autouse=True)
 def _fresh_notifier():
     from mlflow_monitor.integrations import slack
