@@ -1,14 +1,14 @@
 """The mlflow-monitor demo (``make demo``), on the embedded default store.
 
 Everything lands in a sqlite MLflow store in the working folder (``./mlflow.db``,
-artifacts in ``./mlartifacts``):
+artifacts in ``./mlruns``, monitor state in ``./.mlflow_monitor``):
 
 1. a small PyTorch model trains with ``mlflow_monitor.autolog()``: loss, learning rate,
    step time, throughput and system stats, live;
 2. the promotion gate: version 1 is promoted to ``@champion`` (passes), version 2 is
    evaluated on drifted data and blocked, with the reason;
-3. Slack: without Slack configured, the messages go to a local Slack API stub and the
-   Block Kit JSON is printed.
+3. Slack: the run summaries and verdicts of steps 1-2; without Slack configured they go
+   to a local Slack API stub (``tests/slack_stub.py``) and the Block Kit JSON is printed.
 
 Then open the UI with the printed ``mlflow ui`` command.
 """
@@ -29,11 +29,18 @@ def _banner(text: str) -> None:
 
 def main() -> None:
     import logging
+    import warnings
 
     import mlflow
 
-    logging.getLogger("mlflow").setLevel(logging.WARNING)
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    from mlflow_monitor import events
+
+    warnings.filterwarnings("ignore")  # third-party deprecation chatter would drown the demo
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow", "alembic"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    seen: list = []  # the events the demo really produces: sent to Slack in step 3
+    events.subscribe(seen.append, events.RunSummary, events.Verdict)
     workdir = Path.cwd()
     tracking_uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{workdir / 'mlflow.db'}"
     mlflow.set_tracking_uri(tracking_uri)
@@ -53,8 +60,8 @@ def main() -> None:
 
     from demo_slack import run_slack_demo
 
-    _banner("3. Slack notifications")
-    run_slack_demo()
+    _banner("3. Slack notifications (the run summary and verdicts above)")
+    run_slack_demo(events=seen)
 
     _banner("Open the MLflow UI")
     print(f"  mlflow ui --backend-store-uri {tracking_uri} --port 5000")

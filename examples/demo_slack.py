@@ -13,7 +13,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 from mlflow_monitor.events import RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack
@@ -41,11 +41,12 @@ def demo_events() -> list[Any]:
     return [verdict, summary]
 
 
-def run_slack_demo(out: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    """Send the demo events; return the messages the (stub) Slack received."""
+def run_slack_demo(out: Callable[[str], None] = print, events: Optional[list[Any]] = None) -> list[dict[str, Any]]:
+    """Send ``events`` (default: a canned verdict and run summary); return what Slack received."""
+    events = list(events) if events else demo_events()
     if SlackConfig.resolve(None) is not None:  # a real workspace is configured
         notifier = slack.enable()
-        for event in demo_events():
+        for event in events:
             publish(event)
         ok = notifier is not None and notifier.flush(30)
         slack.disable()
@@ -62,7 +63,7 @@ def run_slack_demo(out: Callable[[str], None] = print) -> list[dict[str, Any]]:
         out(f"No Slack configured: posting to a local Slack API stub at {stub.api_url}")
         notifier = slack.SlackNotifier(SlackConfig(webhook_url=stub.webhook_url, min_interval_s=0)).start()
         try:
-            for event in demo_events():
+            for event in events:
                 publish(event)
             notifier.flush(30)
         finally:
