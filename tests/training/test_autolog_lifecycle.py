@@ -13,15 +13,9 @@ import torch
 
 import mlflow_monitor
 from train_helpers import flush, history, train_loop
+from train_helpers import quiet_autolog as _autolog
 
 HERE = Path(__file__).parent
-
-
-def _autolog(**kw):
-    kw.setdefault("system_metrics", False)
-    kw.setdefault("notify", False)
-    kw.setdefault("silent", True)
-    mlflow_monitor.autolog(**kw)
 
 
 def test_autolog_called_twice_logs_exactly_one_point_per_step():

@@ -11,13 +11,7 @@ import torch
 
 import mlflow_monitor
 from train_helpers import flush, history, train_loop
-
-
-def _autolog(**kw):
-    kw.setdefault("system_metrics", False)
-    kw.setdefault("notify", False)
-    kw.setdefault("silent", True)
-    mlflow_monitor.autolog(**kw)
+from train_helpers import quiet_autolog as _autolog
 
 
 def test_each_optimizer_step_logs_its_loss_lr_step_time_and_throughput():

@@ -58,3 +58,13 @@ def flush(timeout: float = 30.0) -> None:
 
 def run_status(run_id: str) -> Optional[str]:
     return mlflow.MlflowClient().get_run(run_id).info.status
+
+
+def quiet_autolog(**kw) -> None:
+    """autolog() for tests: no system sampler, no Slack, no info logs (unless asked)."""
+    import mlflow_monitor
+
+    kw.setdefault("system_metrics", False)
+    kw.setdefault("notify", False)
+    kw.setdefault("silent", True)
+    mlflow_monitor.autolog(**kw)
