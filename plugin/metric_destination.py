@@ -59,7 +59,6 @@ class Destination:
         self._retry_at = 0.0
         self._retry_interval = 0.5
         self._reject = reject
-        self.delivered = 0
 
     # -- state -------------------------------------------------------------------------
     def own_backlog(self) -> bool:
@@ -145,7 +144,6 @@ class Destination:
         """
         try:
             self.sender.send(run_id, [Metric(p[1], p[2], p[3], p[4]) for p in points])
-            self.delivered += len(points)
             return
         except Exception as exc:
             if not _is_permanent(exc):

@@ -31,10 +31,6 @@ _PERMANENT_CODES = {
 }
 
 
-class PermanentDeliveryError(Exception):
-    """The store rejected the batch itself (bad key, deleted run): retrying cannot help."""
-
-
 def is_permanent(exc: BaseException) -> bool:
     return isinstance(exc, MlflowException) and exc.error_code in _PERMANENT_CODES
 

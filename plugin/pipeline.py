@@ -84,11 +84,6 @@ class MetricsPipeline:
         self._push((run_id, _DICT, dict(metrics), step, _now() if ts_ms is None else int(ts_ms)))
 
     # ------------------------------------------------------------------ control --
-    @property
-    def delivered(self) -> int:
-        """Points acknowledged by a store so far (for tests and benchmarks)."""
-        return sum(d.delivered for d in list(self._destinations.values()))
-
     def add_observer(self, fn: Observer) -> Callable[[], None]:
         """Call ``fn(run_id, key, value, step, ts_ms)`` for every point, on the flusher thread."""
         self._observers.append(fn)

@@ -27,14 +27,14 @@ def test_autolog_called_twice_logs_exactly_one_point_per_step():
     assert [s for s, _ in history(run.info.run_id, "train/loss")] == [1, 2, 3, 4, 5]
 
 
-def test_disable_restores_every_original_function_and_hook():
+def _patch_points() -> dict:
+    """Every function or hook slot autolog may replace, as currently installed."""
     import lightning.pytorch as pl
     from mlflow.tracking import fluent
     from mlflow.utils.autologging_utils import AutologgingEventLogger
-    from torch.optim import optimizer as optim_mod
     from torch.utils.data import dataloader
 
-    before = {
+    return {
         "backward": torch.Tensor.backward,
         "next": dataloader._BaseDataLoaderIter.__next__,
         "end_run": mlflow.end_run,
@@ -42,6 +42,14 @@ def test_disable_restores_every_original_function_and_hook():
         "Trainer.__init__": pl.Trainer.__init__,
         "event_logger": AutologgingEventLogger._event_logger,
     }
+
+
+def test_disable_restores_every_original_function_and_hook():
+    import lightning.pytorch as pl
+    from torch.optim import optimizer as optim_mod
+    from torch.utils.data import dataloader
+
+    before = _patch_points()
     pre_hooks, post_hooks = len(optim_mod._global_optimizer_pre_hooks), len(optim_mod._global_optimizer_post_hooks)
 
     _autolog(sklearn=False)
@@ -52,14 +60,7 @@ def test_disable_restores_every_original_function_and_hook():
     assert len(optim_mod._global_optimizer_post_hooks) == post_hooks + 1
 
     mlflow_monitor.autolog(disable=True)
-    after = {
-        "backward": torch.Tensor.backward,
-        "next": dataloader._BaseDataLoaderIter.__next__,
-        "end_run": mlflow.end_run,
-        "fluent.end_run": fluent.end_run,
-        "Trainer.__init__": pl.Trainer.__init__,
-        "event_logger": AutologgingEventLogger._event_logger,
-    }
+    after = _patch_points()
     assert all(after[k] is before[k] for k in before), {k for k in before if after[k] is not before[k]}
     assert len(optim_mod._global_optimizer_pre_hooks) == pre_hooks
     assert len(optim_mod._global_optimizer_post_hooks) == post_hooks
