@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import os
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # tests/servers.py, tests/slack_stub.py
 
 os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
 os.environ.setdefault("GIT_PYTHON_REFRESH", "quiet")
@@ -88,7 +85,7 @@ def tracking_uri() -> str:
 @pytest.fixture
 def mlflow_server(tmp_path):
     """Factory: ``mlflow_server(registry_store_uri=...)`` -> started MlflowServer, stopped at teardown."""
-    from servers import MlflowServer
+    from helpers.servers import MlflowServer
 
     started = []
 

@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from mlflow_monitor.cli import main
 from mlflow_monitor.gate import tags as T
-from test_gate_support import breast_cancer_frames, drifted, recipe_yaml, train_version, write_current
+from helpers.gate import breast_cancer_frames, drifted, recipe_yaml, train_version, write_current
 
 MODEL = "ci-model"
 

@@ -9,7 +9,7 @@ from mlflow.exceptions import MlflowException
 
 from mlflow_monitor.gate import tags as T
 from mlflow_monitor.gate.audit import read_audit_log
-from test_gate_support import (
+from helpers.gate import (
     FEATURES,
     breast_cancer_frames,
     gated_client,
@@ -133,7 +133,7 @@ def test_promotion_blocked_when_model_fails_to_load(client, tmp_path):
 
 
 def test_promotion_blocked_when_model_fails_to_predict(client, tmp_path):
-    from test_gate_support import train_version
+    from helpers.gate import train_version
 
     train, _ = breast_cancer_frames()
     # trained on two features, asked to predict on five: sklearn raises at predict time

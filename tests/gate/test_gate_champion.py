@@ -10,7 +10,7 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from mlflow_monitor.gate import tags as T
-from test_gate_support import breast_cancer_frames, gated_client, recipe_yaml, train_version, write_current
+from helpers.gate import breast_cancer_frames, gated_client, recipe_yaml, train_version, write_current
 
 MODEL = "champ"
 RULES = ["drift_share < 0.5", "{metric: accuracy, max_drop_vs_champion: 0.01}"]

@@ -9,7 +9,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_monitor.cli import main
 from mlflow_monitor.gate import tags as T
 from mlflow_monitor.gate.audit import read_audit_log
-from test_gate_support import (
+from helpers.gate import (
     breast_cancer_frames,
     drifted,
     gated_client,

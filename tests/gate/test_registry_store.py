@@ -10,7 +10,7 @@ from mlflow.exceptions import MlflowException
 import mlflow_monitor
 from mlflow_monitor.gate import tags as T
 from mlflow_monitor.gate.registry_store import MonitorRegistryStore, inner_uri_of
-from test_gate_support import breast_cancer_frames, drifted, recipe_yaml, reference_only_version, write_current
+from helpers.gate import breast_cancer_frames, drifted, recipe_yaml, reference_only_version, write_current
 
 
 def _store(client):

@@ -14,8 +14,8 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from mlflow_monitor.gate import tags as T
-from servers import MlflowServer
-from test_gate_support import breast_cancer_frames, drifted, recipe_yaml, train_version, write_current
+from helpers.servers import MlflowServer
+from helpers.gate import breast_cancer_frames, drifted, recipe_yaml, train_version, write_current
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import math
 
 import mlflow
 from mlflow.tracking import MlflowClient
-from servers import free_port
+from helpers.servers import free_port
 
 from mlflow_monitor import health, paths
 from mlflow_monitor.health.monitor import MAX_RUNS

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from slack_stub import SlackStub
+from helpers.slack_stub import SlackStub
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 
-from slack_stub import FAST_SETTINGS as FAST
+from helpers.slack_stub import FAST_SETTINGS as FAST
 
 from mlflow_monitor.events import HealthAlert, RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from slack_stub import FAST_SETTINGS as FAST
+from helpers.slack_stub import FAST_SETTINGS as FAST
 
 from mlflow_monitor import paths
 from mlflow_monitor.events import HealthAlert, RunSummary, Verdict, publish

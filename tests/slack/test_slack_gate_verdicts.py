@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
 from mlflow.exceptions import MlflowException
@@ -12,8 +10,7 @@ from mlflow.exceptions import MlflowException
 from mlflow_monitor.integrations import slack
 from mlflow_monitor.integrations.slack_threads import TAG_TS
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gate"))  # the gate tests' data helpers
-from test_gate_support import breast_cancer_frames, drifted, gated_client, recipe_yaml, train_version  # noqa: E402
+from helpers.gate import breast_cancer_frames, drifted, gated_client, recipe_yaml, train_version
 
 MODEL = "cancer"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from slack_stub import FAST_SETTINGS as FAST
+from helpers.slack_stub import FAST_SETTINGS as FAST
 
 from mlflow_monitor.events import HealthAlert, RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack
@@ -177,7 +177,7 @@ def test_stub_checks_auth_and_channel(stub):
 
 
 def test_more_than_50_blocks_are_cut_to_50_with_a_more_line():
-    from slack_stub import validate_blocks
+    from helpers.slack_stub import validate_blocks
 
     from mlflow_monitor.integrations import slack_blocks as bk
 
@@ -187,7 +187,7 @@ def test_more_than_50_blocks_are_cut_to_50_with_a_more_line():
 
 
 def test_long_single_lines_and_headers_are_truncated_not_rejected():
-    from slack_stub import validate_blocks
+    from helpers.slack_stub import validate_blocks
 
     from mlflow_monitor.integrations import slack_blocks as bk
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from click.testing import CliRunner
-from slack_stub import FAST_SETTINGS as FAST
+from helpers.slack_stub import FAST_SETTINGS as FAST
 
 from mlflow_monitor import paths
 from mlflow_monitor.cli import main

@@ -13,8 +13,8 @@ from pathlib import Path
 import mlflow
 import pytest
 from click.testing import CliRunner
-from servers import free_port
-from slack_stub import FAST_SETTINGS as FAST
+from helpers.servers import free_port
+from helpers.slack_stub import FAST_SETTINGS as FAST
 
 from mlflow_monitor import paths
 from mlflow_monitor.cli import main

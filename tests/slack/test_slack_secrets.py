@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 
 import mlflow
-from slack_stub import FAST_SETTINGS as FAST
+from helpers.slack_stub import FAST_SETTINGS as FAST
 from mlflow.tracking import MlflowClient
 
 from mlflow_monitor import paths

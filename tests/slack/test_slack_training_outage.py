@@ -7,7 +7,7 @@ import json
 import mlflow
 import torch
 from click.testing import CliRunner
-from slack_stub import FAST_SETTINGS as FAST
+from helpers.slack_stub import FAST_SETTINGS as FAST
 from mlflow.tracking import MlflowClient
 
 import mlflow_monitor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -12,8 +13,8 @@ import pytest
 import torch
 
 import mlflow_monitor
-from train_helpers import flush, history, train_loop
-from train_helpers import quiet_autolog as _autolog
+from helpers.training import flush, history, train_loop
+from helpers.training import quiet_autolog as _autolog
 
 HERE = Path(__file__).parent
 
@@ -121,10 +122,9 @@ def test_system_stats_are_sampled_into_the_training_run_while_it_is_active():
 
 _SCRIPT = """
 import sys, mlflow, torch
-sys.path.insert(0, {helpers!r})
 mlflow.set_tracking_uri({uri!r})
 import mlflow_monitor
-from train_helpers import train_loop
+from helpers.training import train_loop
 mlflow_monitor.autolog(system_metrics=False, notify=False, silent=True)
 assert mlflow.active_run() is None
 train_loop(steps=4)
@@ -137,9 +137,10 @@ if {crash!r}:
 @pytest.mark.parametrize("crash, status", [(False, "FINISHED"), (True, "FAILED")])
 def test_without_an_active_run_one_is_started_and_ended_at_exit(tmp_path, tracking_uri, crash, status):
     script = tmp_path / "train.py"
-    script.write_text(textwrap.dedent(_SCRIPT.format(helpers=str(HERE), uri=tracking_uri, crash=crash)))
+    script.write_text(textwrap.dedent(_SCRIPT.format(uri=tracking_uri, crash=crash)))
+    env = {**os.environ, "PYTHONPATH": str(HERE.parent)}  # the subprocess imports tests/helpers
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=240,
-                          cwd=tmp_path)
+                          cwd=tmp_path, env=env)
     assert (proc.returncode != 0) == crash, proc.stderr[-3000:]
     run_id = next(line.split()[1] for line in proc.stdout.splitlines() if line.startswith("RUN "))
     assert mlflow.MlflowClient().get_run(run_id).info.status == status

@@ -9,8 +9,8 @@ from pathlib import Path
 import mlflow
 import pytest
 
-from servers import free_port
-from train_helpers import history, only_run_id
+from helpers.servers import free_port
+from helpers.training import history, only_run_id
 
 WORKER = Path(__file__).parent / "ddp_worker.py"
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import mlflow_monitor
-from train_helpers import flush, history, only_run_id, tiny_data
+from helpers.training import flush, history, only_run_id, tiny_data
 
 
 class TinyModule(pl.LightningModule):

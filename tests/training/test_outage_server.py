@@ -5,7 +5,7 @@ from __future__ import annotations
 import mlflow
 
 import mlflow_monitor
-from train_helpers import history, tiny_data
+from helpers.training import history, tiny_data
 
 
 def test_every_step_loss_is_in_the_run_exactly_once_in_order_after_a_server_outage(mlflow_server):

@@ -10,7 +10,7 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 import mlflow_monitor
-from train_helpers import flush, only_run_id
+from helpers.training import flush, only_run_id
 
 
 def _frame(n=200, seed=0):

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import mlflow_monitor
-from train_helpers import flush, history, train_loop
-from train_helpers import quiet_autolog as _autolog
+from helpers.training import flush, history, train_loop
+from helpers.training import quiet_autolog as _autolog
 
 
 def test_each_optimizer_step_logs_its_loss_lr_step_time_and_throughput():

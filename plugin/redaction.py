@@ -1,0 +1,121 @@
+"""The one redactor: keeps credentials out of every log line, file and error text we write.
+
+Three kinds of secret are removed:
+
+- URL credentials, ``scheme://user:password@host`` -> ``scheme://***@host`` (tracking URIs,
+  proxy URLs, anything quoted from an MLflow or slack-sdk exception);
+- token-like strings: Slack tokens (``xoxb-...``), Slack webhook paths, and
+  ``token=...`` / ``password: ...`` / ``secret=...`` / ``api_key=...`` pairs;
+- every value registered with :func:`register_secret` (a bot token, a webhook URL and
+  its path), wherever it appears.
+
+Use :func:`redact` on any text before it is printed, logged, stored in a tag, a state
+file or an exception message; :func:`redact_uri` for a URI shown or stored as such; and
+:class:`SecretRedactor` as a logging filter on third-party loggers.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+from typing import Optional
+from urllib.parse import urlparse
+
+__all__ = ["MASK", "REDACTED", "SecretRedactor", "install_on", "redact", "redact_uri", "register_proxy_credentials",
+           "register_secret"]
+
+REDACTED = "[redacted]"  # a registered secret
+MASK = "***"  # a credential found by pattern (URL user:password, token=...)
+
+_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s:@]+(:[^/\s@]*)?@")
+_TOKENS = re.compile(
+    r"(xox[abposr]-[A-Za-z0-9-]+|hooks\.slack\.com/services/[A-Za-z0-9/]+|"
+    r"(?i:(?:token|password|passwd|secret|api[_-]?key)\s*[=:]\s*)[^\s,;&'\"]+)"
+)
+_MIN_SECRET_LEN = 6
+
+_lock = threading.Lock()
+_secrets: set[str] = set()
+_sorted: tuple[str, ...] = ()
+
+
+def register_secret(value: Optional[str]) -> None:
+    """Remember ``value`` as secret; for a URL also its path and its last path segment."""
+    global _sorted
+    if not value:
+        return
+    parts = {value}
+    if value.startswith("http"):
+        try:
+            path = urlparse(value).path
+        except ValueError:
+            path = ""
+        if path and path != "/":
+            parts.add(path)
+            last = path.rstrip("/").rsplit("/", 1)[-1]
+            if len(last) >= 8:
+                parts.add(last)
+    with _lock:
+        _secrets.update(p for p in parts if len(p) >= _MIN_SECRET_LEN)
+        _sorted = tuple(sorted(_secrets, key=len, reverse=True))
+
+
+def register_proxy_credentials() -> None:
+    """Register the password of ``HTTPS_PROXY``/``HTTP_PROXY`` (clients log the proxy URL)."""
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"):
+        value = os.environ.get(name)
+        if not value:
+            continue
+        try:
+            password = urlparse(value).password
+        except ValueError:
+            password = None
+        register_secret(password)
+
+
+def redact(text: object) -> str:
+    """``str(text)`` with URL credentials, token-like strings and registered secrets replaced."""
+    out = str(text)
+    for secret in _sorted:
+        if secret in out:
+            out = out.replace(secret, REDACTED)
+    out = _URL_CREDENTIALS.sub(lambda m: m.group("scheme") + MASK + "@", out)
+    return _TOKENS.sub(MASK, out)
+
+
+def redact_uri(uri: Optional[str]) -> Optional[str]:
+    """``uri`` with any ``user:password@`` removed (``None`` stays ``None``)."""
+    if not uri:
+        return uri
+    return redact(uri)
+
+
+class SecretRedactor(logging.Filter):
+    """Logging filter that rewrites a record's message (and traceback) with secrets redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: leave it to logging to report
+            return True
+        clean = redact(message)
+        if record.exc_info and record.exc_info[1] is not None:
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
+        if clean != message or record.args:
+            record.msg, record.args = clean, None
+        return True
+
+
+_installed: set[str] = set()
+
+
+def install_on(*logger_names: str) -> None:
+    """Put one :class:`SecretRedactor` on each named logger (idempotent)."""
+    with _lock:
+        for name in logger_names:
+            if name not in _installed:
+                logging.getLogger(name).addFilter(SecretRedactor())
+                _installed.add(name)
