@@ -117,3 +117,49 @@ def publish(event: Event) -> None:
             cb(event)
         except Exception:  # a consumer must never break a producer
             _logger.exception("mlflow-monitor: event subscriber %r failed", cb)
+
+
+# ------------------------------------------------------------------------- notifiers --
+# Services (the gate inside `mlflow server`, autolog) turn notifications on without
+# importing any integration: notifiers register under this entry-point group, e.g.
+#   [project.entry-points."mlflow_monitor.notifiers"]
+#   slack = "mlflow_monitor.integrations.slack:enable"
+# Each target is `enable(config=None) -> object | None` (None: not configured) and its
+# module has `disable(timeout=None)`. This keeps the dependency rule: integrations
+# depend on services and core, never the other way round.
+
+NOTIFIER_GROUP = "mlflow_monitor.notifiers"
+
+
+def _notifier_entry_points() -> list[Any]:
+    from importlib.metadata import entry_points
+
+    return sorted(entry_points(group=NOTIFIER_GROUP), key=lambda ep: ep.name)
+
+
+def enable_notifiers(config: Any = None) -> list[str]:
+    """Enable every installed notifier with ``config``; the names of those now running.
+
+    Never raises: a notifier that fails to import or start is logged and skipped.
+    """
+    running = []
+    for ep in _notifier_entry_points():
+        try:
+            enable = ep.load()
+            if (enable() if config is None else enable(config)) is not None:
+                running.append(ep.name)
+        except Exception as exc:
+            _logger.warning("mlflow-monitor: notifier %r not enabled: %s", ep.name, type(exc).__name__)
+    return running
+
+
+def disable_notifiers(timeout: Optional[float] = None) -> None:
+    """Flush and stop every installed notifier (bounded by ``timeout`` each). Never raises."""
+    import importlib
+
+    for ep in _notifier_entry_points():
+        try:
+            module = importlib.import_module(ep.module)
+            module.disable(timeout)
+        except Exception as exc:
+            _logger.warning("mlflow-monitor: notifier %r not disabled: %s", ep.name, type(exc).__name__)
