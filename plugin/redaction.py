@@ -21,10 +21,10 @@ import os
 import re
 import threading
 from typing import Optional
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit, urlunsplit
 
 __all__ = ["MASK", "REDACTED", "SecretRedactor", "install_on", "redact", "redact_uri", "register_proxy_credentials",
-           "register_secret"]
+           "register_secret", "strip_credentials"]
 
 REDACTED = "[redacted]"  # a registered secret
 MASK = "***"  # a credential found by pattern (URL user:password, token=...)
@@ -90,6 +90,17 @@ def redact_uri(uri: Optional[str]) -> Optional[str]:
     if not uri:
         return uri
     return redact(uri)
+
+
+def strip_credentials(url: str) -> str:
+    """``url`` without its ``user:password@`` part, for a link people click (no ``***@`` left in it)."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))
 
 
 class SecretRedactor(logging.Filter):
