@@ -1,6 +1,6 @@
 """Slack demo: send a gate verdict and a run summary, and show the Block Kit sent.
 
-Without Slack configured it starts the local Slack API stub (tests/slack_stub.py),
+Without Slack configured it starts the local Slack API stub (tests/helpers/slack_stub.py),
 points the notifier at it and prints the messages as received. With SLACK_WEBHOOK_URL
 (or SLACK_BOT_TOKEN + SLACK_CHANNEL) set, it posts to your real workspace instead.
 
@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional
 
 from mlflow_monitor.events import RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack
-from mlflow_monitor.integrations.slack_config import SlackConfig
+from mlflow_monitor.integrations.slack import SlackConfig
 
 
 def demo_events() -> list[Any]:
@@ -55,8 +55,11 @@ def run_slack_demo(out: Callable[[str], None] = print, events: Optional[list[Any
             else "Some messages were not delivered: see the dead-letter file; `mlflow-monitor slack replay`.")
         return []
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-    from slack_stub import SlackStub
+    try:
+        from helpers.slack_stub import SlackStub  # under pytest: tests/ is on the path
+    except ImportError:  # run as a script from a source checkout
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        from helpers.slack_stub import SlackStub
 
     with SlackStub() as stub:
         os.environ.setdefault("MLFLOW_UI_URL", "http://127.0.0.1:5000")

@@ -16,7 +16,7 @@ _SUBCOMMANDS = {
     "recipe": "mlflow_monitor.gate.cli_commands:recipe",
     "override": "mlflow_monitor.gate.cli_commands:override",
     "report": "mlflow_monitor.gate.cli_report:report",
-    "slack": "mlflow_monitor.integrations.slack_cli:slack",
+    "slack": "mlflow_monitor.integrations.slack.cli:slack",
 }
 
 

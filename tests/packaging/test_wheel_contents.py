@@ -24,7 +24,7 @@ def test_built_wheel_imports_and_carries_recipes_and_entry_points(tmp_path):
         "mlflow_monitor/system/sampler.py",
         "mlflow_monitor/gate/registry_store.py",
         "mlflow_monitor/health/monitor.py",
-        "mlflow_monitor/integrations/slack.py",
+        "mlflow_monitor/integrations/slack/__init__.py",
         "mlflow_monitor/integrations/torch.py",
         "mlflow_monitor/recipes/builtin/classification.yaml",
         "mlflow_monitor/recipes/builtin/regression.yaml",

@@ -32,11 +32,11 @@ def bot_env(stub, monkeypatch, mlflow_db):
 
 
 @pytest.fixture(autouse=True)
-def _fresh_notifier():
-    from mlflow_monitor.integrations import slack
+def _fresh_notifier(monkeypatch):
+    """No notifier running, and the one-time "notifications off" log line not yet written."""
+    from mlflow_monitor.integrations.slack import lifecycle
 
-    slack.disable(timeout=1.0)
-    slack._logged_off = False
+    lifecycle.disable(timeout=1.0)
+    monkeypatch.setattr(lifecycle, "_logged_off", False)
     yield
-    slack.disable(timeout=1.0)
-    slack._logged_off = False
+    lifecycle.disable(timeout=1.0)

@@ -5,11 +5,9 @@ from __future__ import annotations
 import logging
 import socket
 
-from helpers.slack_stub import FAST_SETTINGS as FAST
-
 from mlflow_monitor.events import HealthAlert, RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack
-from mlflow_monitor.integrations.slack_config import SlackConfig
+from mlflow_monitor.integrations.slack.config import SlackConfig
 
 
 def test_nothing_configured_means_no_network_call_and_one_log_line(caplog, monkeypatch):
@@ -28,24 +26,6 @@ def test_nothing_configured_means_no_network_call_and_one_log_line(caplog, monke
     lines = [r for r in caplog.records if r.name.startswith("mlflow_monitor.integrations.slack")]
     assert len(lines) == 1 and "Slack notifications off" in lines[0].getMessage()
     assert slack.get_notifier() is None
-
-
-def test_enable_twice_returns_the_same_notifier_and_new_settings_replace_it(webhook_env):
-    first = slack.enable(FAST)
-    assert slack.enable() is first and slack.enable(FAST) is first
-    second = slack.enable({**FAST, "min_interval_s": 5})
-    assert second is not first and second.config.min_interval_s == 5
-    assert slack.get_notifier() is second
-    publish(RunSummary(run_id="r", status="FINISHED", duration_s=1))
-    assert second.flush(10)
-    assert len(webhook_env.wait_for_messages(1)) == 1  # only the live notifier sends
-
-
-def test_disable_unsubscribes(webhook_env):
-    slack.enable(FAST)
-    slack.disable()
-    publish(RunSummary(run_id="r", status="FINISHED", duration_s=1))
-    assert slack.get_notifier() is None and webhook_env.requests == []
 
 
 def test_notify_section_names_the_env_vars_that_hold_secrets(monkeypatch, caplog):

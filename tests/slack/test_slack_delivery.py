@@ -1,4 +1,4 @@
-"""Delivery: off the caller's thread, slack-sdk retries, throttling, bounded exit, dead letters."""
+"""Delivery: off the caller's thread, slack-sdk retries, bounded exit, dead letters."""
 
 from __future__ import annotations
 
@@ -9,8 +9,7 @@ from helpers.slack_stub import FAST_SETTINGS as FAST
 from mlflow_monitor import paths
 from mlflow_monitor.events import HealthAlert, RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack
-from mlflow_monitor.integrations.slack_config import SlackConfig
-from mlflow_monitor.integrations.slack_throttle import KeyedThrottle
+from mlflow_monitor.integrations.slack.config import SlackConfig
 
 
 def _nan_alert(run_id: str = "run1", step: int = 0) -> HealthAlert:
@@ -76,38 +75,6 @@ def test_retries_are_capped_then_the_message_is_dead_lettered(webhook_env):
     assert len(webhook_env.requests) == 3  # 1 try + 2 retries
     (entry,) = _dead_letters()
     assert "503" in entry["reason"] and entry["message"]["blocks"]
-
-
-def test_1000_nan_alerts_become_one_message_and_a_suppressed_count(webhook_env):
-    notifier = slack.enable(FAST)
-    for step in range(1000):
-        publish(_nan_alert(step=step))
-    assert notifier.flush(10)
-    assert len(webhook_env.messages) == 1
-    assert "step 0" in webhook_env.messages[0]["text"]
-    slack.disable()  # closing tells Slack how many were held back
-    msgs = webhook_env.wait_for_messages(2)
-    assert len(msgs) == 2
-    assert "999 more" in json.dumps(msgs[1]["blocks"])
-    assert notifier.stats["suppressed"] == 999
-
-
-def test_after_the_throttle_window_the_next_message_says_how_many_were_suppressed(webhook_env):
-    now = [0.0]
-    config = SlackConfig.resolve(FAST)
-    notifier = slack.SlackNotifier(config, throttle=KeyedThrottle(600, clock=lambda: now[0])).start()
-    try:
-        for step in range(5):
-            publish(_nan_alert(step=step))
-        now[0] = 601.0
-        publish(_nan_alert(step=99))
-        publish(_nan_alert("other-run"))  # another key is not throttled by the first
-        assert notifier.flush(10)
-        first, later, other = webhook_env.wait_for_messages(3)
-        assert "step 99" in later["text"] and "4 similar message(s) suppressed" in json.dumps(later["blocks"])
-        assert "suppressed" not in json.dumps(first["blocks"]) + json.dumps(other["blocks"])
-    finally:
-        notifier.close(5)
 
 
 def test_publishing_does_not_wait_for_slack_and_overflow_is_dead_lettered(webhook_env):

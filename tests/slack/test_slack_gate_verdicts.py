@@ -8,13 +8,14 @@ import pytest
 from mlflow.exceptions import MlflowException
 
 from mlflow_monitor.integrations import slack
-from mlflow_monitor.integrations.slack_threads import TAG_TS
+from mlflow_monitor.integrations.slack.threads import TAG_TS
 
 from helpers.gate import breast_cancer_frames, drifted, gated_client, recipe_yaml, train_version
 
 MODEL = "cancer"
 
 
+@pytest.mark.slow  # trains a model and runs two gated promotions (~20 s)
 def test_blocked_then_passed_promotion_posts_both_verdicts_in_one_version_thread(bot_env, tmp_path):
     from mlflow_monitor.gate import tags as T
 

@@ -1,9 +1,13 @@
-"""Dead letters and `mlflow-monitor slack replay`."""
+"""Dead letters and `mlflow-monitor slack replay`: resend, keep what fails, one replay at a time."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 from helpers.slack_stub import FAST_SETTINGS as FAST
 
@@ -11,10 +15,38 @@ from mlflow_monitor import paths
 from mlflow_monitor.cli import main
 from mlflow_monitor.events import RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack
+from mlflow_monitor.integrations.slack.cli import replay_file, replay_lock_path
+from mlflow_monitor.integrations.slack.config import SlackConfig
+from mlflow_monitor.integrations.slack.dead_letter import DeadLetterFile
+from mlflow_monitor.integrations.slack.messages import SlackMessage
 
 
-def _dead_letter_file():
+def _dead_letter_file() -> Path:
     return paths.dead_letter_dir() / "slack.jsonl"
+
+
+def _dead_letters() -> list[dict]:
+    path = _dead_letter_file()
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _hold_lock(path: Path) -> int:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
+
+
+def _release_lock(fd: int) -> None:
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    os.close(fd)
+
+
+def _write_entries(path: Path, *texts: str) -> None:
+    dead = DeadLetterFile(path)
+    for text in texts:
+        dead.write(SlackMessage("run_summary", text, [], f"run:{text}:FINISHED"), "HTTP 503")
 
 
 def test_replay_resends_dead_letters_and_removes_what_was_delivered(webhook_env):
@@ -54,3 +86,48 @@ def test_replay_without_slack_configured_says_how_to_configure(tmp_path):
     result = CliRunner().invoke(main, ["slack", "replay"])
     assert result.exit_code != 0
     assert "SLACK_WEBHOOK_URL" in result.output
+
+
+def test_a_concurrent_replay_does_not_resend_another_replays_file(webhook_env):
+    path = _dead_letter_file()
+    _write_entries(path, "Run finished: a")
+    in_progress = path.with_name(f"{path.name}.replay-99999-1")  # the other replay's claimed file
+    _write_entries(in_progress, "Run finished: b")
+    fd = _hold_lock(replay_lock_path(path))  # the other replay is running
+    try:
+        result = CliRunner().invoke(main, ["slack", "replay"])
+        assert result.exit_code != 0 and "another" in result.output
+        assert webhook_env.requests == [] and path.exists() and in_progress.exists()
+    finally:
+        _release_lock(fd)
+    result = CliRunner().invoke(main, ["slack", "replay"])
+    assert result.exit_code == 0, result.output
+    assert sorted(m["text"] for m in webhook_env.wait_for_messages(2)) == ["Run finished: a", "Run finished: b"]
+    assert not in_progress.exists()
+
+
+def test_replay_keeps_going_past_an_unexpected_error_and_persists_progress(webhook_env, monkeypatch):
+    path = _dead_letter_file()
+    _write_entries(path, "Run finished: a", "Run finished: boom", "Run finished: c", "Run finished: stop")
+    real_send = slack.SlackNotifier.send
+
+    def send(self, message):
+        if message.text.endswith("boom"):
+            raise RuntimeError("a bug")
+        if message.text.endswith("stop") and not os.environ.get("LET_STOP_THROUGH"):
+            raise KeyboardInterrupt  # the replay is interrupted here
+        return real_send(self, message)
+
+    monkeypatch.setattr(slack.SlackNotifier, "send", send)
+    config = SlackConfig.resolve(FAST)
+    with pytest.raises(KeyboardInterrupt):
+        replay_file(path, config)
+    assert [m["text"] for m in webhook_env.wait_for_messages(2)] == ["Run finished: a", "Run finished: c"]
+    monkeypatch.setenv("LET_STOP_THROUGH", "1")
+    result = replay_file(path, config)  # picks up the interrupted file: a and c are not resent
+    assert (result.delivered, result.kept) == (1, 1)
+    assert [m["text"] for m in webhook_env.wait_for_messages(3)] == ["Run finished: a", "Run finished: c",
+                                                                    "Run finished: stop"]
+    (kept,) = _dead_letters()
+    assert kept["message"]["text"] == "Run finished: boom" and "RuntimeError: a bug" in kept["reason"]
+    assert kept["replay_attempts"] == 2

@@ -11,7 +11,7 @@ from mlflow.tracking import MlflowClient
 from mlflow_monitor import paths
 from mlflow_monitor.events import HealthAlert, RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack
-from mlflow_monitor.integrations.slack_config import SlackConfig
+from mlflow_monitor.integrations.slack.config import SlackConfig
 
 
 def _secret_parts(stub) -> list[str]:

@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import mlflow
+from helpers.servers import free_port
 from helpers.slack_stub import FAST_SETTINGS as FAST
 from mlflow.tracking import MlflowClient
 
+from mlflow_monitor import paths
 from mlflow_monitor.events import HealthAlert, RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack
-from mlflow_monitor.integrations.slack_threads import TAG_CHANNEL, TAG_TS
+from mlflow_monitor.integrations.slack.threads import TAG_CHANNEL, TAG_TS
+
+
+def _dead_letters() -> list[dict]:
+    path = paths.dead_letter_dir() / "slack.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _model_version(name: str = "churn") -> tuple[str, str]:
@@ -81,3 +90,15 @@ def test_verdict_notify_channel_overrides_the_configured_channel(bot_env):
     assert notifier.flush(20)
     (msg,) = bot_env.wait_for_messages(1)
     assert msg["channel"] == "C0GATE"
+
+
+def test_delivery_does_not_wait_for_a_tracking_server_that_is_down(bot_env):
+    mlflow.set_tracking_uri(f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    notifier = slack.enable(FAST)
+    publish(HealthAlert(run_id="r-down", rule="nan_loss", message="loss is nan"))
+    publish(RunSummary(run_id="r-down", status="FAILED", duration_s=5))
+    first, second = bot_env.wait_for_messages(2, timeout=30)  # MLflow's own retries take minutes
+    assert first["thread_ts"] is None
+    assert second["thread_ts"] == first["ts"]  # this process still threads them
+    assert notifier.flush(10)
+    assert _dead_letters() == []

@@ -9,8 +9,8 @@ from typing import Optional
 
 import click
 
-from mlflow_monitor.integrations.slack_config import SlackConfig
-from mlflow_monitor.integrations.slack_dead_letter import (
+from mlflow_monitor.integrations.slack.config import SlackConfig
+from mlflow_monitor.integrations.slack.dead_letter import (
     append_entries,
     claim,
     default_path,
@@ -18,8 +18,9 @@ from mlflow_monitor.integrations.slack_dead_letter import (
     read_entries,
     rewrite_entries,
 )
-from mlflow_monitor.integrations.slack_redact import redact
-from mlflow_monitor.integrations.slack_transport import DeliveryError
+from mlflow_monitor.integrations.slack.notifier import SlackNotifier
+from mlflow_monitor.integrations.slack.transport import DeliveryError
+from mlflow_monitor.redaction import redact
 
 
 @dataclasses.dataclass
@@ -53,8 +54,6 @@ def replay_file(path: Path, config: SlackConfig) -> ReplayResult:
 
 
 def _replay_locked(path: Path, config: SlackConfig, result: ReplayResult) -> None:
-    from mlflow_monitor.integrations.slack import SlackNotifier
-
     sources = [p for p in [claim(path)] if p is not None]
     sources += sorted(path.parent.glob(f"{path.name}.replay-*"))  # left by an interrupted replay
     if not sources:

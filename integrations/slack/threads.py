@@ -11,8 +11,10 @@ import logging
 import threading
 from typing import Optional
 
-from mlflow_monitor.health.run_tags import BoundedMlflow, StoreUnavailable, tracking_uri_for_run
-from mlflow_monitor.integrations.slack_messages import ThreadRef
+# The one import of the bounded MLflow client (moving to core ``mlflow_monitor.bounded_client``
+# as BoundedClient / StoreUnavailable / store_uri_for_run): already named as there.
+from mlflow_monitor.health.run_tags import BoundedMlflow as BoundedClient, StoreUnavailable, tracking_uri_for_run as store_uri_for_run  # noqa: E501
+from mlflow_monitor.integrations.slack.messages import ThreadRef
 
 _logger = logging.getLogger(__name__)
 
@@ -23,19 +25,20 @@ TAG_CHANNEL = "mlflow_monitor.slack.thread_channel"
 class ThreadStore:
     """Maps a :class:`ThreadRef` to ``(channel, ts)``: in memory, backed by MLflow tags.
 
-    The tags are read and written with bounded calls (:class:`BoundedMlflow`: for an
+    The tags are read and written with bounded calls (:class:`BoundedClient`: for an
     http(s) store one request without retries and a short timeout, then a cool-down),
     on the run's bound tracking URI, so a tracking server that is down costs a message
     its thread, never minutes of delivery.
     """
 
-    def __init__(self, store: Optional[BoundedMlflow] = None) -> None:
-        self.store = store or BoundedMlflow()
+    def __init__(self, store: Optional[BoundedClient] = None) -> None:
+        self.store = store or BoundedClient()
         self._cache: dict[ThreadRef, tuple[str, str]] = {}
         self._unknown: set[ThreadRef] = set()  # lookup failed: do not overwrite a thread we could not see
         self._lock = threading.Lock()
 
     def lookup(self, ref: ThreadRef) -> Optional[tuple[str, str]]:
+        """``(channel, ts)`` of the thread for ``ref``, from memory or MLflow tags; None if none (never raises)."""
         with self._lock:
             if ref in self._cache:
                 return self._cache[ref]
@@ -56,6 +59,7 @@ class ThreadStore:
         return None
 
     def remember(self, ref: ThreadRef, channel: str, ts: str) -> None:
+        """Keep the thread ``ref`` started, in memory and as MLflow tags (best effort, never raises)."""
         with self._lock:
             self._cache[ref] = (channel, ts)
             if ref in self._unknown:  # MLflow may hold an older thread we could not read: keep it
@@ -67,7 +71,7 @@ class ThreadStore:
                 self.store.set_model_version_tag(name, version, TAG_CHANNEL, channel)
             else:
                 (run_id,) = ref.key
-                uri = tracking_uri_for_run(run_id)
+                uri = store_uri_for_run(run_id)
                 self.store.set_run_tag(run_id, TAG_TS, ts, uri)
                 self.store.set_run_tag(run_id, TAG_CHANNEL, channel, uri)
         except Exception as exc:
@@ -80,4 +84,4 @@ class ThreadStore:
             name, version = ref.key
             return self.store.model_version_tags(name, version)
         (run_id,) = ref.key
-        return self.store.run_tags(run_id, tracking_uri_for_run(run_id))
+        return self.store.run_tags(run_id, store_uri_for_run(run_id))

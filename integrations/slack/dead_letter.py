@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from mlflow_monitor import paths
-from mlflow_monitor.integrations.slack_messages import SlackMessage
-from mlflow_monitor.integrations.slack_redact import redact
+from mlflow_monitor.integrations.slack.messages import SlackMessage
+from mlflow_monitor.redaction import redact
 
 _logger = logging.getLogger(__name__)
 

@@ -1,33 +1,30 @@
-"""Slack notifications for gate verdicts, run summaries and training-health alerts.
+"""The Slack notifier: throttles events, queues them, renders and sends them off the caller's thread.
 
-``enable()`` subscribes a :class:`SlackNotifier` to the event bus. Events are throttled
-by key on the publisher's thread (a dict lookup), then queued; one worker renders them
-to Block Kit and sends them with slack-sdk (retries: slack-sdk's RetryHandlers). What
-cannot be delivered goes to the dead-letter file (``mlflow-monitor slack replay``).
-Nothing here blocks the caller or raises into it. See docs/slack.md.
+Events are throttled by key on the publisher's thread (a dict lookup), then queued; one
+worker renders them to Block Kit and sends them with slack-sdk (retries: slack-sdk's
+RetryHandlers). What cannot be delivered goes to the dead-letter file
+(``mlflow-monitor slack replay``). Nothing here blocks the caller or raises into it.
 """
 
 from __future__ import annotations
 
-import atexit
 import collections
 import logging
 import threading
-from typing import Any, Mapping, Optional, Union
+from typing import Any, Optional
 
 from mlflow_monitor import events
 from mlflow_monitor.events import Event
-from mlflow_monitor.integrations.slack_config import SlackConfig
-from mlflow_monitor.integrations.slack_dead_letter import DeadLetterFile
-from mlflow_monitor.integrations.slack_delivery import DeliveryWorker
-from mlflow_monitor.integrations.slack_links import MlflowUiLinks
-from mlflow_monitor.integrations.slack_messages import MessageRenderer, SlackMessage, plain_fallback
-from mlflow_monitor.integrations.slack_redact import redact
-from mlflow_monitor.integrations.slack_threads import ThreadStore
-from mlflow_monitor.integrations.slack_throttle import KeyedThrottle
-from mlflow_monitor.integrations.slack_transport import DeliveryError, Transport, build_transport
-
-__all__ = ["enable", "disable", "get_notifier", "SlackNotifier", "SlackConfig"]
+from mlflow_monitor.integrations.slack.config import SlackConfig
+from mlflow_monitor.integrations.slack.dead_letter import DeadLetterFile
+from mlflow_monitor.integrations.slack.delivery import DeliveryWorker
+from mlflow_monitor.integrations.slack.links import MlflowUiLinks
+from mlflow_monitor.integrations.slack.messages import SlackMessage
+from mlflow_monitor.integrations.slack.renderer import MessageRenderer, plain_fallback
+from mlflow_monitor.integrations.slack.threads import ThreadStore
+from mlflow_monitor.integrations.slack.throttle import KeyedThrottle
+from mlflow_monitor.integrations.slack.transport import DeliveryError, Transport, build_transport
+from mlflow_monitor.redaction import redact
 
 _logger = logging.getLogger(__name__)
 
@@ -169,84 +166,3 @@ class SlackNotifier:
     def _dead_letter(self, message: SlackMessage, reason: str) -> None:
         self.stats["dead_lettered"] += 1
         self.dead_letters.write(message, redact(reason))
-
-
-# ---- process-wide notifier ----------------------------------------------------------
-_lock = threading.RLock()
-_notifier: Optional[SlackNotifier] = None
-_closed_at_exit: Optional[SlackNotifier] = None  # closed but subscribed: dead-letters late events
-_logged_off = False
-_atexit_registered = False
-
-
-def enable(config: Union[Mapping[str, Any], str, None] = None) -> Optional[SlackNotifier]:
-    """Start (or return) the process-wide notifier; None when Slack is not configured.
-
-    ``config``: a recipe-style ``notify:`` mapping (``channel``, ``webhook_url_env``,
-    ``token_env``, ``min_interval_s``, ...), a channel name, or None (env vars only:
-    ``SLACK_WEBHOOK_URL``, or ``SLACK_BOT_TOKEN`` + ``SLACK_CHANNEL``). Idempotent: the
-    same settings return the running notifier; different ones replace it. Never raises.
-    """
-    global _notifier, _logged_off, _atexit_registered
-    try:
-        with _lock:
-            cfg = SlackConfig.resolve(config)
-            if cfg is None:
-                if _notifier is None and not _logged_off:
-                    _logged_off = True
-                    _logger.info("mlflow-monitor: Slack notifications off (set SLACK_WEBHOOK_URL, or "
-                                 "SLACK_BOT_TOKEN and SLACK_CHANNEL)")
-                return _notifier
-            if _notifier is not None:
-                if config is None or _notifier.config == cfg:
-                    return _notifier
-                _notifier.close()
-            _drop_closed_at_exit()
-            _notifier = SlackNotifier(cfg).start()
-            if not _atexit_registered:
-                atexit.register(_close_at_exit)
-                _atexit_registered = True
-            _logger.info("mlflow-monitor: Slack notifications on (%s%s)", cfg.mode,
-                         f", channel {cfg.channel}" if cfg.mode == "web_api" else "")
-            return _notifier
-    except Exception as exc:
-        _logger.error("mlflow-monitor: Slack notifications off: %s", redact(exc))
-        return None
-
-
-def disable(timeout: Optional[float] = None) -> None:
-    """Unsubscribe and flush (at most ``timeout`` s, default the config's flush_timeout_s)."""
-    global _notifier
-    with _lock:
-        notifier, _notifier = _notifier, None
-        _drop_closed_at_exit()
-    if notifier is not None:
-        notifier.close(timeout)
-
-
-def get_notifier() -> Optional[SlackNotifier]:
-    """The running notifier, or None."""
-    return _notifier
-
-
-def _drop_closed_at_exit() -> None:
-    global _closed_at_exit
-    late, _closed_at_exit = _closed_at_exit, None
-    if late is not None:
-        late.unsubscribe()
-
-
-def _close_at_exit() -> None:
-    """Bounded flush at exit; the notifier stays subscribed, closed, so events published
-    after this handler (atexit runs LIFO: the pipeline's final flush, run summaries) are
-    dead-lettered rather than dropped."""
-    global _notifier, _closed_at_exit
-    try:
-        with _lock:
-            notifier, _notifier = _notifier, None
-            _drop_closed_at_exit()
-            _closed_at_exit = notifier
-        if notifier is not None:
-            notifier.close(keep_subscribed=True)
-    except Exception:  # never raise at interpreter exit
-        pass

@@ -1,7 +1,8 @@
 """Render events (Verdict, RunSummary, HealthAlert) into Slack messages (Block Kit + fallback).
 
 Every user string (model, column, rule and run names, messages, errors) is escaped
-for mrkdwn; every block stays within Slack's limits (see :mod:`slack_blocks`).
+for mrkdwn; every block stays within Slack's limits (see :mod:`.blocks`). Numbers are
+written by :func:`mlflow_monitor.formatting.format_number`.
 """
 
 from __future__ import annotations
@@ -9,53 +10,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-import time
 from typing import Any, Mapping, Optional
 
 from mlflow_monitor.events import Event, HealthAlert, RunSummary, Verdict
-from mlflow_monitor.integrations import slack_blocks as bk
-from mlflow_monitor.integrations.slack_links import MlflowUiLinks
-
-
-@dataclasses.dataclass(frozen=True)
-class ThreadRef:
-    """What a message threads under: a model version's promotions, or one training run."""
-
-    kind: str  # "model_version" | "run"
-    key: tuple[str, ...]  # (name, version) | (run_id,)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "key": list(self.key)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ThreadRef":
-        return cls(str(data["kind"]), tuple(str(k) for k in data["key"]))
-
-
-@dataclasses.dataclass(frozen=True)
-class SlackMessage:
-    """A rendered message: what is sent, where it threads, and how it dedups."""
-
-    kind: str  # "verdict" | "run_summary" | "health_alert" | "suppressed"
-    text: str  # plain-text fallback (notifications, clients without blocks)
-    blocks: list[dict[str, Any]]
-    dedup_key: str
-    thread: Optional[ThreadRef] = None
-    channel: Optional[str] = None  # overrides the configured channel (bot token only)
-    created: float = dataclasses.field(default_factory=time.time)
-
-    def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["thread"] = self.thread.to_dict() if self.thread else None
-        return data
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "SlackMessage":
-        thread = data.get("thread")
-        return cls(kind=str(data["kind"]), text=str(data["text"]), blocks=list(data.get("blocks") or []),
-                   dedup_key=str(data.get("dedup_key", "")),
-                   thread=ThreadRef.from_dict(thread) if thread else None,
-                   channel=data.get("channel"), created=float(data.get("created") or time.time()))
+from mlflow_monitor.formatting import format_number, format_signed
+from mlflow_monitor.integrations.slack import blocks as bk
+from mlflow_monitor.integrations.slack.links import MlflowUiLinks
+from mlflow_monitor.integrations.slack.messages import SlackMessage, ThreadRef
 
 
 class MessageRenderer:
@@ -279,17 +240,12 @@ def _num(x: Any) -> float:
 
 
 def _fmt(x: Any) -> str:
-    if x is None:
-        return "n/a"
-    if isinstance(x, (int, float)):
-        if math.isfinite(x) and 1e4 <= abs(x) < 1e12:
-            return f"{x:,.0f}"
-        return f"{x:.4g}"
-    return bk.escape(x)
+    """A value for mrkdwn: the shared number format (``12,345``), escaped when it is not a number."""
+    return bk.escape(format_number(x, thousands=True))
 
 
 def _signed(x: Any) -> str:
-    return f"{x:+.4g}" if isinstance(x, (int, float)) else _fmt(x)
+    return bk.escape(format_signed(x))
 
 
 def _duration(seconds: float) -> str:

@@ -1,31 +1,23 @@
 """Sending one rendered message with slack-sdk: incoming webhook or Web API (bot token).
 
-Retries are slack-sdk's own ``RetryHandler`` objects, passed to the client: 429
-honouring ``Retry-After``, 5xx, and connection errors (timeouts included), with a
-total cap per message. The clients log through a logger that redacts secrets.
+Retries are slack-sdk's own ``RetryHandler`` objects (:mod:`.retries`), passed to the
+client. The clients log through a logger that redacts secrets (:mod:`.sdk_logging`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-from http.client import RemoteDisconnected
 from typing import Optional, Protocol
-from urllib.error import URLError
 
 from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import (
-    ConnectionErrorRetryHandler,
-    RateLimitErrorRetryHandler,
-    ServerErrorRetryHandler,
-)
-from slack_sdk.http_retry.handler import RetryHandler
-from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
 from slack_sdk.web import WebClient
 from slack_sdk.webhook import WebhookClient
 
-from mlflow_monitor.integrations.slack_config import SlackConfig
-from mlflow_monitor.integrations.slack_messages import SlackMessage
-from mlflow_monitor.integrations.slack_redact import redact, sdk_logger
+from mlflow_monitor.integrations.slack.config import SlackConfig
+from mlflow_monitor.integrations.slack.messages import SlackMessage
+from mlflow_monitor.integrations.slack.retries import retry_handlers
+from mlflow_monitor.integrations.slack.sdk_logging import sdk_logger
+from mlflow_monitor.redaction import redact
 
 
 class DeliveryError(Exception):
@@ -34,42 +26,10 @@ class DeliveryError(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Sent:
+    """Where a message landed: the channel and its ``ts`` (None for webhooks: no threads)."""
+
     channel: Optional[str]
     ts: Optional[str]  # None for webhooks (no threads)
-
-
-class BoundedRateLimitRetryHandler(RateLimitErrorRetryHandler):
-    """slack-sdk's 429 handler (sleeps ``Retry-After``), except it gives up on waits over ``max_wait_s``.
-
-    A message Slack wants us to hold for longer goes to the dead-letter file instead of
-    stalling the worker.
-    """
-
-    def __init__(self, max_retry_count: int = 1, max_wait_s: float = 60.0) -> None:
-        super().__init__(max_retry_count=max_retry_count)
-        self.max_wait_s = max_wait_s
-
-    def _can_retry(self, *, state, request, response=None, error=None) -> bool:  # type: ignore[override]
-        if not super()._can_retry(state=state, request=request, response=response, error=error):
-            return False
-        value = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), None)
-        try:
-            wait = float(value[0] if isinstance(value, list) else value)
-        except (TypeError, ValueError, IndexError):
-            wait = 1.0
-        return wait <= self.max_wait_s
-
-
-def retry_handlers(config: SlackConfig) -> list[RetryHandler]:
-    """The retry strategy: slack-sdk handlers sharing one attempt counter (the cap)."""
-    backoff = BackoffRetryIntervalCalculator(backoff_factor=config.retry_backoff_s)
-    return [
-        BoundedRateLimitRetryHandler(max_retry_count=config.max_retries, max_wait_s=config.max_retry_after_s),
-        ServerErrorRetryHandler(max_retry_count=config.max_retries, interval_calculator=backoff),
-        ConnectionErrorRetryHandler(
-            max_retry_count=config.max_retries, interval_calculator=backoff,
-            error_types=[URLError, ConnectionResetError, RemoteDisconnected, TimeoutError, ConnectionError]),
-    ]
 
 
 class Transport(Protocol):
@@ -127,4 +87,5 @@ class WebApiTransport:
 
 
 def build_transport(config: SlackConfig) -> Transport:
+    """The transport ``config`` asks for: Web API with a bot token, else the webhook."""
     return WebApiTransport(config) if config.mode == "web_api" else WebhookTransport(config)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import os
 from typing import Optional
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import quote
+
+from mlflow_monitor.redaction import strip_credentials
 
 ENV_UI_URL = "MLFLOW_UI_URL"
 
@@ -27,9 +29,10 @@ class MlflowUiLinks:
             except Exception:
                 uri = ""
             url = uri if uri.startswith(("http://", "https://")) else None
-        return cls(_strip_credentials(url) if url else None)
+        return cls(strip_credentials(url) if url else None)
 
     def model_version(self, name: str, version: str) -> Optional[str]:
+        """Model version page, or None without a base URL."""
         if not self.base_url:
             return None
         return f"{self.base_url}/#/models/{quote(str(name), safe='')}/versions/{quote(str(version), safe='')}"
@@ -43,13 +46,3 @@ class MlflowUiLinks:
             return f"{self.base_url}/#/experiments/{quote(str(experiment_id), safe='')}/runs/{rid}"
         return f"{self.base_url}/#/runs/{rid}"
 
-
-def _strip_credentials(url: str) -> str:
-    """Drop ``user:password@`` from a URL so it never lands in a message."""
-    parts = urlsplit(url)
-    if parts.username is None and parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, parts.query, parts.fragment))

@@ -11,7 +11,7 @@ import logging
 import os
 from typing import Any, Mapping, Optional, Union
 
-from mlflow_monitor.integrations.slack_redact import register_proxy_credentials, register_secret
+from mlflow_monitor.redaction import register_proxy_credentials, register_secret
 
 _logger = logging.getLogger(__name__)
 
