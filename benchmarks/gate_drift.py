@@ -147,7 +147,7 @@ def _child_ours(rows: int) -> dict:
 
 
 def _child_profile_prep(rows: int, path: str) -> dict:
-    from mlflow_monitor.gate.drift import ReferenceProfile
+    from mlflow_monitor.reference import ReferenceProfile
 
     start = time.perf_counter()
     Path(path).write_bytes(ReferenceProfile.from_frame(_reference(rows)).to_bytes())
@@ -155,7 +155,8 @@ def _child_profile_prep(rows: int, path: str) -> dict:
 
 
 def _child_ours_profile(rows: int, path: str) -> dict:
-    from mlflow_monitor.gate.drift import ReferenceProfile, compute_drift
+    from mlflow_monitor.gate.drift import compute_drift
+    from mlflow_monitor.reference import ReferenceProfile
 
     current = _current(rows)
     data_mb = _settle()

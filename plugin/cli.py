@@ -7,6 +7,7 @@ Subcommands live next to the code they drive and are loaded lazily, so
 from __future__ import annotations
 
 import importlib
+from typing import Optional
 
 import click
 
@@ -24,14 +25,33 @@ class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(set(super().list_commands(ctx)) | set(_SUBCOMMANDS))
 
-    def get_command(self, ctx: click.Context, cmd_name: str):
+    def get_command(self, ctx: click.Context, cmd_name: str) -> Optional[click.Command]:
         if cmd_name in _SUBCOMMANDS:
-            module_name, attr = _SUBCOMMANDS[cmd_name].split(":")
+            target = _SUBCOMMANDS[cmd_name]
+            module_name, attr = target.split(":")
             try:
                 return getattr(importlib.import_module(module_name), attr)
-            except (ImportError, AttributeError):
-                return None
+            except Exception as exc:  # broken install or area: show it, do not hide the command
+                return _unavailable(cmd_name, target, exc)
         return super().get_command(ctx, cmd_name)
+
+
+def _unavailable(name: str, target: str, exc: Exception) -> click.Command:
+    """A stand-in for a subcommand whose module failed to import: it is still listed, and
+    running it prints the (redacted) import error and exits 1."""
+    from mlflow_monitor.redaction import redact
+
+    error = redact(f"{type(exc).__name__}: {exc}")
+
+    @click.command(name, context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                           "help_option_names": []},
+                   help=f"(unavailable: {error})", add_help_option=False)
+    @click.pass_context
+    def broken(ctx: click.Context) -> None:
+        click.echo(f"mlflow-monitor {name}: cannot load {target.split(':')[0]}: {error}", err=True)
+        ctx.exit(1)
+
+    return broken
 
 
 @click.group(cls=_LazyGroup)

@@ -82,5 +82,138 @@ def server_artifacts_destination() -> Optional[str]:
 
 
 # ------------------------------------------------------------------------------ gate --
-# (model-registry store builder, artifact repository registry, stage names)
+# (model-registry store builder, artifact repository registry, stage names, dataset
+# input tags, the model-evaluator plugin base classes)
+
+from typing import Any, Callable  # noqa: E402  (imported here so each area's section merges cleanly)
+
+__all__ += [
+    "artifact_repository",
+    "canonical_stage",
+    "dataset_context_tag",
+    "dataset_entity",
+    "evaluation_artifact_classes",
+    "model_evaluator_classes",
+    "register_artifact_repository",
+    "registry_store",
+    "registry_store_builder",
+]
+
+
+def registry_store_builder(store_uri: str) -> Callable[..., Any]:
+    """The function MLflow would build the registry store for ``store_uri`` with.
+
+    MLflow has no public API for it: ``mlflow.tracking._model_registry.utils.
+    _get_store_registry()`` (private, present from MLflow 2.x through 3.x). The
+    ``monitor:`` store needs the *builder*, never ``get_store()``: MLflow calls our builder
+    while holding its non-reentrant store lock. No fallback: without it there is no store.
+    """
+    from mlflow.tracking._model_registry.utils import _get_store_registry
+
+    return _get_store_registry().get_store_builder(store_uri)
+
+
+def registry_store(store_uri: str, tracking_uri: Optional[str]) -> Any:
+    """The registry store MLflow builds for ``store_uri`` (cached by MLflow), as
+    ``MlflowClient`` would use it; same private registry as :func:`registry_store_builder`."""
+    from mlflow.tracking._model_registry.utils import _get_store_registry
+
+    return _get_store_registry().get_store(store_uri, tracking_uri)
+
+
+def canonical_stage(stage: str) -> str:
+    """``"production"`` -> ``"Production"``, as MLflow stores stages.
+
+    ``mlflow.entities.model_registry.model_version_stages.get_canonical_stage`` is not in
+    MLflow's documented API (stages are deprecated); when it is missing or rejects the
+    name, the name is used as given and MLflow's own call reports a bad stage.
+    """
+    try:
+        from mlflow.entities.model_registry.model_version_stages import get_canonical_stage
+
+        return str(get_canonical_stage(stage))
+    except Exception:
+        return str(stage)
+
+
+def artifact_repository(artifact_uri: str) -> Any:
+    """MLflow's artifact repository for ``artifact_uri``.
+
+    ``mlflow.store.artifact.artifact_repository_registry.get_artifact_repository`` is
+    internal but stable since MLflow 1.x; it is the only way to resolve a URI to a
+    repository without a tracking client.
+    """
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    return get_artifact_repository(artifact_uri)
+
+
+def register_artifact_repository(scheme: str, factory: Callable[..., Any]) -> bool:
+    """Register ``factory`` for ``scheme`` in MLflow's artifact repository registry, once.
+
+    Reaches the private module-level ``_artifact_repository_registry`` (and its
+    ``_registry`` dict to stay idempotent). Returns False, changing nothing, when this
+    MLflow has no such registry (a later release may rename it): the feature that needs
+    it (server-side reads of ``mlflow-artifacts:/``) is then off, and the rest works.
+    """
+    try:
+        from mlflow.store.artifact import artifact_repository_registry as reg
+
+        registry = reg._artifact_repository_registry
+    except (ImportError, AttributeError):
+        return False
+    if getattr(registry, "_registry", {}).get(scheme) is factory:
+        return True
+    registry.register(scheme, factory)
+    return True
+
+
+def dataset_context_tag() -> str:
+    """The input-tag key of a dataset input's context (``mlflow.log_input(context=...)``).
+
+    ``mlflow.utils.mlflow_tags.MLFLOW_DATASET_CONTEXT`` is internal; its value has been
+    ``"mlflow.data.context"`` since datasets were added (2.4), which is the fallback.
+    """
+    try:
+        from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+
+        return str(MLFLOW_DATASET_CONTEXT)
+    except (ImportError, AttributeError):
+        return "mlflow.data.context"
+
+
+def dataset_entity(dataset: Any) -> Any:
+    """The ``mlflow.entities.Dataset`` of an ``mlflow.data`` dataset, for
+    ``MlflowClient.log_inputs``.
+
+    ``Dataset._to_mlflow_entity()`` is private; without it the entity is built from the
+    public ``to_dict()`` (name, digest, source_type, source, schema, profile).
+    """
+    to_entity = getattr(dataset, "_to_mlflow_entity", None)
+    if callable(to_entity):
+        return to_entity()
+    from mlflow.entities import Dataset as DatasetEntity
+
+    d = dataset.to_dict()
+    return DatasetEntity(name=d["name"], digest=d["digest"], source_type=d["source_type"],
+                         source=d["source"], schema=d.get("schema"), profile=d.get("profile"))
+
+
+def model_evaluator_classes() -> tuple[type, type]:
+    """``(ModelEvaluator, EvaluationResult)``: the base class and result type of an
+    ``mlflow.model_evaluator`` plugin. Exported by ``mlflow.models.evaluation`` in every
+    supported release; ``mlflow.models.evaluation.base`` is where older ones define them."""
+    try:
+        from mlflow.models.evaluation import EvaluationResult, ModelEvaluator
+    except ImportError:
+        from mlflow.models.evaluation.base import EvaluationResult, ModelEvaluator
+    return ModelEvaluator, EvaluationResult
+
+
+def evaluation_artifact_classes() -> tuple[type, type]:
+    """``(TextEvaluationArtifact, JsonEvaluationArtifact)`` for an evaluator's result.
+    Internal module ``mlflow.models.evaluation.artifacts`` (stable since MLflow 2.0)."""
+    from mlflow.models.evaluation.artifacts import JsonEvaluationArtifact, TextEvaluationArtifact
+
+    return TextEvaluationArtifact, JsonEvaluationArtifact
 

@@ -9,7 +9,7 @@ from typing import Any, Mapping, Union
 import pydantic
 import yaml
 
-from mlflow_monitor.gate.rules import parse_rule
+from mlflow_monitor.recipes.rules import parse_rule
 from mlflow_monitor.recipes.schema import Recipe
 
 #: Registered-model tag holding the recipe: a built-in name or the YAML text itself.

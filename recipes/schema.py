@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from mlflow_monitor.gate.rules import RuleSpec
+from mlflow_monitor.recipes.rules import RuleSpec
 
 Task = Literal["classification", "regression", "drift"]
 
@@ -122,7 +122,7 @@ class Recipe(_Strict):
     - ``current``: :class:`CurrentData` (required).
     - ``presets``: Evidently 0.7 preset names for the report (default per task).
     - ``metrics``: extra Evidently metrics, each ``Name`` or ``{Name: {arg: value}}``.
-    - ``rules``: :class:`~mlflow_monitor.gate.rules.RuleSpec` list.
+    - ``rules``: :class:`~mlflow_monitor.recipes.rules.RuleSpec` list.
     - ``triggers``: :class:`Triggers`.
     - ``on_error``: ``block`` (default: an error in the gate blocks the promotion) or
       ``allow`` (let it through, recording the error).

@@ -1,104 +1,24 @@
-"""Recording gate decisions: where each decision is written, and who made it.
+"""The gate's append-only audit log: ``$MLFLOW_MONITOR_HOME/audit/gate.jsonl``.
 
-Every decision goes to
-
-- the append-only audit log ``$MLFLOW_MONITOR_HOME/audit/gate.jsonl`` (one JSON line per
-  decision, including blocks caused by bad input and overrides), on the machine that ran
-  the gate (the server for REST/UI promotions);
-- a ``Verdict`` event (the Slack notifier subscribes).
-
-Decisions with registry writes allowed also go to
-
-- the candidate run's artifacts, ``mlflow_monitor/gate/<UTC timestamp>-<target>/``:
-  ``summary.json`` and, when built, ``report.html`` (Evidently) and ``snapshot.json``;
-- run metrics ``monitor/drift_share``, ``monitor/<metric>``, ...;
-- model-version tags ``mlflow_monitor.gate.*`` and a block in the version description.
+One JSON line per decision (including blocks caused by bad input, overrides and
+override requests), on the machine that ran the gate (the server for REST/UI
+promotions). Writers lock the file, so concurrent workers never interleave lines.
 """
 
 from __future__ import annotations
 
-import datetime as _dt
 import fcntl
-import getpass
-import html
 import json
-import logging
-import math
-import os
-import re
-import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Optional
+from typing import Any, Optional
 
-from mlflow_monitor.gate import tags as T
+from mlflow_monitor.gate.escaping import json_safe
 
-if TYPE_CHECKING:  # pragma: no cover
-    from mlflow_monitor.gate.gate import Decision
-
-_logger = logging.getLogger(__name__)
-
-_URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.\-]*://)[^/\s:@]+(:[^/\s@]*)?@")
-_TOKENS = re.compile(
-    r"(xox[abposr]-[A-Za-z0-9-]+|hooks\.slack\.com/services/[A-Za-z0-9/]+|"
-    r"(?i:(?:token|password|secret|api[_-]?key)\s*[=:]\s*)[^\s,;&]+)"
-)
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+!|~>-])")
-
-
-def redact(text: str) -> str:
-    """Strip credentials from URLs (``scheme://user:pass@``) and token-like strings."""
-    text = _URL_CREDENTIALS.sub(lambda m: m.group("scheme") + "***@", text)
-    return _TOKENS.sub("***", text)
-
-
-_TAG_START = re.compile(r"<(?=[A-Za-z/!?])")
-_ENTITY_START = re.compile(r"&(?=[#A-Za-z])")
-
-
-def safe_text(text: Any) -> str:
-    """A user string (model/column name, error) made safe to show, on one line.
-
-    Neutralises markup: ``<`` that could open a tag and ``&`` that could open an entity
-    are escaped (``<script>`` -> ``&lt;script>``); rule operators like ``drift_share < 0.3``
-    stay readable.
-    """
-    one_line = _CONTROL.sub(" ", str(text)).replace("\n", " ")
-    return _TAG_START.sub("&lt;", _ENTITY_START.sub("&amp;", one_line))
-
-
-def _md(text: Any) -> str:
-    """Safe inside MLflow's markdown description: HTML-escaped and markdown-escaped."""
-    return _MD_SPECIAL.sub(r"\\\1", html.escape(_CONTROL.sub(" ", str(text)), quote=True))
-
-
-def utc_now() -> str:
-    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def current_user() -> str:
-    """The REST caller (``mlflow server`` with auth) if any, else ``MLFLOW_MONITOR_USER``,
-    else the OS user."""
-    try:
-        import flask
-
-        if flask.has_request_context():
-            auth = flask.request.authorization
-            if auth is not None and auth.username:
-                return str(auth.username)
-            return f"rest:{flask.request.remote_addr or 'unknown'}"
-    except Exception:
-        pass
-    user = os.environ.get("MLFLOW_MONITOR_USER")
-    if user:
-        return user
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"
+__all__ = ["append_audit", "audit_log_path", "read_audit_log"]
 
 
 def audit_log_path() -> Path:
+    """Where the audit log is (its folder is created)."""
     from mlflow_monitor.paths import monitor_home
 
     d = monitor_home() / "audit"
@@ -114,186 +34,9 @@ def read_audit_log(path: Optional[Path] = None) -> list[dict[str, Any]]:
     return [json.loads(line) for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def summary_of(decision: "Decision") -> dict[str, Any]:
-    """The JSON-safe record of a decision (``summary.json`` and the audit line)."""
-    ev = decision.evaluation
-    out: dict[str, Any] = {
-        "model_name": decision.model_name,
-        "version": decision.version,
-        "target": decision.target.label,
-        "verdict": decision.verdict,
-        "allowed": decision.allowed,
-        "user": decision.user,
-        "timestamp": decision.timestamp,
-        "recipe_hash": decision.recipe_hash,
-        "run_id": decision.run_id,
-        "report": decision.report_uri,
-        "error": decision.error,
-        "override_reason": decision.override_reason,
-    }
-    if ev is not None:
-        out["rules"] = [_jsonable(r.to_dict()) for r in ev.rule_results]
-        out["metrics"] = _jsonable(ev.metrics)
-        out["champion_version"] = ev.champion_version
-        out["champion_metrics"] = _jsonable(ev.champion_metrics)
-        out["reference_rows"] = ev.reference_rows
-        out["current_rows"] = ev.current_rows
-        out["report_error"] = ev.report_error
-        if ev.drift is not None:
-            out["drifted_columns"] = [_jsonable(_col(c)) for c in ev.drift.columns if c.drifted]
-    return out
-
-
-class DecisionRecorder:
-    """Writes a decision to the audit log, the run, the version and the event bus."""
-
-    def __init__(self, inner_store: Any, tracking_uri: Callable[[], Optional[str]]) -> None:
-        self._inner = inner_store
-        self._tracking_uri = tracking_uri
-
-    def record(self, decision: "Decision", *, version_tags: bool, artifacts: Optional[bool] = None,
-               publish: bool = True) -> None:
-        """Record ``decision``. ``artifacts`` defaults to ``version_tags``; ``publish`` sends
-        the ``Verdict`` event. Registry and run writes are best effort (a failure is
-        logged, never hides the verdict)."""
-        artifacts = version_tags if artifacts is None else artifacts
-        if artifacts and decision.run_id:
-            self._try("log the report artifacts", lambda: self._log_run(decision))
-        if version_tags:
-            self._try("tag the model version", lambda: self._tag_version(decision))
-        self._try("append to the audit log", lambda: append_audit(summary_of(decision)))
-        if publish:
-            _publish(decision)
-
-    def _try(self, what: str, fn: Callable[[], None]) -> None:
-        try:
-            fn()
-        except Exception as exc:
-            _logger.warning("mlflow-monitor gate: could not %s: %s: %s", what,
-                            type(exc).__name__, redact(str(exc))[:300])
-
-    # -- run artifacts and metrics ----------------------------------------------------
-    def _log_run(self, decision: "Decision") -> None:
-        from mlflow import MlflowClient
-        from mlflow.entities import Metric
-
-        stamp = decision.timestamp.replace("-", "").replace(":", "")
-        decision.report_folder = f"{T.ARTIFACT_ROOT}/{stamp}-{decision.target.slug}"
-        client = MlflowClient(tracking_uri=self._tracking_uri())
-        ev = decision.evaluation
-        with tempfile.TemporaryDirectory(prefix="mlflow_monitor_gate_") as tmp:
-            folder = Path(tmp)
-            if ev is not None and ev.report is not None:
-                _write_report(folder, ev.report)
-            (folder / "summary.json").write_text(
-                json.dumps(summary_of(decision), indent=2, sort_keys=True), encoding="utf-8")
-            client.log_artifacts(decision.run_id, str(folder), decision.report_folder)
-        if ev is not None:
-            ts = int(_dt.datetime.now(_dt.timezone.utc).timestamp() * 1000)
-            values = dict(ev.metrics)
-            for k, v in (ev.champion_metrics or {}).items():
-                values[f"champion_{k}"] = v
-            metrics = [Metric(T.METRIC_PREFIX + k, float(v), ts, 0)
-                       for k, v in values.items() if _finite(v)]
-            if metrics:
-                client.log_batch(decision.run_id, metrics=metrics)
-
-    # -- version tags and description -------------------------------------------------
-    def _tag_version(self, decision: "Decision") -> None:
-        from mlflow.entities.model_registry import ModelVersionTag
-
-        name, version = decision.model_name, decision.version
-        values = {
-            T.VERDICT: decision.verdict,
-            T.TARGET: decision.target.label,
-            T.TIMESTAMP: decision.timestamp,
-            T.AUDIT: safe_text(f"{decision.user} {decision.timestamp} {decision.target.label} "
-                               f"{decision.verdict}"),
-            T.REASON: _reason(decision)[:4000],
-        }
-        if decision.recipe_hash:
-            values[T.RECIPE_HASH] = decision.recipe_hash
-        if decision.report_uri:
-            values[T.REPORT] = decision.report_uri
-        ev = decision.evaluation
-        if ev is not None and "drift_share" in ev.metrics:
-            values[T.DRIFT_SHARE] = f"{ev.metrics['drift_share']:.4g}"
-        if ev is not None and ev.champion_version:
-            values[T.CHAMPION] = ev.champion_version
-        if decision.override_reason is not None:
-            values[T.OVERRIDE_USED] = safe_text(
-                f"{decision.override_reason} (by {decision.user} at {decision.timestamp}, "
-                f"{decision.target.label})")[:4000]
-        for key, value in values.items():
-            self._inner.set_model_version_tag(name, version, ModelVersionTag(key, str(value)))
-        mv = self._inner.get_model_version(name, version)
-        text = replace_description_block(mv.description or "", describe(decision))
-        self._inner.update_model_version(name, version, description=text)
-
-
-def describe(decision: "Decision") -> str:
-    """The short markdown summary we keep in the version description (escaped)."""
-    lines = [f"**mlflow-monitor gate: {decision.verdict}** for {_md(decision.target.label)} "
-             f"at {decision.timestamp} by {_md(decision.user)}"]
-    ev = decision.evaluation
-    if decision.error:
-        lines.append(f"- evaluation error: {_md(decision.error)}")
-    if decision.override_reason is not None:
-        lines.append(f"- override: {_md(decision.override_reason)}")
-    if ev is not None:
-        for r in ev.rule_results:
-            mark = "FAILED" if not r.passed else ("skipped" if r.skipped else "ok")
-            lines.append(f"- {mark}: {_md(r.rule)} (actual {_num(r.actual)}, "
-                         f"threshold {_num(r.threshold)})")
-        if ev.champion_version:
-            lines.append(f"- compared with champion version {_md(ev.champion_version)}")
-    if decision.report_uri:
-        lines.append(f"- report: run {_md(decision.run_id)}, artifacts {_md(decision.report_folder)}/report.html")
-    return "\n".join(lines)
-
-
-def replace_description_block(description: str, block: str) -> str:
-    """``description`` with our block replaced (or appended); the user's text is kept."""
-    begin, end = T.DESCRIPTION_BEGIN, T.DESCRIPTION_END
-    ours = f"{begin}\n{block}\n{end}"
-    start = description.find(begin)
-    if start >= 0:
-        stop = description.find(end, start)
-        stop = len(description) if stop < 0 else stop + len(end)
-        return description[:start] + ours + description[stop:]
-    if description.strip():
-        return description.rstrip() + "\n\n" + ours
-    return ours
-
-
-def _reason(decision: "Decision") -> str:
-    if decision.error:
-        return decision.error
-    if decision.override_reason is not None:
-        return f"override: {safe_text(decision.override_reason)}"
-    ev = decision.evaluation
-    if ev is None:
-        return ""
-    failed = ev.failed_rules
-    if not failed:
-        return "all rules passed"
-    return "; ".join(f"{safe_text(r.rule)}: actual {_num(r.actual)}, threshold {_num(r.threshold)}"
-                     for r in failed)
-
-
-def _write_report(folder: Path, report: Any) -> None:
-    html_text = getattr(report, "html", None)
-    if html_text:
-        (folder / "report.html").write_text(str(html_text), encoding="utf-8")
-    snapshot = getattr(report, "snapshot", None)
-    if snapshot is not None:
-        text = snapshot if isinstance(snapshot, str) else json.dumps(_jsonable(snapshot), indent=1)
-        (folder / "snapshot.json").write_text(text, encoding="utf-8")
-
-
 def append_audit(record: dict[str, Any]) -> None:
     """Append one JSON line to the audit log (locked against concurrent writers)."""
-    line = json.dumps(_jsonable(record), sort_keys=True) + "\n"
+    line = json.dumps(json_safe(record), sort_keys=True) + "\n"
     with open(audit_log_path(), "a", encoding="utf-8") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
@@ -301,68 +44,3 @@ def append_audit(record: dict[str, Any]) -> None:
             fh.flush()
         finally:
             fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _publish(decision: "Decision") -> None:
-    from mlflow_monitor.events import Verdict, publish
-
-    ev = decision.evaluation
-    failed, drifted, metrics, delta = [], [], {}, {}
-    if ev is not None:
-        failed = [{"rule": r.rule, "actual": r.actual, "threshold": r.threshold, "message": r.message}
-                  for r in ev.failed_rules]
-        if ev.drift is not None:
-            drifted = [{"column": c.column, "score": c.score, "method": c.method,
-                        "threshold": c.threshold} for c in ev.drift.columns if c.drifted]
-        metrics = {k: float(v) for k, v in ev.metrics.items()}
-        for k, v in (ev.champion_metrics or {}).items():
-            if k in ev.metrics:
-                delta[k] = float(ev.metrics[k]) - float(v)
-    elif decision.error:
-        failed = [{"rule": "evaluation", "actual": None, "threshold": None, "message": decision.error}]
-    publish(Verdict(
-        model_name=decision.model_name, version=decision.version, target=decision.target.label,
-        passed=decision.verdict == T.PASSED, failed_rules=failed, drifted_columns=drifted,
-        metrics=metrics, champion_version=ev.champion_version if ev else None,
-        champion_delta=delta, run_id=decision.run_id, report_path=decision.report_folder,
-        overridden=decision.override_reason is not None, override_reason=decision.override_reason,
-        user=decision.user, notify=decision.notify,
-    ))
-
-
-def _col(c: Any) -> dict[str, Any]:
-    return {"column": c.column, "column_type": c.column_type, "method": c.method,
-            "threshold": c.threshold, "score": c.score, "drifted": c.drifted}
-
-
-def _finite(v: Any) -> bool:
-    try:
-        return math.isfinite(float(v))
-    except (TypeError, ValueError):
-        return False
-
-
-def _num(x: Any) -> str:
-    if x is None:
-        return "n/a"
-    try:
-        return f"{float(x):.4g}"
-    except (TypeError, ValueError):
-        return safe_text(x)
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain JSON data; NaN/inf become None."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, bool) or obj is None or isinstance(obj, str):
-        return obj
-    if isinstance(obj, (int, float)):
-        return obj if _finite(obj) else None
-    try:
-        f = float(obj)
-        return f if math.isfinite(f) else None
-    except (TypeError, ValueError):
-        return str(obj)

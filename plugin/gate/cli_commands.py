@@ -19,27 +19,27 @@ from mlflow_monitor.gate import tags as T
 def _registry_store_and_uris() -> tuple[Any, str, Optional[str]]:
     """The *inner* registry store of the current URIs (the gate never gates itself)."""
     import mlflow
-    from mlflow.tracking._model_registry.utils import _get_store_registry
 
     from mlflow_monitor.gate.registry_store import SCHEME, inner_uri_of
+    from mlflow_monitor.mlflow_compat import registry_store
 
     registry_uri = mlflow.get_registry_uri()
     tracking_uri = mlflow.get_tracking_uri()
     if registry_uri.startswith(SCHEME + ":"):
         registry_uri = inner_uri_of(registry_uri)
-    store = _get_store_registry().get_store(registry_uri, tracking_uri)
+    store = registry_store(registry_uri, tracking_uri)
     return store, registry_uri, tracking_uri
 
 
 def _target(alias: Optional[str], stage: Optional[str]):
-    from mlflow_monitor.gate.gate import Target
+    from mlflow_monitor.gate.decision import Target
 
     if alias and stage:
         raise click.UsageError("give --alias or --stage, not both")
     if stage:
-        from mlflow_monitor.gate.registry_store import _canonical_stage
+        from mlflow_monitor.mlflow_compat import canonical_stage
 
-        return Target("stage", _canonical_stage(stage))
+        return Target("stage", canonical_stage(stage))
     return Target("alias", alias or "champion")
 
 
@@ -62,8 +62,9 @@ def check(model: str, version: str, recipe_file: Optional[Path], alias: Optional
     """
     from mlflow.exceptions import MlflowException
 
-    from mlflow_monitor.gate.audit import safe_text, summary_of
-    from mlflow_monitor.gate.gate import PromotionGate
+    from mlflow_monitor.gate.decision import summary_of
+    from mlflow_monitor.gate.escaping import safe_text
+    from mlflow_monitor.gate.promotion import PromotionGate
 
     target = _target(alias, stage)
     recipe = None
@@ -97,7 +98,7 @@ def check(model: str, version: str, recipe_file: Optional[Path], alias: Optional
 
 
 def _render(decision: Any, passed: bool) -> str:
-    from mlflow_monitor.gate.audit import safe_text
+    from mlflow_monitor.gate.escaping import safe_text
 
     lines = [f"{'PASS' if passed else 'FAIL'}: model '{safe_text(decision.model_name)}' version "
              f"{safe_text(decision.version)} for {safe_text(decision.target.label)}"]
@@ -160,7 +161,7 @@ def recipe_show(model: str) -> None:
     """Print MODEL's recipe (canonical YAML) and its hash; exit 1 when it has none."""
     import mlflow
 
-    from mlflow_monitor.gate.gate import _load_recipe
+    from mlflow_monitor.gate.recipe_tag import load_recipe_tag
 
     tags = mlflow.MlflowClient().get_registered_model(model).tags or {}
     value = tags.get(T.RECIPE)
@@ -168,7 +169,7 @@ def recipe_show(model: str) -> None:
         click.echo(f"model '{model}' has no recipe (tag '{T.RECIPE}'); "
                    "set one with: mlflow-monitor recipe set MODEL FILE", err=True)
         sys.exit(1)
-    loaded = _load_recipe(value)
+    loaded = load_recipe_tag(value)
     click.echo(f"# sha256: {loaded.sha256}")
     click.echo(loaded.to_yaml(), nl=False)
 
@@ -181,7 +182,7 @@ def override(model: str, version: str, reason: str) -> None:
     """Break glass: let the next gated promotion of MODEL VERSION through, once, recorded."""
     from mlflow.exceptions import MlflowException
 
-    from mlflow_monitor.gate.gate import request_override
+    from mlflow_monitor.gate.override import request_override
 
     try:
         request_override(model, version, reason)

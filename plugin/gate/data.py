@@ -99,10 +99,11 @@ def log_current(df: pd.DataFrame, *, context: str = "evaluation", run_id: Option
     except Exception:  # no dataset source for this artifact scheme
         dataset = mlflow.data.from_pandas(df, name=context)
     from mlflow.entities import DatasetInput, InputTag
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
-    client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(),
-                                            [InputTag(MLFLOW_DATASET_CONTEXT, context)])])
+    from mlflow_monitor.mlflow_compat import dataset_context_tag, dataset_entity
+
+    client.log_inputs(run_id, [DatasetInput(dataset_entity(dataset),
+                                            [InputTag(dataset_context_tag(), context)])])
     return uri
 
 
@@ -128,17 +129,19 @@ def split_columns(current: pd.DataFrame, columns: "Columns") -> tuple[list[str],
 # -- helpers ---------------------------------------------------------------------------
 def _load_logged_dataset(run_id: str, context: str, *, fmt: str, client: Any) -> pd.DataFrame:
     import mlflow
-    from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
 
+    from mlflow_monitor.mlflow_compat import dataset_context_tag
+
+    context_key = dataset_context_tag()
     client = client or mlflow.MlflowClient()
     run = client.get_run(run_id)
     inputs = run.inputs.dataset_inputs if run.inputs else []
     matching = [
         di for di in inputs
-        if any(t.key == MLFLOW_DATASET_CONTEXT and t.value == context for t in di.tags)
+        if any(t.key == context_key and t.value == context for t in di.tags)
     ]
     if not matching:
-        seen = sorted({t.value for di in inputs for t in di.tags if t.key == MLFLOW_DATASET_CONTEXT})
+        seen = sorted({t.value for di in inputs for t in di.tags if t.key == context_key})
         raise CurrentDataError(
             f"no dataset logged on run {run_id!r} with context {context!r}; contexts found: "
             f"{seen or 'none'} (log one with mlflow_monitor.gate.data.log_current(df, "

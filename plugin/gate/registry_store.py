@@ -57,34 +57,23 @@ def build_monitor_registry_store(store_uri: str, tracking_uri: Optional[str] = N
     """Entry point ``mlflow.model_registry_store: monitor``.
 
     Resolves the inner store through the store registry's *builder*, never
-    ``get_store()``: MLflow calls this while holding its non-reentrant store lock.
+    ``get_store()``: MLflow calls this while holding its non-reentrant store lock. Turns
+    on the installed notifiers (entry-point group ``mlflow_monitor.notifiers``, e.g.
+    Slack), so verdicts are announced wherever the store runs.
     """
-    from mlflow.tracking._model_registry.utils import _get_store_registry
+    from mlflow_monitor.events import enable_notifiers
+    from mlflow_monitor.mlflow_compat import registry_store_builder
 
     inner_uri = inner_uri_of(store_uri)
-    builder = _get_store_registry().get_store_builder(inner_uri)
+    builder = registry_store_builder(inner_uri)
     params = set(inspect.signature(builder).parameters)
     if "tracking_uri" in params:
         inner = builder(store_uri=inner_uri, tracking_uri=tracking_uri)
     else:
         inner = builder(store_uri=inner_uri)
-    _enable_slack_notifier()
+    enable_notifiers()  # never raises; a broken notifier is logged and skipped
     _read_proxied_artifacts_in_server()
     return MonitorRegistryStore(inner, inner_uri=inner_uri, tracking_uri=tracking_uri)
-
-
-def _enable_slack_notifier() -> None:
-    """Turn on verdict notifications when the Slack integration is present; never fails."""
-    try:
-        from mlflow_monitor.integrations import slack
-    except Exception:  # absent or broken: the gate works without it
-        return
-    enable = getattr(slack, "enable", None)
-    if callable(enable):
-        try:
-            enable()
-        except Exception as exc:
-            _logger.warning("mlflow-monitor: Slack notifier not enabled: %s", type(exc).__name__)
 
 
 def _read_proxied_artifacts_in_server() -> None:
@@ -94,40 +83,38 @@ def _read_proxied_artifacts_in_server() -> None:
     MLflow resolves that scheme only against an HTTP tracking URI, which the server process
     does not have; the server's own handlers map it to ``--artifacts-destination``. We
     register the same mapping for the ``mlflow-artifacts`` scheme, once, only in a server
-    process (``_MLFLOW_SERVER_ARTIFACT_DESTINATION`` set). Clients are untouched.
+    process (its artifacts destination set). Clients are untouched.
     """
-    import os
+    from mlflow_monitor.mlflow_compat import register_artifact_repository, server_artifacts_destination
 
-    from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR
-
-    if not os.environ.get(ARTIFACTS_DESTINATION_ENV_VAR):
+    if not server_artifacts_destination():
         return
-    from mlflow.store.artifact import artifact_repository_registry as reg
-
-    if reg._artifact_repository_registry._registry.get("mlflow-artifacts") is _server_local_repo:
-        return
-    reg._artifact_repository_registry.register("mlflow-artifacts", _server_local_repo)
+    if not register_artifact_repository("mlflow-artifacts", _server_local_repo):
+        _logger.warning("mlflow-monitor: this MLflow has no artifact repository registry to extend; "
+                        "the gate cannot read mlflow-artifacts:/ URIs inside the server")
 
 
 def _server_local_repo(artifact_uri: str, tracking_uri=None, registry_uri=None):
     """``mlflow-artifacts:/<path>`` -> the server's ``--artifacts-destination``/<path>."""
-    import os
     import posixpath
     from urllib.parse import urlparse
 
-    from mlflow.server.constants import ARTIFACTS_DESTINATION_ENV_VAR
-    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+    from mlflow_monitor.mlflow_compat import artifact_repository, server_artifacts_destination
 
-    root = os.environ[ARTIFACTS_DESTINATION_ENV_VAR].rstrip("/")
+    destination = server_artifacts_destination()
+    if not destination:
+        raise RuntimeError(f"cannot resolve {artifact_uri!r}: not inside an mlflow server "
+                           "with --artifacts-destination")
+    root = destination.rstrip("/")
     path = urlparse(artifact_uri).path.lstrip("/")
-    return get_artifact_repository(posixpath.join(root, path) if path else root)
+    return artifact_repository(posixpath.join(root, path) if path else root)
 
 
 class MonitorRegistryStore:
     """Delegates to ``inner``; alias sets, stage transitions and new versions run the gate."""
 
     def __init__(self, inner: Any, *, inner_uri: str, tracking_uri: Optional[str]) -> None:
-        from mlflow_monitor.gate.gate import PromotionGate
+        from mlflow_monitor.gate.promotion import PromotionGate
 
         self._inner = inner
         self._gate = PromotionGate(inner, inner_uri=inner_uri, tracking_uri=tracking_uri)
@@ -152,7 +139,7 @@ class MonitorRegistryStore:
 
     # -- gated calls ----------------------------------------------------------------
     def set_registered_model_alias(self, name, alias, version):
-        from mlflow_monitor.gate.gate import Target
+        from mlflow_monitor.gate.decision import Target
 
         return self._gate.enforce(
             name, str(version), Target("alias", alias),
@@ -160,10 +147,11 @@ class MonitorRegistryStore:
         )
 
     def transition_model_version_stage(self, name, version, stage, archive_existing_versions=False):
-        from mlflow_monitor.gate.gate import Target
+        from mlflow_monitor.gate.decision import Target
+        from mlflow_monitor.mlflow_compat import canonical_stage
 
         return self._gate.enforce(
-            name, str(version), Target("stage", _canonical_stage(stage)),
+            name, str(version), Target("stage", canonical_stage(stage)),
             lambda: self._inner.transition_model_version_stage(
                 name, version, stage, archive_existing_versions
             ),
@@ -188,15 +176,6 @@ class MonitorRegistryStore:
         )
         self._gate.on_new_version(mv)
         return mv
-
-
-def _canonical_stage(stage: str) -> str:
-    try:
-        from mlflow.entities.model_registry.model_version_stages import get_canonical_stage
-
-        return get_canonical_stage(stage)
-    except Exception:
-        return str(stage)
 
 
 def enable_gating(enable: bool = True) -> str:

@@ -12,11 +12,9 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["DataValidationError", "validate_frames"]
+from mlflow_monitor.reference import DataValidationError
 
-
-class DataValidationError(ValueError):
-    """Reference or current data cannot be evaluated; the message names the column."""
+__all__ = ["DataValidationError", "validate_frames"]  # the error is mlflow_monitor.reference's
 
 
 def validate_frames(

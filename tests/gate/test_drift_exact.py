@@ -9,11 +9,11 @@ import pytest
 from mlflow_monitor.gate.drift import (
     ColumnDrift,
     DriftResult,
-    ReferenceProfile,
     compute_drift,
     infer_column_types,
 )
 from mlflow_monitor.gate.validation import DataValidationError
+from mlflow_monitor.reference import ReferenceProfile
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning", "ignore::UserWarning")
 

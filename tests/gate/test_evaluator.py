@@ -10,7 +10,7 @@ import pytest
 from sklearn.datasets import load_breast_cancer
 from sklearn.linear_model import LogisticRegression
 
-from mlflow_monitor.gate.evaluator import EvidentlyEvaluator
+from mlflow_monitor.gate.mlflow_evaluator import EvidentlyEvaluator
 from mlflow_monitor.reference import log_reference
 
 

@@ -11,9 +11,9 @@ import pandas as pd
 import pytest
 
 from mlflow_monitor.gate.data import CurrentDataError, load_current, log_current, read_frame, split_columns
-from mlflow_monitor.gate.drift import ReferenceProfile, compute_drift
+from mlflow_monitor.gate.drift import compute_drift
 from mlflow_monitor.recipes import load_recipe
-from mlflow_monitor.reference import ReferenceNotFoundError, load_reference, log_reference
+from mlflow_monitor.reference import ReferenceNotFoundError, ReferenceProfile, load_reference, log_reference
 
 
 def _frame(n: int = 200, seed: int = 0) -> pd.DataFrame:

@@ -17,6 +17,8 @@ from mlflow_monitor.gate import tags as T
 from helpers.servers import MlflowServer
 from helpers.gate import breast_cancer_frames, drifted, recipe_yaml, train_version, write_current
 
+pytestmark = pytest.mark.slow  # an mlflow server subprocess
+
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):

@@ -1,4 +1,4 @@
-"""Reference data: what "normal" looked like when the model was trained.
+"""Reference data as run artifacts: what "normal" looked like when the model was trained.
 
 Call :func:`log_reference` in the training run; the promotion gate later loads it with
 :func:`load_reference` from the candidate version's source run.
@@ -8,7 +8,7 @@ Artifacts (under the run's ``mlflow_monitor/reference/``):
 - ``reference.parquet``: the frame, or a seeded sample of ``max_rows`` rows of it;
 - ``meta.json``: columns, dtypes, target/prediction/task, total_rows, sample_size, seed;
 - ``profile.npz``: the drift verdict's precomputed
-  :class:`~mlflow_monitor.gate.drift.ReferenceProfile` (sorted values, value counts).
+  :class:`~mlflow_monitor.reference.ReferenceProfile` (sorted values, value counts).
 
 It is also logged as an MLflow dataset input with context ``reference`` (shown in the
 run's "Datasets used" panel).
@@ -25,13 +25,15 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from mlflow_monitor.reference.errors import ReferenceNotFoundError
+from mlflow_monitor.reference.profile import ReferenceProfile
+
 _logger = logging.getLogger(__name__)
 
 __all__ = [
     "REFERENCE_ARTIFACT_DIR",
     "ReferenceData",
     "ReferenceInfo",
-    "ReferenceNotFoundError",
     "load_reference",
     "log_reference",
 ]
@@ -42,10 +44,6 @@ _META_FILE = "meta.json"
 _PROFILE_FILE = "profile.npz"
 _TASKS = ("classification", "regression", "drift")
 _FORMAT_VERSION = 1
-
-
-class ReferenceNotFoundError(LookupError):
-    """The run has no reference logged with :func:`log_reference`."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +77,7 @@ class ReferenceData:
     sample_size: int
     seed: int = 0
     run_id: Optional[str] = None
-    profile: Any = None  # mlflow_monitor.gate.drift.ReferenceProfile, or None
+    profile: Optional[ReferenceProfile] = None
 
 
 def log_reference(
@@ -213,20 +211,16 @@ def _profile(frame: pd.DataFrame) -> Optional[bytes]:
     """The drift verdict's reference profile of ``frame``; ``None`` if it cannot be built
     (the Parquet file stays the source of truth)."""
     try:
-        from mlflow_monitor.gate.drift import ReferenceProfile
-
         return ReferenceProfile.from_frame(frame).to_bytes()
     except Exception:
         _logger.warning("mlflow-monitor: could not build the reference profile", exc_info=True)
         return None
 
 
-def _read_profile(path: Path) -> Any:
+def _read_profile(path: Path) -> Optional[ReferenceProfile]:
     if not path.exists():
         return None
     try:
-        from mlflow_monitor.gate.drift import ReferenceProfile
-
         return ReferenceProfile.from_bytes(path.read_bytes())
     except Exception:
         _logger.warning("mlflow-monitor: ignoring unreadable reference profile %s", path, exc_info=True)

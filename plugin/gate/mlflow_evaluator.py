@@ -1,4 +1,6 @@
-"""``mlflow.models.evaluate(..., evaluators=["evidently"])``: the gate's reports, on demand.
+"""The ``mlflow.model_evaluator`` plugin ``evidently``: the gate's reports from ``mlflow.models.evaluate``.
+
+``mlflow.models.evaluate(..., evaluators=["evidently"])`` runs :class:`EvidentlyEvaluator`.
 
 Configure it with ``evaluator_config={"evidently": {...}}``:
 
@@ -23,15 +25,18 @@ from typing import Any, Mapping, Optional
 
 import numpy as np
 import pandas as pd
-from mlflow.models.evaluation.base import EvaluationResult, ModelEvaluator
+
+from mlflow_monitor.gate.tags import METRIC_PREFIX
+from mlflow_monitor.mlflow_compat import evaluation_artifact_classes, model_evaluator_classes
+
+ModelEvaluator, EvaluationResult = model_evaluator_classes()
 
 __all__ = ["EvidentlyEvaluator"]
 
 _TASK_BY_MODEL_TYPE = {"classifier": "classification", "regressor": "regression"}
-_METRIC_PREFIX = "monitor/"
 
 
-class EvidentlyEvaluator(ModelEvaluator):
+class EvidentlyEvaluator(ModelEvaluator):  # type: ignore[misc,valid-type]
     """MLflow model evaluator that logs Evidently drift/performance reports."""
 
     @classmethod
@@ -50,10 +55,11 @@ class EvidentlyEvaluator(ModelEvaluator):
         custom_artifacts: Any = None,
         predictions: Optional[str] = None,
         **kwargs: Any,
-    ) -> EvaluationResult:
+    ) -> Any:
         import mlflow
         from mlflow.entities import Metric
-        from mlflow.models.evaluation.artifacts import JsonEvaluationArtifact, TextEvaluationArtifact
+
+        TextEvaluationArtifact, JsonEvaluationArtifact = evaluation_artifact_classes()
 
         from mlflow_monitor.gate.performance import compute_performance
         from mlflow_monitor.gate.reports import build_report
@@ -77,7 +83,7 @@ class EvidentlyEvaluator(ModelEvaluator):
                 and cols.prediction in current.columns:
             metrics.update(compute_performance(current, task=recipe.task, target=cols.target,
                                                prediction=cols.prediction))
-        logged = {f"{_METRIC_PREFIX}{k}": v for k, v in metrics.items()}
+        logged = {f"{METRIC_PREFIX}{k}": v for k, v in metrics.items()}
         folder = str(evaluator_config.get("artifact_path") or "evidently").strip("/")
         client = mlflow.MlflowClient()
         client.log_text(run_id, artifacts.html, f"{folder}/report.html")

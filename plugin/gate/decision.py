@@ -1,0 +1,158 @@
+"""The gate's values: what a promotion moves (:class:`Target`), the numbers behind a
+verdict (:class:`Evaluation`) and the verdict itself (:class:`Decision`).
+
+Verdict values are the constants of :mod:`mlflow_monitor.gate.tags` (``PASSED``,
+``BLOCKED``, ...) plus :data:`NOT_GATED`, which is never recorded.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any, Optional
+
+from mlflow_monitor.gate.escaping import json_safe, safe_number, safe_text
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow_monitor.gate.drift import DriftResult
+    from mlflow_monitor.gate.reports import ReportArtifacts
+    from mlflow_monitor.gate.rules import RuleResult
+    from mlflow_monitor.recipes import Recipe
+
+__all__ = ["NOT_GATED", "Decision", "Evaluation", "Target", "summary_of"]
+
+#: The recipe's triggers do not cover this target: the promotion is not gated (never recorded).
+NOT_GATED = "NOT_GATED"
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """What a promotion moves: ``Target("alias", "champion")``, ``Target("stage", "Production")``
+    or ``Target("new_version")``."""
+
+    kind: str  # "alias" | "stage" | "new_version"
+    name: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.kind if self.kind == "new_version" else f"{self.kind}:{self.name}"
+
+    @property
+    def slug(self) -> str:
+        """Path-safe form for artifact folder names."""
+        raw = self.label.replace(":", "-")
+        return "".join(c if c.isalnum() or c in "-_." else "_" for c in raw)[:80]
+
+    def triggered_by(self, recipe: "Recipe") -> bool:
+        """Whether ``recipe``'s triggers gate this target."""
+        trig = recipe.triggers
+        if self.kind == "alias":
+            return trig.matches_alias(self.name)
+        if self.kind == "stage":
+            return trig.matches_stage(self.name)
+        return bool(trig.new_versions)
+
+
+@dataclasses.dataclass
+class Evaluation:
+    """The numbers behind a verdict."""
+
+    rule_results: list["RuleResult"]
+    metrics: dict[str, float]
+    drift: Optional["DriftResult"] = None
+    champion_version: Optional[str] = None
+    champion_metrics: Optional[dict[str, float]] = None
+    report: Optional["ReportArtifacts"] = None
+    report_error: Optional[str] = None
+    reference_rows: int = 0
+    current_rows: int = 0
+
+    @property
+    def passed(self) -> bool:
+        return all(r.passed for r in self.rule_results)
+
+    @property
+    def failed_rules(self) -> list["RuleResult"]:
+        return [r for r in self.rule_results if not r.passed]
+
+
+@dataclasses.dataclass
+class Decision:
+    """One gate decision on one version and target."""
+
+    model_name: str
+    version: str
+    target: Target
+    verdict: str  # a tags.* verdict value, or NOT_GATED
+    allowed: bool  # whether the promotion goes through
+    user: str
+    timestamp: str
+    recipe_hash: Optional[str] = None
+    run_id: Optional[str] = None
+    evaluation: Optional[Evaluation] = None
+    error: Optional[str] = None  # evaluation error, already redacted
+    override_reason: Optional[str] = None
+    report_folder: Optional[str] = None  # artifact path in run_id
+    notify: Optional[dict[str, Any]] = None
+
+    @property
+    def report_uri(self) -> Optional[str]:
+        if self.run_id and self.report_folder:
+            return f"runs:/{self.run_id}/{self.report_folder}"
+        return None
+
+    def message(self) -> str:
+        """Plain-text, escaped explanation (the exception text on a block)."""
+        head = (f"mlflow-monitor gate {self.verdict}: model '{safe_text(self.model_name)}' "
+                f"version {safe_text(self.version)} -> {safe_text(self.target.label)}")
+        lines = [head]
+        if self.error:
+            lines.append(f"  evaluation error: {self.error}")
+        if self.evaluation is not None:
+            for r in self.evaluation.failed_rules:
+                lines.append(f"  - FAILED {safe_text(r.rule)}: actual {safe_number(r.actual)}, "
+                             f"threshold {safe_number(r.threshold)} ({safe_text(r.message)})")
+            if self.evaluation.champion_version:
+                lines.append(f"  compared with champion version {self.evaluation.champion_version}")
+        if self.override_reason:
+            lines.append(f"  override: {safe_text(self.override_reason)}")
+        if self.report_uri:
+            lines.append(f"  report: {self.report_uri}/report.html (summary.json alongside)")
+        if not self.allowed:
+            lines.append(f"  break glass: mlflow-monitor override '{safe_text(self.model_name)}' "
+                         f"{safe_text(self.version)} --reason '...'")
+        return "\n".join(lines)
+
+
+def summary_of(decision: Decision) -> dict[str, Any]:
+    """The JSON-safe record of a decision (``summary.json`` and the audit line)."""
+    ev = decision.evaluation
+    out: dict[str, Any] = {
+        "model_name": decision.model_name,
+        "version": decision.version,
+        "target": decision.target.label,
+        "verdict": decision.verdict,
+        "allowed": decision.allowed,
+        "user": decision.user,
+        "timestamp": decision.timestamp,
+        "recipe_hash": decision.recipe_hash,
+        "run_id": decision.run_id,
+        "report": decision.report_uri,
+        "error": decision.error,
+        "override_reason": decision.override_reason,
+    }
+    if ev is not None:
+        out["rules"] = [json_safe(r.to_dict()) for r in ev.rule_results]
+        out["metrics"] = json_safe(ev.metrics)
+        out["champion_version"] = ev.champion_version
+        out["champion_metrics"] = json_safe(ev.champion_metrics)
+        out["reference_rows"] = ev.reference_rows
+        out["current_rows"] = ev.current_rows
+        out["report_error"] = ev.report_error
+        if ev.drift is not None:
+            out["drifted_columns"] = [json_safe(_column(c)) for c in ev.drift.columns if c.drifted]
+    return out
+
+
+def _column(c: Any) -> dict[str, Any]:
+    return {"column": c.column, "column_type": c.column_type, "method": c.method,
+            "threshold": c.threshold, "score": c.score, "drifted": c.drifted}

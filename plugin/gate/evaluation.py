@@ -1,0 +1,195 @@
+"""Evaluating one candidate version against its recipe (the slow part of a decision).
+
+:class:`CandidateEvaluator` loads the reference (from the candidate's source run) and the
+current data, validates both, computes the drift verdict, scores the candidate (and the
+champion, when a rule compares them) and evaluates the rules; then builds the Evidently
+report from a bounded sample. A report failure never changes the verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+from mlflow_monitor.gate.decision import Evaluation, Target
+from mlflow_monitor.gate.errors import invalid_input
+from mlflow_monitor.gate.escaping import safe_text
+from mlflow_monitor.redaction import redact
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow_monitor.recipes import Recipe
+
+__all__ = ["PREDICTION", "CandidateEvaluator", "champion_of"]
+
+_logger = logging.getLogger(__name__)
+
+PREDICTION = "prediction"  # column the candidate's predictions go to when the recipe names none
+
+
+class CandidateEvaluator:
+    """Runs ``recipe``'s checks for one candidate version in registry ``store``.
+
+    ``tracking_uri`` is where the candidate's run (reference data, dataset inputs) lives;
+    ``progress`` receives one line per step (the CLI prints them).
+    """
+
+    def __init__(self, store: Any, tracking_uri: Optional[str], recipe: "Recipe",
+                 progress: Optional[Callable[[str], None]] = None) -> None:
+        self._store = store
+        self._tracking_uri = tracking_uri
+        self._recipe = recipe
+        self._progress = progress or (lambda _msg: None)
+
+    def run(self, name: str, mv: Any, target: Target) -> Evaluation:
+        """The evaluation of version ``mv`` of ``name`` for a promotion to ``target``.
+
+        Raises on bad input (no source run, no reference, unreadable or invalid data, a
+        model that fails to predict); the caller turns that into an error decision.
+        """
+        from mlflow_monitor.gate.drift import compute_drift
+        from mlflow_monitor.gate.rules import evaluate_rules
+        from mlflow_monitor.gate.validation import validate_frames
+
+        recipe, cols = self._recipe, self._recipe.columns
+        if not mv.run_id:
+            raise invalid_input(f"model '{safe_text(name)}' version {mv.version} has no source run, "
+                                "so it has no reference data (log_reference in the training run)")
+        self._progress("loading reference data")
+        reference = _load_reference(mv.run_id, self._tracking_uri)
+        ref_frame = reference.frame
+        target_col = cols.target or getattr(reference, "target", None)
+        pred_col = cols.prediction or getattr(reference, "prediction", None)
+        self._progress("loading current data")
+        current = _load_current(recipe, mv.run_id, self._tracking_uri)
+        features = self._features(ref_frame, target_col, pred_col)
+        need_perf = recipe.needs_performance
+        validate_frames(ref_frame, current, columns=features, target=target_col,
+                        prediction=pred_col if pred_col in current.columns else None,
+                        need_target=need_perf)
+
+        self._progress(f"drift on {len(current)} current vs {len(ref_frame)} reference rows")
+        drift = compute_drift(
+            ref_frame[features], current[features],
+            numerical=cols.numerical, categorical=cols.categorical,
+            profile=getattr(reference, "profile", None),
+        )
+        metrics: dict[str, float] = {"drift_share": float(drift.drift_share),
+                                     "n_drifted": float(drift.n_drifted)}
+        champion_version, champion_metrics = None, None
+        scored = current
+        if need_perf:
+            pred_col = pred_col or PREDICTION
+            if pred_col not in current.columns:
+                self._progress("scoring the candidate on current data")
+                scored = current.assign(**{pred_col: _predict(
+                    self._model_uri(name, str(mv.version)), current, features,
+                    who=f"candidate version {mv.version}")})
+            metrics.update(_performance(recipe, scored, target_col, pred_col))
+            holder = champion_of(self._store, name, target, str(mv.version))
+            if holder is not None and recipe.needs_champion:
+                self._progress(f"scoring champion version {holder.version} on the same data")
+                champ = current.assign(**{PREDICTION: _predict(
+                    self._model_uri(name, str(holder.version)), current, features,
+                    who=f"champion version {holder.version}")})
+                champion_version = str(holder.version)
+                champion_metrics = _performance(recipe, champ, target_col, PREDICTION,
+                                                proba=False)
+        rule_results = evaluate_rules(recipe.rules, metrics=metrics, drift=drift,
+                                      champion_metrics=champion_metrics)
+        evaluation = Evaluation(rule_results, metrics, drift, champion_version, champion_metrics,
+                                reference_rows=len(ref_frame), current_rows=len(current))
+        self._progress(f"building the Evidently report (sample of at most "
+                       f"{recipe.report.sample_size} rows)")
+        try:
+            report_ref, report_cur = reference, current
+            if scored is not current and _has_performance_preset(recipe):
+                # the performance presets compare both sides: score the reference too
+                ref_pred = _predict(self._model_uri(name, str(mv.version)), ref_frame,
+                                    features, who=f"candidate version {mv.version}")
+                report_ref = dataclasses.replace(
+                    reference, frame=ref_frame.assign(**{pred_col: ref_pred}), prediction=pred_col)
+                report_cur = scored
+            evaluation.report = _build_report(report_ref, report_cur, recipe,
+                                              title=f"{name} version {mv.version}")
+        except Exception as exc:  # the report is evidence, not the verdict
+            evaluation.report_error = f"{type(exc).__name__}: {safe_text(redact(str(exc)))}"
+            _logger.warning("mlflow-monitor: report not built: %s", evaluation.report_error)
+        return evaluation
+
+    def _features(self, ref_frame: Any, target_col: Optional[str], pred_col: Optional[str]) -> list[str]:
+        cols = self._recipe.columns
+        if cols.features is not None:
+            return list(cols.features)
+        skip = {target_col, pred_col, *(cols.prediction_proba or []), *cols.exclude}
+        return [c for c in ref_frame.columns if c not in skip]
+
+    def _model_uri(self, name: str, version: str) -> str:
+        return self._store.get_model_version_download_uri(name, version)
+
+
+def champion_of(store: Any, name: str, target: Target, candidate: str) -> Optional[Any]:
+    """The version holding ``target`` today in ``store``, if it is not the candidate."""
+    from mlflow.exceptions import MlflowException
+
+    holder = None
+    if target.kind == "alias":
+        try:
+            holder = store.get_model_version_by_alias(name, target.name)
+        except MlflowException:
+            holder = None
+    elif target.kind == "stage":
+        latest = store.get_latest_versions(name, [target.name]) or []
+        holder = max(latest, key=lambda v: int(v.version), default=None)
+    if holder is None or str(holder.version) == str(candidate):
+        return None
+    return holder
+
+
+# -- adapters to the sibling modules (one place to follow their signatures) ----------------
+def _load_reference(run_id: str, tracking_uri: Optional[str]) -> Any:
+    from mlflow import MlflowClient
+
+    from mlflow_monitor.reference import load_reference
+
+    return load_reference(run_id, client=MlflowClient(tracking_uri=tracking_uri))
+
+
+def _load_current(recipe: "Recipe", run_id: str, tracking_uri: Optional[str]) -> Any:
+    from mlflow import MlflowClient
+
+    from mlflow_monitor.gate.data import load_current
+
+    return load_current(recipe, run_id=run_id, client=MlflowClient(tracking_uri=tracking_uri))
+
+
+def _predict(model_uri: str, frame: Any, features: list[str], *, who: str) -> Any:
+    from mlflow_monitor.gate.performance import predict_frame
+
+    try:
+        return predict_frame(model_uri, frame, features)
+    except Exception as exc:
+        raise RuntimeError(f"{who} failed to load or predict: {redact(str(exc))[:500]}") from exc
+
+
+def _performance(recipe: "Recipe", frame: Any, target: str, prediction: str, *, proba: bool = True
+                 ) -> dict[str, float]:
+    from mlflow_monitor.gate.performance import compute_performance
+
+    cols = [c for c in (recipe.columns.prediction_proba or []) if c in frame.columns]
+    use_proba = proba and recipe.task == "classification" and cols and \
+        len(cols) == len(recipe.columns.prediction_proba or [])
+    out = compute_performance(frame, task=recipe.task, target=target, prediction=prediction,
+                              proba=cols if use_proba else None)
+    return {k: float(v) for k, v in out.items()}
+
+
+def _has_performance_preset(recipe: "Recipe") -> bool:
+    return any(p in ("ClassificationPreset", "RegressionPreset") for p in recipe.effective_presets)
+
+
+def _build_report(reference: Any, current: Any, recipe: "Recipe", *, title: str) -> Any:
+    from mlflow_monitor.gate.reports import build_report
+
+    return build_report(reference, current, recipe=recipe,
+                        sample_size=recipe.report.sample_size, title=title)

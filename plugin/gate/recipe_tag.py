@@ -1,0 +1,41 @@
+"""Reading a registered model's recipe from its tag ``mlflow_monitor.recipe``."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from mlflow_monitor.gate import tags as T
+from mlflow_monitor.gate.escaping import safe_text
+from mlflow_monitor.recipes import BUILTIN_RECIPES, Recipe, RecipeError, load_recipe
+
+__all__ = ["load_recipe_tag", "recipe_tag_of"]
+
+
+def recipe_tag_of(store: Any, name: str) -> Optional[str]:
+    """The recipe tag of registered model ``name`` in registry ``store``; None: not gated."""
+    model = store.get_registered_model(name)
+    return (model.tags or {}).get(T.RECIPE)
+
+
+def load_recipe_tag(source: Any) -> Recipe:
+    """A recipe from a tag value (built-in name or YAML text; never a file path, so a tag
+    cannot make the server read its files), or an already loaded Recipe.
+
+    Raises :class:`~mlflow_monitor.recipes.RecipeError`.
+    """
+    import yaml
+
+    if isinstance(source, str):
+        text = source.strip()
+        if text in BUILTIN_RECIPES or "\n" in text:
+            return load_recipe(text)
+        try:  # one line: only flow-style YAML, e.g. {task: drift, current: ...}
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            data = None
+        if not isinstance(data, dict):
+            raise RecipeError(f"tag {T.RECIPE}", [
+                f"expected a built-in name ({', '.join(BUILTIN_RECIPES)}) or recipe YAML text, "
+                f"got a single line that is neither: '{safe_text(text[:80])}'"])
+        return load_recipe(data)
+    return load_recipe(source)

@@ -1,0 +1,209 @@
+"""Recording gate decisions: where each decision is written.
+
+Every decision goes to
+
+- the audit log (:mod:`mlflow_monitor.gate.audit`);
+- a ``Verdict`` event (the Slack notifier subscribes).
+
+Decisions with registry writes allowed also go to
+
+- the candidate run's artifacts, ``mlflow_monitor/gate/<UTC timestamp>-<target>/``:
+  ``summary.json`` and, when built, ``report.html`` (Evidently) and ``snapshot.json``;
+- run metrics ``monitor/drift_share``, ``monitor/<metric>``, ...;
+- model-version tags ``mlflow_monitor.gate.*`` and a block in the version description.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from mlflow_monitor.formatting import format_number
+from mlflow_monitor.gate import tags as T
+from mlflow_monitor.gate.audit import append_audit
+from mlflow_monitor.gate.decision import Decision, summary_of
+from mlflow_monitor.gate.escaping import is_finite, json_safe, markdown_text, safe_number, safe_text
+from mlflow_monitor.redaction import redact
+
+__all__ = ["DecisionRecorder", "describe", "replace_description_block"]
+
+_logger = logging.getLogger(__name__)
+
+
+class DecisionRecorder:
+    """Writes a decision to the audit log, the run, the version and the event bus."""
+
+    def __init__(self, inner_store: Any, tracking_uri: Callable[[], Optional[str]]) -> None:
+        self._inner = inner_store
+        self._tracking_uri = tracking_uri
+
+    def record(self, decision: Decision, *, version_tags: bool, artifacts: Optional[bool] = None,
+               publish: bool = True) -> None:
+        """Record ``decision``. ``artifacts`` defaults to ``version_tags``; ``publish`` sends
+        the ``Verdict`` event. Registry and run writes are best effort (a failure is
+        logged, never hides the verdict)."""
+        artifacts = version_tags if artifacts is None else artifacts
+        if artifacts and decision.run_id:
+            self._try("log the report artifacts", lambda: self._log_run(decision))
+        if version_tags:
+            self._try("tag the model version", lambda: self._tag_version(decision))
+        self._try("append to the audit log", lambda: append_audit(summary_of(decision)))
+        if publish:
+            _publish(decision)
+
+    def _try(self, what: str, fn: Callable[[], None]) -> None:
+        try:
+            fn()
+        except Exception as exc:
+            _logger.warning("mlflow-monitor gate: could not %s: %s: %s", what,
+                            type(exc).__name__, redact(str(exc))[:300])
+
+    # -- run artifacts and metrics ----------------------------------------------------
+    def _log_run(self, decision: Decision) -> None:
+        from mlflow import MlflowClient
+        from mlflow.entities import Metric
+
+        stamp = decision.timestamp.replace("-", "").replace(":", "")
+        decision.report_folder = f"{T.ARTIFACT_ROOT}/{stamp}-{decision.target.slug}"
+        client = MlflowClient(tracking_uri=self._tracking_uri())
+        ev = decision.evaluation
+        with tempfile.TemporaryDirectory(prefix="mlflow_monitor_gate_") as tmp:
+            folder = Path(tmp)
+            if ev is not None and ev.report is not None:
+                _write_report(folder, ev.report)
+            (folder / "summary.json").write_text(
+                json.dumps(summary_of(decision), indent=2, sort_keys=True), encoding="utf-8")
+            client.log_artifacts(decision.run_id, str(folder), decision.report_folder)
+        if ev is not None:
+            ts = int(_dt.datetime.now(_dt.timezone.utc).timestamp() * 1000)
+            values = dict(ev.metrics)
+            for k, v in (ev.champion_metrics or {}).items():
+                values[f"champion_{k}"] = v
+            metrics = [Metric(T.METRIC_PREFIX + k, float(v), ts, 0)
+                       for k, v in values.items() if is_finite(v)]
+            if metrics:
+                client.log_batch(decision.run_id, metrics=metrics)
+
+    # -- version tags and description -------------------------------------------------
+    def _tag_version(self, decision: Decision) -> None:
+        from mlflow.entities.model_registry import ModelVersionTag
+
+        name, version = decision.model_name, decision.version
+        values = {
+            T.VERDICT: decision.verdict,
+            T.TARGET: decision.target.label,
+            T.TIMESTAMP: decision.timestamp,
+            T.AUDIT: safe_text(f"{decision.user} {decision.timestamp} {decision.target.label} "
+                               f"{decision.verdict}"),
+            T.REASON: _reason(decision)[:4000],
+        }
+        if decision.recipe_hash:
+            values[T.RECIPE_HASH] = decision.recipe_hash
+        if decision.report_uri:
+            values[T.REPORT] = decision.report_uri
+        ev = decision.evaluation
+        if ev is not None and "drift_share" in ev.metrics:
+            values[T.DRIFT_SHARE] = format_number(ev.metrics["drift_share"])
+        if ev is not None and ev.champion_version:
+            values[T.CHAMPION] = ev.champion_version
+        if decision.override_reason is not None:
+            values[T.OVERRIDE_USED] = safe_text(
+                f"{decision.override_reason} (by {decision.user} at {decision.timestamp}, "
+                f"{decision.target.label})")[:4000]
+        for key, value in values.items():
+            self._inner.set_model_version_tag(name, version, ModelVersionTag(key, str(value)))
+        mv = self._inner.get_model_version(name, version)
+        text = replace_description_block(mv.description or "", describe(decision))
+        self._inner.update_model_version(name, version, description=text)
+
+
+def describe(decision: Decision) -> str:
+    """The short markdown summary we keep in the version description (escaped)."""
+    md = markdown_text
+    lines = [f"**mlflow-monitor gate: {decision.verdict}** for {md(decision.target.label)} "
+             f"at {decision.timestamp} by {md(decision.user)}"]
+    ev = decision.evaluation
+    if decision.error:
+        lines.append(f"- evaluation error: {md(decision.error)}")
+    if decision.override_reason is not None:
+        lines.append(f"- override: {md(decision.override_reason)}")
+    if ev is not None:
+        for r in ev.rule_results:
+            mark = "FAILED" if not r.passed else ("skipped" if r.skipped else "ok")
+            lines.append(f"- {mark}: {md(r.rule)} (actual {safe_number(r.actual)}, "
+                         f"threshold {safe_number(r.threshold)})")
+        if ev.champion_version:
+            lines.append(f"- compared with champion version {md(ev.champion_version)}")
+    if decision.report_uri:
+        lines.append(f"- report: run {md(decision.run_id)}, artifacts {md(decision.report_folder)}/report.html")
+    return "\n".join(lines)
+
+
+def replace_description_block(description: str, block: str) -> str:
+    """``description`` with our block replaced (or appended); the user's text is kept."""
+    begin, end = T.DESCRIPTION_BEGIN, T.DESCRIPTION_END
+    ours = f"{begin}\n{block}\n{end}"
+    start = description.find(begin)
+    if start >= 0:
+        stop = description.find(end, start)
+        stop = len(description) if stop < 0 else stop + len(end)
+        return description[:start] + ours + description[stop:]
+    if description.strip():
+        return description.rstrip() + "\n\n" + ours
+    return ours
+
+
+def _reason(decision: Decision) -> str:
+    if decision.error:
+        return decision.error
+    if decision.override_reason is not None:
+        return f"override: {safe_text(decision.override_reason)}"
+    ev = decision.evaluation
+    if ev is None:
+        return ""
+    failed = ev.failed_rules
+    if not failed:
+        return "all rules passed"
+    return "; ".join(f"{safe_text(r.rule)}: actual {safe_number(r.actual)}, threshold {safe_number(r.threshold)}"
+                     for r in failed)
+
+
+def _write_report(folder: Path, report: Any) -> None:
+    html_text = getattr(report, "html", None)
+    if html_text:
+        (folder / "report.html").write_text(str(html_text), encoding="utf-8")
+    snapshot = getattr(report, "snapshot", None)
+    if snapshot is not None:
+        text = snapshot if isinstance(snapshot, str) else json.dumps(json_safe(snapshot), indent=1)
+        (folder / "snapshot.json").write_text(text, encoding="utf-8")
+
+
+def _publish(decision: Decision) -> None:
+    from mlflow_monitor.events import Verdict, publish
+
+    ev = decision.evaluation
+    failed, drifted, metrics, delta = [], [], {}, {}
+    if ev is not None:
+        failed = [{"rule": r.rule, "actual": r.actual, "threshold": r.threshold, "message": r.message}
+                  for r in ev.failed_rules]
+        if ev.drift is not None:
+            drifted = [{"column": c.column, "score": c.score, "method": c.method,
+                        "threshold": c.threshold} for c in ev.drift.columns if c.drifted]
+        metrics = {k: float(v) for k, v in ev.metrics.items()}
+        for k, v in (ev.champion_metrics or {}).items():
+            if k in ev.metrics:
+                delta[k] = float(ev.metrics[k]) - float(v)
+    elif decision.error:
+        failed = [{"rule": "evaluation", "actual": None, "threshold": None, "message": decision.error}]
+    publish(Verdict(
+        model_name=decision.model_name, version=decision.version, target=decision.target.label,
+        passed=decision.verdict == T.PASSED, failed_rules=failed, drifted_columns=drifted,
+        metrics=metrics, champion_version=ev.champion_version if ev else None,
+        champion_delta=delta, run_id=decision.run_id, report_path=decision.report_folder,
+        overridden=decision.override_reason is not None, override_reason=decision.override_reason,
+        user=decision.user, notify=decision.notify,
+    ))
