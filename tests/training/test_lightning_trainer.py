@@ -10,6 +10,8 @@ import torch
 import mlflow_monitor
 from helpers.training import flush, history, only_run_id, tiny_data
 
+pytestmark = pytest.mark.slow  # Lightning: seconds to import and to build each Trainer
+
 
 class TinyModule(pl.LightningModule):
     def __init__(self, fail_at_step=None, log_key=None):
