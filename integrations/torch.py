@@ -4,7 +4,7 @@ with no change to the user's code.
 What is hooked (each one installed through the autolog :class:`PatchRegistry`, so
 ``autolog(disable=True)`` undoes it):
 
-- ``torch.Tensor.backward`` (the one explicit patch): the 0-dim floating tensor
+- ``torch.Tensor.backward`` (wrapped): the 0-dim floating tensor
   ``.backward()`` is called on is the loss. It is detached and kept as a tensor; with
   gradient accumulation the losses of one optimizer step are summed as tensor ops and
   divided by their count when the step is logged. Nothing is read on this thread.
