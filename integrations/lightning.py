@@ -3,7 +3,8 @@ autolog adds to every Trainer, with MLflow ``step`` = ``trainer.global_step``.
 
 - One explicit patch per Lightning package (``lightning.pytorch`` and the older
   ``pytorch_lightning``): ``Trainer.__init__`` is wrapped to append
-  :class:`MonitorCallback`; the original is restored on ``autolog(disable=True)``.
+  :class:`MonitorCallback`, through the autolog :class:`PatchRegistry`, so
+  ``autolog(disable=True)`` restores the original (and callbacks already added go quiet).
 - While a fit runs, the plain-PyTorch hooks are suspended, so nothing is logged twice.
 - The loss is ``outputs["loss"]`` of ``on_train_batch_end`` (Lightning divides it by
   ``accumulate_grad_batches``; we multiply back and average over the micro-batches).
@@ -22,57 +23,61 @@ import importlib
 import logging
 import time
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 import torch
 
-from mlflow_monitor import pipeline as _pipeline_module
-from mlflow_monitor.integrations.torch import StepMetrics, batch_size
+from mlflow_monitor.integrations.torch import StepMetrics, active_hooks, batch_size
+from mlflow_monitor.mlflow_compat import autologging_is_disabled
+from mlflow_monitor.patching import PatchRegistry
+from mlflow_monitor.runs import MonitoredRuns
 
 _logger = logging.getLogger(__name__)
+
+
+class LightningKnobs(Protocol):
+    """The autolog knobs the callback reads (live: a second ``autolog()`` changes them)."""
+
+    log_every_n_steps: int
+    log_grad_norm: bool
 
 
 class LightningAutolog:
     """Wraps ``Trainer.__init__`` of one Lightning package to add the callback."""
 
-    def __init__(self, state: Any, package: str) -> None:
-        self.state = state
+    def __init__(self, runs: MonitoredRuns, knobs: LightningKnobs, package: str) -> None:
+        self.runs = runs
+        self.knobs = knobs
         self.package = package  # "lightning" or "pytorch_lightning"
+        self.enabled = False  # True from install() to the undo; callbacks log only then
         self.callback_class: Optional[type] = None
-        self._trainer_cls: Optional[type] = None
-        self._original_init: Any = None
 
-    def install(self) -> None:
-        if self._original_init is not None:
-            return
+    def configure(self, knobs: LightningKnobs) -> None:
+        """New knobs from a second ``autolog()`` call."""
+        self.knobs = knobs
+
+    def install(self, patches: PatchRegistry) -> None:
         pl = importlib.import_module("lightning.pytorch" if self.package == "lightning" else self.package)
         callback_class = _callback_class(pl)
-        trainer_cls = pl.Trainer
-        original = trainer_cls.__init__
-        state = self.state
+        original = pl.Trainer.__init__
+        owner = self
 
         @functools.wraps(original)
         def __init__(trainer: Any, *args: Any, **kwargs: Any) -> None:
             original(trainer, *args, **kwargs)
             try:
                 if not any(isinstance(cb, callback_class) for cb in trainer.callbacks):
-                    trainer.callbacks.append(callback_class(state))
+                    trainer.callbacks.append(callback_class(owner))
             except Exception:
                 _logger.warning("mlflow-monitor: could not add the monitor callback", exc_info=True)
 
-        trainer_cls.__init__ = __init__
+        patches.add_undo(self._deactivate)
+        patches.patch(pl.Trainer, "__init__", __init__)
         self.callback_class = callback_class
-        self._trainer_cls = trainer_cls
-        self._original_init = original
+        self.enabled = True
 
-    def uninstall(self) -> None:
-        if self._original_init is not None and self._trainer_cls is not None:
-            self._trainer_cls.__init__ = self._original_init
-        self._original_init = None
-
-    @property
-    def original_init(self) -> Any:
-        return self._original_init
+    def _deactivate(self) -> None:
+        self.enabled = False
 
 
 _CALLBACK_CLASSES: dict[str, type] = {}
@@ -90,9 +95,9 @@ def _callback_class(pl: Any) -> type:
 class _MonitorCallbackMixin:
     """Logs ``train/*`` per optimizer step (Lightning's ``global_step``) on rank 0."""
 
-    def __init__(self, state: Any) -> None:
+    def __init__(self, owner: LightningAutolog) -> None:
         super().__init__()
-        self._state = state
+        self._owner = owner
         self._active = False
         self._run_id: Optional[str] = None
         self._owned = False
@@ -104,13 +109,11 @@ class _MonitorCallbackMixin:
 
     # -- fit start / end ----------------------------------------------------------------
     def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
-        from mlflow_monitor import autologging
-
-        self._active = autologging.current() is self._state
+        self._active = self._owner.enabled
         if not self._active:
             return
         try:
-            torch_part = self._state.torch
+            torch_part = active_hooks()
             if torch_part is not None:
                 torch_part.suspended += 1
                 self._suspended = torch_part
@@ -120,9 +123,9 @@ class _MonitorCallbackMixin:
             if trainer.world_size > 1:
                 run_id = trainer.strategy.broadcast(run_id, src=0)
             self._run_id = run_id
-            registry = self._state.registry
-            if run_id and not registry.is_monitored(run_id):
-                registry.begin(
+            runs = self._owner.runs
+            if run_id and not runs.is_monitored(run_id):
+                runs.begin(
                     run_id,
                     owned=self._owned,
                     publish_summary=trainer.global_rank == 0,
@@ -142,7 +145,7 @@ class _MonitorCallbackMixin:
 
     # -- per batch / step ------------------------------------------------------------------
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
-        if self._run_id is None or trainer.global_rank != 0 or not self._state.config.log_grad_norm:
+        if self._run_id is None or trainer.global_rank != 0 or not self._owner.knobs.log_grad_norm:
             return
         try:
             self._acc.add_grad_norm(pl_module.parameters())
@@ -162,21 +165,19 @@ class _MonitorCallbackMixin:
             if n:
                 self._acc.samples += n
             step = trainer.global_step
-            _pipeline_module.current_step = step  # log_metrics(step=None) uses it
+            runs = self._owner.runs
+            runs.set_current_step(step)
             if step <= self._last_step:  # still accumulating gradients
                 return
             self._last_step = step
             groups = [g for opt in trainer.optimizers for g in opt.param_groups]
             metrics = self._acc.collect(groups, time.perf_counter())
-            if step % self._state.config.log_every_n_steps:
+            if step % self._owner.knobs.log_every_n_steps:
                 return
             if self._skip_logged_keys:
                 logged = trainer.callback_metrics
                 metrics = {k: v for k, v in metrics.items() if k not in logged}
-            if metrics:
-                from mlflow_monitor.pipeline import get_pipeline
-
-                get_pipeline().append_many(self._run_id, metrics, step)
+            runs.log_step(self._run_id, metrics, step)
         except Exception:
             _logger.debug("mlflow-monitor: Lightning batch hook failed", exc_info=True)
 
@@ -193,7 +194,7 @@ class _MonitorCallbackMixin:
             self._logger_run = True
             return logger_run
         self._owned = True
-        return self._state.registry.start_owned_run()
+        return self._owner.runs.start_owned_run()
 
     def _end_fit(self, trainer: Any, status: str, error: Optional[BaseException]) -> None:
         if not self._active:
@@ -208,17 +209,17 @@ class _MonitorCallbackMixin:
         try:
             import mlflow
 
-            registry = self._state.registry
+            runs = self._owner.runs
             if error is not None:
-                registry.mark_failed(run_id, error)
+                runs.mark_failed(run_id, error)
             if self._owned:
                 active = mlflow.active_run()
                 if active is not None and active.info.run_id == run_id:
                     mlflow.end_run(status)  # our end_run wrapper finishes the run
                 else:
-                    registry.finish(run_id, status)
+                    runs.finish(run_id, status)
             elif self._logger_run:
-                registry.finish(run_id, status)
+                runs.finish(run_id, status)
         except Exception:
             _logger.warning("mlflow-monitor: Lightning fit end hook failed", exc_info=True)
 
@@ -226,8 +227,6 @@ class _MonitorCallbackMixin:
 def _mlflow_logs_callback_metrics(trainer: Any) -> bool:
     """True when MLflow logs ``trainer.callback_metrics`` itself for this fit."""
     try:
-        from mlflow.utils.autologging_utils import autologging_is_disabled
-
         if not autologging_is_disabled("pytorch"):
             return True
     except Exception:
@@ -242,7 +241,7 @@ def _mlflow_logger_run(trainer: Any) -> Optional[str]:
     for lg in getattr(trainer, "loggers", []) or []:
         if type(lg).__name__ != "MLFlowLogger":
             continue
-        uri = getattr(lg, "_tracking_uri", None)
+        uri = getattr(lg, "_tracking_uri", None)  # Lightning's MLFlowLogger keeps it private; None: assume ours
         if uri is None or uri == mlflow.get_tracking_uri():
             try:
                 return lg.run_id

@@ -12,39 +12,43 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
-from mlflow.utils.autologging_utils import AutologgingEventLogger
+from mlflow_monitor.mlflow_compat import autologging_event_logger_class, autologging_is_disabled
+from mlflow_monitor.patching import PatchRegistry
+from mlflow_monitor.runs import MonitoredRuns
 
 _logger = logging.getLogger(__name__)
 
 _FIT_FUNCTIONS = ("fit", "fit_transform", "fit_predict")
 
 
-class _FitEvents(AutologgingEventLogger):
-    """Sees the start and end of each original sklearn fit; delegates to the previous logger."""
+class SklearnKnobs(Protocol):
+    """The autolog knobs the sklearn part reads."""
 
-    def __init__(self, owner: "SklearnAutolog", previous: AutologgingEventLogger) -> None:
+    log_models: bool
+    log_reference: bool
+    silent: bool
+
+
+class _FitEvents:
+    """An MLflow autologging event logger that sees the start and end of each original
+    sklearn fit. Every event also goes to the logger that was set before (``previous``);
+    events this class does not handle are delegated to it as they are."""
+
+    def __init__(self, owner: "SklearnAutolog", previous: Any) -> None:
         self._owner = owner
-        self._previous = previous
+        self.previous = previous
         self._depth = 0
         self._run_id: Optional[str] = None
 
-    # every hook goes to the previous logger too
-    def log_autolog_called(self, *args: Any) -> None:
-        self._previous.log_autolog_called(*args)
-
-    def log_patch_function_start(self, *args: Any) -> None:
-        self._previous.log_patch_function_start(*args)
-
-    def log_patch_function_success(self, *args: Any) -> None:
-        self._previous.log_patch_function_success(*args)
-
-    def log_patch_function_error(self, *args: Any) -> None:
-        self._previous.log_patch_function_error(*args)
+    def __getattr__(self, name: str) -> Any:  # log_autolog_called, log_patch_function_*, ...
+        if name == "previous":  # not set yet: no recursion
+            raise AttributeError(name)
+        return getattr(self.previous, name)
 
     def log_original_function_start(self, session, patch_obj, function_name, call_args, call_kwargs):  # noqa: ANN001
-        self._previous.log_original_function_start(session, patch_obj, function_name, call_args, call_kwargs)
+        self.previous.log_original_function_start(session, patch_obj, function_name, call_args, call_kwargs)
         if getattr(session, "integration", None) != "sklearn" or function_name not in _FIT_FUNCTIONS:
             return
         self._depth += 1
@@ -52,11 +56,11 @@ class _FitEvents(AutologgingEventLogger):
             self._run_id = self._owner.fit_started(call_args, call_kwargs)
 
     def log_original_function_success(self, session, patch_obj, function_name, call_args, call_kwargs):  # noqa: ANN001
-        self._previous.log_original_function_success(session, patch_obj, function_name, call_args, call_kwargs)
+        self.previous.log_original_function_success(session, patch_obj, function_name, call_args, call_kwargs)
         self._fit_ended(session, function_name)
 
     def log_original_function_error(self, session, patch_obj, function_name, call_args, call_kwargs, exception):  # noqa: ANN001
-        self._previous.log_original_function_error(
+        self.previous.log_original_function_error(
             session, patch_obj, function_name, call_args, call_kwargs, exception
         )
         self._fit_ended(session, function_name, exception)
@@ -73,34 +77,29 @@ class _FitEvents(AutologgingEventLogger):
 class SklearnAutolog:
     """Turns on ``mlflow.sklearn.autolog`` and adds system stats and the reference."""
 
-    def __init__(self, registry: Any, config: Any) -> None:
-        self.registry = registry
-        self.config = config
-        self._events: Optional[_FitEvents] = None
-        self._enabled_mlflow_autolog = False
+    def __init__(self, runs: MonitoredRuns, knobs: SklearnKnobs) -> None:
+        self.runs = runs
+        self.knobs = knobs
 
-    def install(self) -> None:
-        from mlflow.utils.autologging_utils import autologging_is_disabled
+    def configure(self, knobs: SklearnKnobs) -> None:
+        """New knobs from a second ``autolog()`` call."""
+        self.knobs = knobs
 
+    def install(self, patches: PatchRegistry) -> None:
+        """Both steps are undone by ``patches.undo_all()``, newest first."""
         if autologging_is_disabled("sklearn"):
             import mlflow.sklearn
 
-            mlflow.sklearn.autolog(log_models=self.config.log_models, silent=self.config.silent)
-            self._enabled_mlflow_autolog = True
-        self._events = _FitEvents(self, AutologgingEventLogger.get_logger())
-        AutologgingEventLogger.set_logger(self._events)
-
-    def uninstall(self) -> None:
-        if self._events is not None:
-            if AutologgingEventLogger._event_logger is self._events:
-                previous = self._events._previous
-                AutologgingEventLogger.set_logger(None if type(previous) is AutologgingEventLogger else previous)
-            self._events = None
-        if self._enabled_mlflow_autolog:
-            import mlflow.sklearn
-
-            mlflow.sklearn.autolog(disable=True, silent=True)
-            self._enabled_mlflow_autolog = False
+            mlflow.sklearn.autolog(log_models=self.knobs.log_models, silent=self.knobs.silent)
+            patches.add_undo(_disable_mlflow_sklearn_autolog)
+        event_logger = autologging_event_logger_class()
+        if event_logger is None:
+            _logger.warning("mlflow-monitor: this MLflow has no autologging event hook; "
+                            "sklearn fits get no system stats or reference from us")
+            return
+        events = _FitEvents(self, event_logger.get_logger())
+        event_logger.set_logger(events)
+        patches.add_undo(lambda: _restore_event_logger(event_logger, events))
 
     # -- called around the outermost original fit ---------------------------------------
     def fit_started(self, call_args: tuple, call_kwargs: dict) -> Optional[str]:
@@ -112,18 +111,17 @@ class SklearnAutolog:
             return None
         run_id = active.info.run_id
         try:
-            self.registry.begin(run_id, owned=False, info=active.info)
+            self.runs.begin(run_id, owned=False, info=active.info)
         except Exception:
             _logger.warning("mlflow-monitor: could not start system stats for the sklearn fit", exc_info=True)
-        if self.config.log_reference:
+        if self.knobs.log_reference:
             self._log_reference(call_args, call_kwargs)
         return run_id
 
     def fit_ended(self, run_id: str, error: Optional[BaseException]) -> None:
         if error is not None:
-            self.registry.mark_failed(run_id, error)
-        self.registry.stop_sampling(run_id)
-
+            self.runs.mark_failed(run_id, error)
+        self.runs.stop_sampling(run_id)
     def _log_reference(self, call_args: tuple, call_kwargs: dict) -> None:
         X = call_args[1] if len(call_args) > 1 else call_kwargs.get("X")
         y = call_args[2] if len(call_args) > 2 else call_kwargs.get("y")
@@ -147,3 +145,18 @@ class SklearnAutolog:
             log_reference(frame, target=target)
         except Exception:
             _logger.warning("mlflow-monitor: could not log the reference data of this fit", exc_info=True)
+
+
+def _disable_mlflow_sklearn_autolog() -> None:
+    import mlflow.sklearn
+
+    mlflow.sklearn.autolog(disable=True, silent=True)
+
+
+def _restore_event_logger(event_logger: type, events: _FitEvents) -> None:
+    """Put back the logger set before ours, unless someone replaced ours meanwhile."""
+    if event_logger.get_logger() is not events:
+        return
+    previous = events.previous
+    # MLflow's default is a fresh instance of the base class: restore "none set"
+    event_logger.set_logger(None if type(previous) is event_logger else previous)

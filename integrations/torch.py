@@ -1,9 +1,10 @@
 """Plain PyTorch loops: loss, learning rate, step time, throughput and grad norm,
 with no change to the user's code.
 
-What is hooked (each one recorded and undone by :meth:`TorchAutolog.uninstall`):
+What is hooked (each one installed through the autolog :class:`PatchRegistry`, so
+``autolog(disable=True)`` undoes it):
 
-- ``torch.Tensor.backward`` (the one explicit patch): the 0-dim floating tensor
+- ``torch.Tensor.backward`` (wrapped): the 0-dim floating tensor
   ``.backward()`` is called on is the loss. It is detached and kept as a tensor; with
   gradient accumulation the losses of one optimizer step are summed as tensor ops and
   divided by their count when the step is logged. Nothing is read on this thread.
@@ -12,9 +13,15 @@ What is hooked (each one recorded and undone by :meth:`TorchAutolog.uninstall`):
   of the next optimizer step (``train/samples_per_s``). Loops that do not use a
   DataLoader get no throughput metric.
 - ``torch.optim.optimizer.register_optimizer_step_pre_hook`` / ``..._post_hook`` (the
-  official global hooks): the post hook counts the step and appends one dict of
-  values to the metrics pipeline; the pre hook computes the global grad L2 norm
+  official global hooks): the post hook counts the step and hands one dict of
+  values to :meth:`MonitoredRuns.log_step` (the run lifecycle owns the way into the
+  metrics pipeline); the pre hook computes the global grad L2 norm
   (``log_grad_norm=True``) as tensor ops.
+
+One loss value, from ``loss.backward()`` to the pipeline buffer: ``backward`` (the
+patch) -> :meth:`StepMetrics.add_loss` (kept as a tensor) ... at ``optimizer.step()``:
+:meth:`TorchAutolog._post_step` -> :meth:`StepMetrics.collect` -> :meth:`MonitoredRuns.log_step`
+-> ``MetricsPipeline.append_many``. Nothing calls back into this module.
 
 MLflow ``step`` is the optimizer step count of the run (1 after the first step). With
 several optimizers, the first one that steps defines the step.
@@ -27,16 +34,24 @@ import logging
 import time
 import weakref
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 import torch
 
-from mlflow_monitor import pipeline as _pipeline_module
+from mlflow_monitor import distributed
+from mlflow_monitor.patching import PatchRegistry
+from mlflow_monitor.runs import MonitoredRuns
 
 _logger = logging.getLogger(__name__)
 
 _active: Optional["TorchAutolog"] = None  # read by the patched functions below
-_originals: dict[str, Any] = {}
+
+
+class TorchKnobs(Protocol):
+    """The autolog knobs the torch hooks read."""
+
+    log_every_n_steps: int
+    log_grad_norm: bool
 
 
 class StepMetrics:
@@ -52,7 +67,10 @@ class StepMetrics:
         self.last_step_end: Optional[float] = None
 
     def add_loss(self, loss: torch.Tensor) -> None:
-        """Add one (detached, 0-dim) loss; no device sync."""
+        """Add one loss: a 0-dim floating tensor (anything else is not a loss); no device sync."""
+        if loss.dim() != 0 or not loss.is_floating_point():
+            return
+        loss = loss.detach()
         self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
         self.loss_count += 1
 
@@ -118,71 +136,56 @@ def batch_size(batch: Any, _depth: int = 0) -> Optional[int]:
 class TorchAutolog:
     """The plain-PyTorch hooks. One instance is installed at a time."""
 
-    def __init__(self, registry: Any, log_every_n_steps: int = 1, log_grad_norm: bool = False) -> None:
-        self.registry = registry
-        self.log_every_n_steps = max(1, int(log_every_n_steps))
-        self.log_grad_norm = log_grad_norm
+    def __init__(self, runs: MonitoredRuns, knobs: TorchKnobs) -> None:
+        self.runs = runs
+        self.log_every_n_steps = 1
+        self.log_grad_norm = False
+        self.configure(knobs)
         self.suspended = 0  # > 0 while a Lightning fit runs (its callback logs instead)
-        self._acc = StepMetrics()
+        self.step_metrics = StepMetrics()
         self._primary: Optional[weakref.ref] = None
         self._run_id: Optional[str] = None
         self._step = 0
         self._dist_resolved = False
         self._run_id_dist: Optional[str] = None
         self._log_here = True  # False on non-zero DDP ranks
-        self._handles: list[Any] = []
         self._warned: set[str] = set()
 
-    # -- install / uninstall -----------------------------------------------------------
-    def install(self) -> None:
-        global _active
+    def configure(self, knobs: TorchKnobs) -> None:
+        """New knobs from a second ``autolog()`` call."""
+        self.log_every_n_steps = max(1, int(knobs.log_every_n_steps))
+        self.log_grad_norm = bool(knobs.log_grad_norm)
+
+    # -- install (undone by patches.undo_all()) -----------------------------------------
+    def install(self, patches: PatchRegistry) -> None:
         from torch.optim.optimizer import (
             register_optimizer_step_post_hook,
             register_optimizer_step_pre_hook,
         )
         from torch.utils.data import dataloader
 
-        if not _originals:
-            _originals["backward"] = torch.Tensor.backward
-            _originals["next"] = dataloader._BaseDataLoaderIter.__next__
-            torch.Tensor.backward = _make_backward(_originals["backward"])
-            dataloader._BaseDataLoaderIter.__next__ = _make_next(_originals["next"])
-        self._handles = [
-            register_optimizer_step_pre_hook(self._pre_step),
-            register_optimizer_step_post_hook(self._post_step),
-        ]
+        patches.add_undo(self._deactivate)
+        patches.patch(torch.Tensor, "backward", _make_backward(torch.Tensor.backward))
+        iterator = dataloader._BaseDataLoaderIter  # torch-private, stable since torch 1.x
+        patches.patch(iterator, "__next__", _make_next(iterator.__next__))
+        patches.add_hook(register_optimizer_step_pre_hook(self._pre_step))
+        patches.add_hook(register_optimizer_step_post_hook(self._post_step))
+        global _active
         _active = self
 
-    def uninstall(self) -> None:
+    def _deactivate(self) -> None:
         global _active
-        from torch.utils.data import dataloader
-
-        for handle in self._handles:
-            handle.remove()
-        self._handles = []
-        if _originals:
-            torch.Tensor.backward = _originals.pop("backward")
-            dataloader._BaseDataLoaderIter.__next__ = _originals.pop("next")
         if _active is self:
             _active = None
 
     # -- hooks (training thread: never raise, never sync) -----------------------------
-    def on_backward(self, tensor: torch.Tensor) -> None:
-        if self.suspended:
-            return
-        try:
-            if tensor.dim() == 0 and tensor.is_floating_point():
-                self._acc.add_loss(tensor.detach())
-        except Exception:
-            self._warn_once("backward")
-
     def on_batch(self, batch: Any) -> None:
         if self.suspended or not torch.is_grad_enabled():
             return
         try:
             n = batch_size(batch)
             if n:
-                self._acc.samples += n
+                self.step_metrics.samples += n
         except Exception:
             self._warn_once("dataloader")
 
@@ -190,7 +193,7 @@ class TorchAutolog:
         if self.suspended or not self.log_grad_norm or not self._is_primary(optimizer):
             return
         try:
-            self._acc.add_grad_norm(p for g in optimizer.param_groups for p in g["params"])
+            self.step_metrics.add_grad_norm(p for g in optimizer.param_groups for p in g["params"])
         except Exception:
             self._warn_once("grad_norm")
 
@@ -202,15 +205,13 @@ class TorchAutolog:
             now = time.perf_counter()  # after the (one-off) run start, not charged to a step
             if run_id != self._run_id:  # a new run: steps count from 1 again
                 self._run_id, self._step = run_id, 0
-                self._acc.last_step_end = None
+                self.step_metrics.last_step_end = None
             self._step += 1
-            _pipeline_module.current_step = self._step  # log_metrics(step=None) uses it
-            metrics = self._acc.collect(optimizer.param_groups, now)
+            self.runs.set_current_step(self._step)
+            metrics = self.step_metrics.collect(optimizer.param_groups, now)
             if run_id is None or not self._log_here or self._step % self.log_every_n_steps:
                 return
-            from mlflow_monitor.pipeline import get_pipeline
-
-            get_pipeline().append_many(run_id, metrics, self._step)
+            self.runs.log_step(run_id, metrics, self._step)
         except Exception:
             self._warn_once("optimizer_step")
 
@@ -223,12 +224,10 @@ class TorchAutolog:
         return primary is optimizer
 
     def _resolve_run(self) -> Optional[str]:
-        from mlflow_monitor import distributed
-
         if not distributed.is_distributed():
-            return self.registry.current_run_id()
+            return self.runs.current_run_id()
         if not self._dist_resolved:
-            self._run_id_dist = resolve_distributed_run(self.registry)
+            self._run_id_dist = self.runs.shared_run_id()
             self._log_here = distributed.rank() == 0
             self._dist_resolved = True
         return self._run_id_dist
@@ -239,24 +238,20 @@ class TorchAutolog:
             _logger.warning("mlflow-monitor: torch %s hook failed; training goes on", where, exc_info=True)
 
 
-def resolve_distributed_run(registry: Any) -> Optional[str]:
-    """All ranks, together: rank 0's run id, monitored on every rank (see distributed.py)."""
-    from mlflow_monitor import distributed
-
-    is_zero = distributed.rank() == 0
-    run_id = registry.current_run_id() if is_zero else None
-    run_id = distributed.share_run_id(run_id)
-    if run_id and not registry.is_monitored(run_id):
-        registry.begin(run_id, owned=False, publish_summary=is_zero)
-    return run_id
+def active_hooks() -> Optional[TorchAutolog]:
+    """The installed torch hooks, or None (Lightning suspends them while a fit runs)."""
+    return _active
 
 
 def _make_backward(original: Any) -> Any:
     @functools.wraps(original)
     def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         hooks = _active
-        if hooks is not None:
-            hooks.on_backward(self)
+        if hooks is not None and not hooks.suspended:
+            try:
+                hooks.step_metrics.add_loss(self)
+            except Exception:
+                hooks._warn_once("backward")
         return original(self, *args, **kwargs)
 
     return backward
@@ -272,8 +267,3 @@ def _make_next(original: Any) -> Any:
         return batch
 
     return __next__
-
-
-def original_functions() -> dict[str, Any]:
-    """The functions the patches replaced (empty when not installed); for tests."""
-    return dict(_originals)

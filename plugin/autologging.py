@@ -1,7 +1,12 @@
 """``mlflow_monitor.autolog()``: one call to monitor PyTorch, Lightning, DDP and
 scikit-learn training, and its exact undo (``disable=True``).
 
-Every patch and hook is listed here, recorded when installed and restored on disable:
+This module is a composition root: it builds the run lifecycle
+(:class:`~mlflow_monitor.runs.MonitoredRuns`) and one
+:class:`~mlflow_monitor.patching.PatchRegistry`, hands both to each framework part when
+its framework is imported, and turns the health rules and the notifiers on. Nothing
+below it imports it. Every patch and hook goes through the registry, and
+``disable=True`` undoes them all in one call (:meth:`PatchRegistry.undo_all`):
 
 =============================  ===================================================
 where                          what
@@ -17,16 +22,20 @@ MLflow autologging events      official ``AutologgingEventLogger`` (integrations
 =============================  ===================================================
 
 The framework parts are installed when their module is imported (MLflow's post-import
-hooks), so ``autolog()`` never imports torch, Lightning or scikit-learn itself.
+hooks), so ``autolog()`` never imports torch, Lightning or scikit-learn itself. Those
+import hooks cannot be removed from MLflow's table; they do nothing while autolog is off.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-from typing import Any, Optional, Union
+from typing import Any, Callable, Optional, Union
 
-from mlflow_monitor.runs import EndRunHook, RunOptions, RunRegistry
+from mlflow_monitor import events
+from mlflow_monitor.mlflow_compat import register_post_import_hook
+from mlflow_monitor.patching import PatchRegistry
+from mlflow_monitor.runs import MonitoredRuns, RunOptions
 
 _logger = logging.getLogger(__name__)
 
@@ -48,12 +57,12 @@ class AutologConfig:
 
 
 class _Autolog:
-    """Everything autolog installed, so that disable undoes exactly that."""
+    """One enabled autolog: its knobs, its runs, its patches and the parts installed."""
 
     def __init__(self, config: AutologConfig) -> None:
         self.config = config
-        self.registry = RunRegistry(self._run_options(config))
-        self.end_run_hook = EndRunHook(self.registry)
+        self.patches = PatchRegistry()
+        self.runs = MonitoredRuns(self._run_options(config))
         self.torch: Any = None
         self.lightning: dict[str, Any] = {}
         self.sklearn: Any = None
@@ -69,47 +78,31 @@ class _Autolog:
         )
 
     def enable(self) -> None:
-        from mlflow.utils.import_hooks import register_post_import_hook
-
-        self.end_run_hook.install()
-        register_post_import_hook(_on_torch_import, "torch")
-        register_post_import_hook(_on_lightning_import, "lightning")
-        register_post_import_hook(_on_pytorch_lightning_import, "pytorch_lightning")
-        register_post_import_hook(_on_sklearn_import, "sklearn")
+        self.runs.install(self.patches)
+        for module_name, hook in _IMPORT_HOOKS.items():
+            register_post_import_hook(hook, module_name)
         self._apply_services()
 
     def update(self, config: AutologConfig) -> None:
         """A second autolog() call: same patches, new knobs."""
         self.config = config
-        self.registry.options = self._run_options(config)
-        if self.torch is not None:
-            self.torch.log_every_n_steps = max(1, int(config.log_every_n_steps))
-            self.torch.log_grad_norm = config.log_grad_norm
-        if self.sklearn is not None:
-            self.sklearn.config = config
+        self.runs.options = self._run_options(config)
+        for part in (self.torch, self.sklearn, *self.lightning.values()):
+            if part is not None:
+                part.configure(config)
         self._apply_services()
 
     def disable(self) -> None:
-        for part in list(self.lightning.values()):
-            _quietly(part.uninstall)
+        self.patches.undo_all()  # every patch and hook of every part, newest first
+        self.torch, self.sklearn = None, None
         self.lightning.clear()
-        if self.sklearn is not None:
-            _quietly(self.sklearn.uninstall)
-            self.sklearn = None
-        if self.torch is not None:
-            _quietly(self.torch.uninstall)
-            self.torch = None
-        _quietly(self.end_run_hook.uninstall)
-        _quietly(self.registry.shutdown)
         if self.health_enabled:
             from mlflow_monitor import health
 
-            _quietly(health.disable)
+            _guarded(health.disable)
             self.health_enabled = False
         if self.notify_enabled:
-            from mlflow_monitor.integrations import slack
-
-            _quietly(slack.disable)
+            _guarded(events.disable_notifiers)
             self.notify_enabled = False
 
     # -- framework parts (called from the post-import hooks) ---------------------------
@@ -117,39 +110,39 @@ class _Autolog:
         if self.torch is None:
             from mlflow_monitor.integrations.torch import TorchAutolog
 
-            part = TorchAutolog(self.registry, self.config.log_every_n_steps, self.config.log_grad_norm)
-            part.install()
-            self.torch = part
+            self.torch = TorchAutolog(self.runs, self.config)
+            self.torch.install(self.patches)
 
     def install_lightning(self, package: str) -> None:
         if package not in self.lightning:
             from mlflow_monitor.integrations.lightning import LightningAutolog
 
-            part = LightningAutolog(self, package)
-            part.install()
-            self.lightning[package] = part
+            self.lightning[package] = LightningAutolog(self.runs, self.config, package)
+            self.lightning[package].install(self.patches)
 
     def install_sklearn(self) -> None:
         if self.sklearn is None and self.config.sklearn:
             from mlflow_monitor.integrations.sklearn import SklearnAutolog
 
-            part = SklearnAutolog(self.registry, self.config)
-            part.install()
-            self.sklearn = part
+            self.sklearn = SklearnAutolog(self.runs, self.config)
+            self.sklearn.install(self.patches)
 
     # -- health rules and notifications --------------------------------------------------
     def _apply_services(self) -> None:
+        from mlflow_monitor import health
+
         cfg = self.config
         if cfg.health and not self.health_enabled:
-            self.health_enabled = _call_optional("mlflow_monitor.health", "enable")
+            self.health_enabled = _guarded(health.enable)
         elif not cfg.health and self.health_enabled:
-            _call_optional("mlflow_monitor.health", "disable")
+            _guarded(health.disable)
             self.health_enabled = False
         if cfg.notify and not self.notify_enabled:
-            args = (cfg.notify,) if isinstance(cfg.notify, dict) else ()
-            self.notify_enabled = _call_optional("mlflow_monitor.integrations.slack", "enable", *args)
+            # enable_notifiers never raises; a notifier without settings logs one line
+            events.enable_notifiers(cfg.notify if isinstance(cfg.notify, dict) else None)
+            self.notify_enabled = True
         elif not cfg.notify and self.notify_enabled:
-            _call_optional("mlflow_monitor.integrations.slack", "disable")
+            events.disable_notifiers()
             self.notify_enabled = False
 
 
@@ -223,57 +216,51 @@ def autolog(
 
 
 def current() -> Optional[_Autolog]:
-    """The enabled autolog state, or None (for the integrations and tests)."""
+    """The enabled autolog state, or None (for tests)."""
     return _state
 
 
 # -- post-import hooks: module-level functions so MLflow de-duplicates them by name --------
 def _on_torch_import(module: Any) -> None:
     if _state is not None:
-        _guarded(_state.install_torch)
+        _installing(_state.install_torch)
 
 
 def _on_lightning_import(module: Any) -> None:
     if _state is not None:
-        _guarded(_state.install_lightning, "lightning")
+        _installing(_state.install_lightning, "lightning")
 
 
 def _on_pytorch_lightning_import(module: Any) -> None:
     if _state is not None:
-        _guarded(_state.install_lightning, "pytorch_lightning")
+        _installing(_state.install_lightning, "pytorch_lightning")
 
 
 def _on_sklearn_import(module: Any) -> None:
     if _state is not None:
-        _guarded(_state.install_sklearn)
+        _installing(_state.install_sklearn)
 
 
-def _guarded(fn: Any, *args: Any) -> None:
+_IMPORT_HOOKS: dict[str, Callable[[Any], None]] = {
+    "torch": _on_torch_import,
+    "lightning": _on_lightning_import,
+    "pytorch_lightning": _on_pytorch_lightning_import,
+    "sklearn": _on_sklearn_import,
+}
+
+
+def _installing(fn: Callable[..., Any], *args: Any) -> None:
     try:
         fn(*args)
     except Exception:
         _logger.warning("mlflow-monitor: autolog could not hook %s", getattr(fn, "__name__", fn), exc_info=True)
 
 
-def _quietly(fn: Any) -> None:
+def _guarded(fn: Callable[[], Any]) -> bool:
+    """Call a service switch; True when it ran. Autolog never fails over health or notifiers."""
     try:
         fn()
-    except Exception:
-        _logger.debug("mlflow-monitor: %s failed during disable", fn, exc_info=True)
-
-
-def _call_optional(module_name: str, fn_name: str, *args: Any) -> bool:
-    """Call ``module.fn(*args)`` if that part is installed; True when it ran."""
-    import importlib
-
-    try:
-        fn = getattr(importlib.import_module(module_name), fn_name)
-    except (ImportError, AttributeError):
-        _logger.debug("mlflow-monitor: %s.%s not available", module_name, fn_name)
-        return False
-    try:
-        fn(*args)
         return True
     except Exception:
-        _logger.warning("mlflow-monitor: %s.%s failed", module_name, fn_name, exc_info=True)
+        _logger.warning("mlflow-monitor: %s failed", getattr(fn, "__qualname__", fn), exc_info=True)
         return False

@@ -74,11 +74,98 @@ def server_artifacts_destination() -> Optional[str]:
 
 
 # ------------------------------------------------------------------------------ runs --
-# (fluent run state: the active run of this thread, system-metrics monitors)
+# The run lifecycle (mlflow_monitor.runs) wraps the fluent `end_run` and stops MLflow's
+# own system-metrics monitor on runs our sampler covers.
+from typing import Any, Callable  # noqa: E402  (per section, so the area merges stay apart)
+
+__all__ += ["end_run_owners", "pop_mlflow_system_metrics_monitor"]
+
+
+def end_run_owners() -> list[Any]:
+    """The modules ``end_run`` is reachable by: ``mlflow`` and ``mlflow.tracking.fluent``.
+
+    ``mlflow.end_run`` is a re-export of ``mlflow.tracking.fluent.end_run``; MLflow's own
+    code (``with mlflow.start_run():``, ``ActiveRun.__exit__``) calls the fluent one, so
+    both names must be wrapped. Fallback, should the module move: ``mlflow`` alone.
+    """
+    try:
+        from mlflow.tracking import fluent
+    except ImportError:
+        return [mlflow]
+    return [fluent, mlflow] if hasattr(fluent, "end_run") else [mlflow]
+
+
+def pop_mlflow_system_metrics_monitor(run_id: str) -> Optional[Any]:
+    """Take MLflow's ``SystemMetricsMonitor`` of ``run_id`` out of its table, else None.
+
+    ``mlflow.start_run(log_system_metrics=True)`` keeps it in the private
+    ``fluent.run_id_to_system_metrics_monitor`` dict (MLflow >= 2.8) and ``end_run``
+    finishes what it finds there, so popping it also keeps ``end_run`` from finishing it
+    twice. Fallback (no such dict): None, nothing of MLflow's to stop.
+    """
+    try:
+        from mlflow.tracking import fluent
+    except ImportError:
+        return None
+    monitors = getattr(fluent, "run_id_to_system_metrics_monitor", None)
+    if not isinstance(monitors, dict):
+        return None
+    return monitors.pop(run_id, None)
 
 
 # --------------------------------------------------------------------------- autolog --
-# (autologging utilities and import hooks)
+# `mlflow.utils.autologging_utils` and `mlflow.utils.import_hooks` are MLflow's internal
+# helpers for its own flavors' autolog (there since MLflow 1.x, not public API).
+
+__all__ += ["autologging_event_logger_class", "autologging_is_disabled", "register_post_import_hook"]
+
+
+def autologging_is_disabled(flavor: str) -> bool:
+    """True when ``mlflow.<flavor>.autolog`` is off (never enabled, or disabled).
+
+    Fallback (helper gone): True, so we neither skip keys MLflow would log nor leave
+    ``mlflow.sklearn.autolog`` off: at worst it is enabled once more with our settings.
+    """
+    try:
+        from mlflow.utils.autologging_utils import autologging_is_disabled as is_disabled
+    except ImportError:
+        return True
+    return bool(is_disabled(flavor))
+
+
+def register_post_import_hook(hook: Callable[[Any], None], module_name: str) -> None:
+    """Call ``hook(module)`` when ``module_name`` is imported (at once if it already is).
+
+    MLflow de-duplicates hooks by function, so registering a module-level function twice
+    keeps one. Post-import hooks cannot be removed: they stay registered for the process
+    and must do nothing when autolog is off. Fallback (no MLflow import hooks): call the
+    hook now if the module is imported; a later import is then not seen.
+    """
+    try:
+        from mlflow.utils.import_hooks import register_post_import_hook as register
+    except ImportError:
+        import sys
+
+        if module_name in sys.modules:
+            hook(sys.modules[module_name])
+        return
+    register(hook, module_name)
+
+
+def autologging_event_logger_class() -> Optional[type]:
+    """MLflow's ``AutologgingEventLogger`` (``get_logger()``/``set_logger()``), or None.
+
+    It is the official hook into MLflow's autolog events (the start and end of the
+    original ``fit`` inside ``mlflow.sklearn.autolog``'s patch). Fallback (moved or
+    gone): None, the sklearn part then adds nothing to MLflow's runs.
+    """
+    try:
+        from mlflow.utils.autologging_utils import AutologgingEventLogger
+    except ImportError:
+        return None
+    if not (hasattr(AutologgingEventLogger, "get_logger") and hasattr(AutologgingEventLogger, "set_logger")):
+        return None
+    return AutologgingEventLogger
 
 
 # ------------------------------------------------------------------------------ gate --

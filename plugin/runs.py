@@ -1,33 +1,43 @@
 """Run lifecycle for monitored runs: which run a point goes to, the system sampler of
 each run, and the :class:`~mlflow_monitor.events.RunSummary` published when it ends.
 
-- :func:`current_run_id` is called once per optimizer step by the integrations. It
-  returns the active MLflow run, starting one (``owned``) when none is active -- like
-  MLflow's autolog. A run we started is ended at process exit, FAILED when the process
-  dies of an uncaught exception (``sys.last_value``), else FINISHED; Lightning ends it
-  at fit end.
+- :meth:`MonitoredRuns.current_run_id` is called once per optimizer step by the
+  integrations. It returns the active MLflow run, starting one (``owned``) when none is
+  active -- like MLflow's autolog. A run we started is ended at process exit, FAILED when
+  the process dies of an uncaught exception (``sys.last_value``), else FINISHED;
+  Lightning ends it at fit end.
 - A run is *monitored* from the first point on: one :class:`SystemSampler` (when
   ``system_metrics``), MLflow's own system-metrics monitor stopped for it.
-- ``mlflow.end_run`` is wrapped (the one patch of this module, undone by
-  :func:`uninstall`) so the sampler stops, the pipeline is flushed and the summary is
-  published exactly when the run ends, with its status.
+- :meth:`MonitoredRuns.log_step` is the one way training metrics reach the metrics
+  pipeline (the integrations never talk to it): integration -> runs -> pipeline.
+- ``mlflow.end_run`` is wrapped (:meth:`MonitoredRuns.install`, through the patch
+  registry) so the sampler stops, the pipeline is flushed and the summary is published
+  exactly when the run ends, with its status.
 """
 
 from __future__ import annotations
 
 import atexit
 import dataclasses
+import functools
 import logging
 import math
+import re
 import sys
 import threading
 import time
 from typing import Any, Callable, Optional
 
+import mlflow
+
+from mlflow_monitor import distributed
+from mlflow_monitor import pipeline as metrics_pipeline  # the one import of the pipeline here
+from mlflow_monitor.mlflow_compat import end_run_owners
+from mlflow_monitor.patching import PatchRegistry
+
 _logger = logging.getLogger(__name__)
 
 END_RUN_FLUSH_TIMEOUT_S = 10.0
-_BEST_IS_MAX = ("acc", "auc", "f1", "precision", "recall", "r2", "samples_per_s", "throughput")
 
 
 @dataclasses.dataclass
@@ -54,6 +64,44 @@ class MonitoredRun:
     failed_error: Optional[str] = None
 
 
+# -- which way is better: the "best" value of the run summary -----------------------------
+# A metric name is split into tokens on "/", "_", "-" and "."; its last tokens say what it
+# measures ("val/f1_loss" is a loss, "train/samples_per_s" a rate). The names follow
+# MLflow's own conventions: the builtin metrics of `mlflow.metrics` with their
+# `greater_is_better` (mae, mse, rmse, mape, max_error lower; r2_score, precision_score,
+# recall_score, f1_score higher) and the `training_*` keys of `mlflow.sklearn.autolog`
+# (training_accuracy_score, training_log_loss, training_roc_auc, training_score, ...).
+# A name that matches neither table gets no "best" (its final value is still reported).
+_HIGHER_IS_BETTER = frozenset({
+    ("accuracy",), ("acc",), ("f1",), ("auc",), ("roc", "auc"), ("precision",), ("recall",),
+    ("r2",), ("score",), ("iou",), ("dice",), ("map",), ("bleu",), ("rouge",),
+    ("throughput",), ("per", "s"), ("per", "sec"), ("per", "second"),
+})
+_LOWER_IS_BETTER = frozenset({
+    ("loss",), ("error",), ("err",), ("mse",), ("rmse",), ("mae",), ("mape",), ("nll",),
+    ("perplexity",), ("ppl",), ("wer",), ("cer",), ("time",), ("time", "s"), ("latency",),
+})
+_QUALIFIERS = frozenset({"epoch", "step", "batch"})  # Lightning's train_loss_epoch / _step
+_TOKEN_SPLIT = re.compile(r"[/_.\-]+")
+
+
+@functools.lru_cache(maxsize=4096)
+def higher_is_better(key: str) -> Optional[bool]:
+    """True/False when a higher/lower value of metric ``key`` is better; None when unknown."""
+    tokens = [t for t in _TOKEN_SPLIT.split(key.lower()) if t]
+    while len(tokens) > 1 and tokens[-1] in _QUALIFIERS:
+        tokens.pop()
+    for n in (2, 1):
+        tail = tuple(tokens[-n:])
+        if len(tail) < n:
+            continue
+        if tail in _HIGHER_IS_BETTER:
+            return True
+        if tail in _LOWER_IS_BETTER:
+            return False
+    return None
+
+
 class _MetricStats:
     """Pipeline observer: last and best value of each non-system key of monitored runs."""
 
@@ -73,11 +121,11 @@ class _MetricStats:
             return
         with self._lock:
             last[key] = value
-            if math.isnan(value):
+            higher = higher_is_better(key)
+            if higher is None or math.isnan(value):
                 return
             best = self._best[run_id]
             old = best.get(key)
-            higher = any(token in key for token in _BEST_IS_MAX)
             if old is None or (value > old if higher else value < old):
                 best[key] = value
 
@@ -86,8 +134,8 @@ class _MetricStats:
             return self._last.pop(run_id, {}), self._best.pop(run_id, {})
 
 
-class RunRegistry:
-    """The monitored runs of this process."""
+class MonitoredRuns:
+    """The runs this process monitors: which run a step goes to, their samplers, their end."""
 
     def __init__(self, options: RunOptions) -> None:
         self.options = options
@@ -100,20 +148,28 @@ class RunRegistry:
         self._cached_active: Any = None
         self._cached_run_id: Optional[str] = None
 
+    # -- install ---------------------------------------------------------------------
+    def install(self, patches: PatchRegistry) -> None:
+        """Wrap ``mlflow.end_run`` (both names it is reachable by) to finish monitored runs.
+
+        Undone by ``patches.undo_all()``, which also forgets every run (:meth:`shutdown`).
+        """
+        patches.add_undo(self.shutdown)  # undone last: after end_run is restored
+        owners = end_run_owners()
+        wrapper = _end_run_wrapper(self, owners[0].end_run)
+        for owner in owners:
+            patches.patch(owner, "end_run", wrapper)
+
     # -- which run -------------------------------------------------------------------
     def current_run_id(self, start_if_missing: bool = True) -> Optional[str]:
         """The active run's id (monitored from now on); starts an owned run if none."""
-        from mlflow_monitor.pipeline import _active_run_id  # cached: ~0.1 us per step
-
-        run_id = _active_run_id()
-        if run_id is not None:
-            if run_id == self._cached_run_id:
-                return run_id
-            import mlflow
-
-            active = mlflow.active_run()
+        active = mlflow.active_run()
+        if active is not None:
+            if active is self._cached_active:  # the per-step case: one identity check
+                return self._cached_run_id
+            run_id = active.info.run_id
             if run_id not in self._runs:
-                self.begin(run_id, owned=False, info=active.info if active is not None else None)
+                self.begin(run_id, owned=False, info=active.info)
             self._cached_active, self._cached_run_id = active, run_id
             return run_id
         if not start_if_missing:
@@ -122,8 +178,6 @@ class RunRegistry:
 
     def start_owned_run(self) -> str:
         """Start a fluent run because training began without one; we end it later."""
-        import mlflow
-
         run = mlflow.start_run()
         self.begin(run.info.run_id, owned=True, info=run.info)
         self._cached_active, self._cached_run_id = run, run.info.run_id
@@ -133,6 +187,29 @@ class RunRegistry:
                 "(ended at exit)", run.info.run_id,
             )
         return run.info.run_id
+
+    def shared_run_id(self) -> Optional[str]:
+        """All ranks of a torch.distributed job, together: rank 0's run, monitored on each.
+
+        Rank 0 resolves (or starts) the run; :func:`distributed.share_run_id` hands its id
+        to every rank (one collective); only rank 0 publishes the summary.
+        """
+        is_zero = distributed.rank() == 0
+        run_id = distributed.share_run_id(self.current_run_id() if is_zero else None)
+        if run_id and not self.is_monitored(run_id):
+            self.begin(run_id, owned=False, publish_summary=is_zero)
+        return run_id
+
+    # -- training metrics: the one path into the metrics pipeline ---------------------
+    def log_step(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
+        """Queue one optimizer step's metrics (numbers or 0-dim tensors) for ``run_id``."""
+        if metrics:
+            metrics_pipeline.get_pipeline().append_many(run_id, metrics, step)
+
+    @staticmethod
+    def set_current_step(step: int) -> None:
+        """The optimizer step ``mlflow_monitor.log_metrics(step=None)`` logs at."""
+        metrics_pipeline.current_step = step
 
     # -- lifecycle -------------------------------------------------------------------
     def begin(
@@ -145,9 +222,6 @@ class RunRegistry:
         node_id: Optional[str] = None,
     ) -> MonitoredRun:
         """Monitor ``run_id`` (idempotent): observer for the summary, system sampler."""
-        from mlflow_monitor import distributed
-        from mlflow_monitor.pipeline import get_pipeline
-
         if distributed.is_distributed():  # one sampler per node, under system/<node>/
             sample_system = sample_system and distributed.is_node_leader()
             node_id = node_id or distributed.node_id()
@@ -155,12 +229,10 @@ class RunRegistry:
             existing = self._runs.get(run_id)
             if existing is not None:
                 return existing
-            pipeline = get_pipeline()
+            pipeline = metrics_pipeline.get_pipeline()
             self._observe(pipeline)
             self._register_atexit()
             try:
-                import mlflow
-
                 pipeline.bind_run(run_id, mlflow.get_tracking_uri())
             except Exception:
                 pass
@@ -216,9 +288,7 @@ class RunRegistry:
                 if self._cached_run_id == run_id:
                     self._cached_active, self._cached_run_id = None, None
         try:
-            from mlflow_monitor.pipeline import get_pipeline
-
-            if not get_pipeline().flush(END_RUN_FLUSH_TIMEOUT_S):
+            if not metrics_pipeline.get_pipeline().flush(END_RUN_FLUSH_TIMEOUT_S):
                 _logger.warning(
                     "mlflow-monitor: metrics of run %s not all in the store yet at run end; "
                     "they stay in the spool and are replayed when the store is back", run_id,
@@ -248,8 +318,6 @@ class RunRegistry:
 
     def end_owned_runs(self, status: Optional[str] = None) -> None:
         """End the runs we started (at exit): FAILED if the process dies of an exception."""
-        import mlflow
-
         if status is None:
             status = "FAILED" if getattr(sys, "last_value", None) is not None else "FINISHED"
         for run_id, run in list(self._runs.items()):
@@ -304,7 +372,7 @@ class RunRegistry:
 
     def _start_sampler(self, run_id: str, pipeline: Any, node_id: Optional[str]) -> Any:
         try:
-            from mlflow_monitor.system.mlflow_guard import stop_mlflow_system_metrics
+            from mlflow_monitor.system.mlflow_system_metrics import stop_mlflow_system_metrics
             from mlflow_monitor.system.sampler import SystemSampler
 
             stop_mlflow_system_metrics(run_id)
@@ -319,48 +387,17 @@ class RunRegistry:
             return None
 
 
-# -- the end_run wrapper ---------------------------------------------------------------
-class EndRunHook:
-    """Wraps ``mlflow.end_run`` (both names it is reachable by) to finish monitored runs."""
+def _end_run_wrapper(runs: MonitoredRuns, original: Callable[..., Any]) -> Callable[..., Any]:
+    """``mlflow.end_run`` that first finishes the active run if it is monitored."""
 
-    def __init__(self, registry: RunRegistry) -> None:
-        self._registry = registry
-        self._original: Optional[Callable[..., None]] = None
+    @functools.wraps(original)
+    def end_run(status: str = "FINISHED") -> Any:
+        try:
+            active = mlflow.active_run()
+            if active is not None and runs.is_monitored(active.info.run_id):
+                runs.finish(active.info.run_id, status)
+        except Exception:
+            _logger.debug("mlflow-monitor: finishing the run at end_run failed", exc_info=True)
+        return original(status)
 
-    def install(self) -> None:
-        import mlflow
-        from mlflow.tracking import fluent
-
-        if self._original is not None:
-            return
-        original = fluent.end_run
-        registry = self._registry
-
-        def end_run(status: str = "FINISHED") -> None:
-            try:
-                active = fluent.active_run()
-                if active is not None and registry.is_monitored(active.info.run_id):
-                    registry.finish(active.info.run_id, status)
-            except Exception:
-                _logger.debug("mlflow-monitor: finishing the run at end_run failed", exc_info=True)
-            return original(status)
-
-        end_run.__wrapped__ = original  # type: ignore[attr-defined]
-        end_run.__doc__ = original.__doc__
-        self._original = original
-        fluent.end_run = end_run
-        mlflow.end_run = end_run
-
-    def uninstall(self) -> None:
-        import mlflow
-        from mlflow.tracking import fluent
-
-        if self._original is None:
-            return
-        fluent.end_run = self._original
-        mlflow.end_run = self._original
-        self._original = None
-
-    @property
-    def original(self) -> Optional[Callable[..., None]]:
-        return self._original
+    return end_run

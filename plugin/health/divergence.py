@@ -6,6 +6,7 @@ import collections
 import math
 from typing import Optional
 
+from mlflow_monitor.formatting import format_number
 from mlflow_monitor.health.rule import Finding, HealthRule, Latch, median
 
 
@@ -39,7 +40,8 @@ class Divergence(HealthRule):
             limit = med + (self.factor - 1.0) * abs(med)
             if self._latch.update(abs(med) > 1e-12 and value > limit):
                 finding = Finding(
-                    f"{key} = {value:.4g} is above {self.factor:g}x its running median {med:.4g} "
+                    f"{key} = {format_number(value)} is above {self.factor:g}x its running median "
+                    f"{format_number(med)} "
                     f"(last {len(self._recent)} points)", key, value, step)
         self._recent.append(value)
         return finding

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from mlflow_monitor.formatting import format_number
 from mlflow_monitor.health.rule import Finding, HealthRule
 
 
@@ -41,4 +42,4 @@ class Plateau(HealthRule):
             return None
         self._fired = True
         return Finding(f"{key} has not improved by {self.min_delta:g} for {now - self._best_step} steps "
-                       f"(best {self._best:.4g} at step {self._best_step})", key, value, step)
+                       f"(best {format_number(self._best)} at step {self._best_step})", key, value, step)

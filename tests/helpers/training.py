@@ -51,9 +51,9 @@ def only_run_id(experiment_id: str = "0") -> str:
 
 
 def flush(timeout: float = 30.0) -> None:
-    from mlflow_monitor.pipeline import get_pipeline
+    import mlflow_monitor
 
-    assert get_pipeline().flush(timeout), "pipeline did not deliver every point in time"
+    assert mlflow_monitor.flush(timeout), "pipeline did not deliver every point in time"
 
 
 def run_status(run_id: str) -> Optional[str]:

@@ -134,6 +134,7 @@ if {crash!r}:
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("crash, status", [(False, "FINISHED"), (True, "FAILED")])
 def test_without_an_active_run_one_is_started_and_ended_at_exit(tmp_path, tracking_uri, crash, status):
     script = tmp_path / "train.py"

@@ -15,6 +15,7 @@ from helpers.training import history, only_run_id
 WORKER = Path(__file__).parent / "ddp_worker.py"
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(400)
 def test_ddp_two_ranks_log_into_one_run_training_once_and_system_stats_per_node(tmp_path, tracking_uri):
     proc = subprocess.run(

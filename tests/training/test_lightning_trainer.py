@@ -7,8 +7,10 @@ import mlflow
 import pytest
 import torch
 
-import mlflow_monitor
 from helpers.training import flush, history, only_run_id, tiny_data
+from helpers.training import quiet_autolog as _autolog
+
+pytestmark = pytest.mark.slow  # Lightning: seconds to import and to build each Trainer
 
 
 class TinyModule(pl.LightningModule):
@@ -35,10 +37,6 @@ def _trainer(**kw):
     kw.setdefault("max_epochs", 1)
     return pl.Trainer(accelerator="cpu", devices=1, enable_progress_bar=False, logger=False,
                       enable_checkpointing=False, enable_model_summary=False, **kw)
-
-
-def _autolog(**kw):
-    mlflow_monitor.autolog(system_metrics=False, notify=False, silent=True, **kw)
 
 
 def test_lightning_fit_logs_one_point_per_global_step_into_a_run_it_starts_and_ends():

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import mlflow
+import pytest
 
 import mlflow_monitor
 from helpers.training import history, tiny_data
 
 
+@pytest.mark.slow
 def test_every_step_loss_is_in_the_run_exactly_once_in_order_after_a_server_outage(mlflow_server):
     srv = mlflow_server()
     mlflow.set_tracking_uri(srv.url)

@@ -1,9 +1,11 @@
-"""Keep MLflow's own system-metrics monitor off runs that our sampler covers."""
+"""Stop MLflow's own system-metrics monitor on runs that our sampler covers."""
 
 from __future__ import annotations
 
 import logging
 import threading
+
+from mlflow_monitor.mlflow_compat import pop_mlflow_system_metrics_monitor
 
 _logger = logging.getLogger(__name__)
 
@@ -17,17 +19,7 @@ def stop_mlflow_system_metrics(run_id: str, timeout_s: float = 5.0) -> bool:
     server, so it runs on a helper thread and we wait at most ``timeout_s``. Its
     monitor takes no new sample once asked to stop, so it never overlaps with ours.
     """
-    try:
-        from mlflow.tracking import fluent
-    except Exception:  # MLflow not importable: nothing of MLflow's can be running
-        return False
-    monitors = getattr(fluent, "run_id_to_system_metrics_monitor", None)
-    if not isinstance(monitors, dict):
-        _logger.debug(
-            "mlflow-monitor: this MLflow keeps no run_id_to_system_metrics_monitor; nothing to stop"
-        )
-        return False
-    monitor = monitors.pop(run_id, None)
+    monitor = pop_mlflow_system_metrics_monitor(run_id)
     if monitor is None:
         return False
 
