@@ -26,7 +26,7 @@ from typing import Any, Optional
 
 import torch
 
-from mlflow_monitor import pipeline as _pipeline_module
+from mlflow_monitor.metrics import api as _metrics_api
 from mlflow_monitor.integrations.torch import StepMetrics, batch_size
 
 _logger = logging.getLogger(__name__)
@@ -162,7 +162,7 @@ class _MonitorCallbackMixin:
             if n:
                 self._acc.samples += n
             step = trainer.global_step
-            _pipeline_module.current_step = step  # log_metrics(step=None) uses it
+            _metrics_api.current_step = step  # log_metrics(step=None) uses it
             if step <= self._last_step:  # still accumulating gradients
                 return
             self._last_step = step
@@ -174,7 +174,7 @@ class _MonitorCallbackMixin:
                 logged = trainer.callback_metrics
                 metrics = {k: v for k, v in metrics.items() if k not in logged}
             if metrics:
-                from mlflow_monitor.pipeline import get_pipeline
+                from mlflow_monitor.metrics import get_pipeline
 
                 get_pipeline().append_many(self._run_id, metrics, step)
         except Exception:

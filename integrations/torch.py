@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 import torch
 
-from mlflow_monitor import pipeline as _pipeline_module
+from mlflow_monitor.metrics import api as _metrics_api
 
 _logger = logging.getLogger(__name__)
 
@@ -204,11 +204,11 @@ class TorchAutolog:
                 self._run_id, self._step = run_id, 0
                 self._acc.last_step_end = None
             self._step += 1
-            _pipeline_module.current_step = self._step  # log_metrics(step=None) uses it
+            _metrics_api.current_step = self._step  # log_metrics(step=None) uses it
             metrics = self._acc.collect(optimizer.param_groups, now)
             if run_id is None or not self._log_here or self._step % self.log_every_n_steps:
                 return
-            from mlflow_monitor.pipeline import get_pipeline
+            from mlflow_monitor.metrics import get_pipeline
 
             get_pipeline().append_many(run_id, metrics, self._step)
         except Exception:

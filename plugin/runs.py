@@ -67,7 +67,8 @@ class _MetricStats:
             self._last.setdefault(run_id, {})
             self._best.setdefault(run_id, {})
 
-    def __call__(self, run_id: str, key: str, value: float, step: int, ts_ms: int) -> None:
+    def __call__(self, point: Any) -> None:  # a mlflow_monitor.metrics.MetricPoint
+        run_id, key, value = point.run_id, point.key, point.value
         last = self._last.get(run_id)
         if last is None or key.startswith("system/"):
             return
@@ -103,9 +104,9 @@ class RunRegistry:
     # -- which run -------------------------------------------------------------------
     def current_run_id(self, start_if_missing: bool = True) -> Optional[str]:
         """The active run's id (monitored from now on); starts an owned run if none."""
-        from mlflow_monitor.pipeline import _active_run_id  # cached: ~0.1 us per step
+        from mlflow_monitor.run_context import active_run_id  # cached: ~0.1 us per step
 
-        run_id = _active_run_id()
+        run_id = active_run_id()
         if run_id is not None:
             if run_id == self._cached_run_id:
                 return run_id
@@ -146,7 +147,7 @@ class RunRegistry:
     ) -> MonitoredRun:
         """Monitor ``run_id`` (idempotent): observer for the summary, system sampler."""
         from mlflow_monitor import distributed
-        from mlflow_monitor.pipeline import get_pipeline
+        from mlflow_monitor.metrics import get_pipeline
 
         if distributed.is_distributed():  # one sampler per node, under system/<node>/
             sample_system = sample_system and distributed.is_node_leader()
@@ -216,7 +217,7 @@ class RunRegistry:
                 if self._cached_run_id == run_id:
                     self._cached_active, self._cached_run_id = None, None
         try:
-            from mlflow_monitor.pipeline import get_pipeline
+            from mlflow_monitor.metrics import get_pipeline
 
             if not get_pipeline().flush(END_RUN_FLUSH_TIMEOUT_S):
                 _logger.warning(

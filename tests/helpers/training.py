@@ -51,7 +51,7 @@ def only_run_id(experiment_id: str = "0") -> str:
 
 
 def flush(timeout: float = 30.0) -> None:
-    from mlflow_monitor.pipeline import get_pipeline
+    from mlflow_monitor.metrics import get_pipeline
 
     assert get_pipeline().flush(timeout), "pipeline did not deliver every point in time"
 

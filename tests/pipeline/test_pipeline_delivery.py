@@ -17,7 +17,7 @@ import torch
 from mlflow import MlflowClient
 
 import mlflow_monitor
-from mlflow_monitor.pipeline import MetricsPipeline, get_pipeline, reset_pipeline
+from mlflow_monitor.metrics import MetricsPipeline, get_pipeline, replay_spools, reset_pipeline
 
 
 def _history(run_id: str, key: str, uri: str | None = None):
@@ -156,7 +156,7 @@ def test_server_outage_points_spooled_and_replayed_exactly_once_in_order(mlflow_
 _CHILD = textwrap.dedent(
     """
     import sys, mlflow
-    from mlflow_monitor.pipeline import get_pipeline
+    from mlflow_monitor.metrics import get_pipeline
     mlflow.set_tracking_uri(sys.argv[1])
     pipe = get_pipeline()
     for i in range(200):
@@ -183,7 +183,7 @@ def test_points_undelivered_at_exit_stay_in_spool_and_next_process_replays_them(
     srv.start()
     reset_pipeline()
     mlflow.set_tracking_uri(srv.url)
-    assert mlflow_monitor.pipeline.replay_spools(timeout=60)
+    assert replay_spools(timeout=60)
     hist = sorted(client.get_metric_history(rid, "m"), key=lambda m: m.step)
     assert [m.step for m in hist] == list(range(200))
 
@@ -200,7 +200,7 @@ def test_torn_last_line_of_a_dead_process_spool_is_dropped_and_the_rest_replayed
     lines = [json.dumps([rid, "m", float(i), 1000 + i, i]) + "\n" for i in range(5)]
     _write_orphan(tmp_path / "monitor_home" / "spool", tracking_uri, lines + [f'["{rid}", "m", 9.0, 10'])
     reset_pipeline()
-    assert mlflow_monitor.pipeline.replay_spools(timeout=60)
+    assert replay_spools(timeout=60)
     assert [m.value for m in _history(rid, "m")] == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert not list((tmp_path / "monitor_home" / "spool").glob("*.jsonl"))
 
