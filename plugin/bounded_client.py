@@ -39,9 +39,9 @@ class StoreUnavailable(Exception):
 def store_uri_for_run(run_id: str) -> str:
     """The tracking URI ``run_id`` is bound to in the metrics pipeline, else the current one."""
     # Imported here: the pipeline is optional for this client, and it is never started by it.
-    from mlflow_monitor.metrics.pipeline import current_pipeline
+    from mlflow_monitor.metrics import pipeline as pipelines
 
-    pipeline = current_pipeline()
+    pipeline = pipelines.instance
     uri = pipeline.store_uri(run_id) if pipeline is not None else None
     if uri:
         return uri

@@ -19,8 +19,7 @@ from mlflow_monitor import mlflow_compat
 
 __all__ = ["active_run_id", "ensure_run_id"]
 
-_stack_local = mlflow_compat.active_run_stack_local()
-_top_of = mlflow_compat.active_run_on_stack
+_stack_local = mlflow_compat.active_run_stack_local()  # .value: (stack, pid), see there
 _pid = os.getpid()
 _run_cache: tuple[Any, Optional[str]] = (None, None)  # (ActiveRun, its run id)
 
@@ -29,12 +28,13 @@ def active_run_id() -> Optional[str]:
     """The calling thread's active MLflow run id, or None."""
     global _run_cache
     try:
-        top = _top_of(_stack_local, _pid)
-    except AttributeError:  # no run on this thread yet, or MLflow keeps the stack otherwise
+        stack, pid = _stack_local.value  # inlined: this runs at every log call
+    except (AttributeError, TypeError, ValueError):  # no run on this thread yet, or another layout
         run = mlflow.active_run()
         return run.info.run_id if run else None
-    if top is None:
+    if not stack or pid != _pid:
         return None
+    top = stack[-1]
     cached = _run_cache
     if top is cached[0]:
         return cached[1]

@@ -15,8 +15,8 @@ import numbers
 import time
 from typing import Any, Mapping, Optional
 
+from mlflow_monitor.metrics import pipeline as pipelines
 from mlflow_monitor.metrics.pipeline import get_pipeline
-from mlflow_monitor.metrics.point import MetricPoint, PointGroup
 from mlflow_monitor.mlflow_compat import validate_metric_name
 from mlflow_monitor.run_context import active_run_id, ensure_run_id
 
@@ -24,7 +24,6 @@ __all__ = ["current_step", "flush", "log_metrics"]
 
 current_step = 0  # integrations keep this at the optimizer step; log_metrics(step=None) uses it
 _known_keys: set[str] = set()
-_new = tuple.__new__
 _time_ns = time.time_ns
 
 
@@ -44,13 +43,15 @@ def log_metrics(metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
         step = current_step
     elif type(step) is not int:
         step = _check_step(step)
-    if len(metrics) == 1:  # the common case: one point, no dict copy to keep alive
-        for key, value in metrics.items():
+    # Queue a PointRow or a PointGroup (plain tuples; see mlflow_monitor.metrics.point).
+    if len(metrics) == 1:  # the common case: one point row, no dict copy to keep alive
+        for key in metrics:
+            value = metrics[key]
             t = type(value)
             if key not in _known_keys or (t is not float and t is not int):
                 _validate(metrics)
-            get_pipeline().push(_new(MetricPoint, (active_run_id() or ensure_run_id(), key, value, step,
-                                                   _time_ns() // 1_000_000)))
+            (pipelines.instance or get_pipeline()).push(
+                (active_run_id() or ensure_run_id(), key, value, step, _time_ns() // 1_000_000))
         return
     if not _known_keys.issuperset(metrics):
         _validate(metrics)
@@ -59,8 +60,8 @@ def log_metrics(metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
         if t is not float and t is not int:
             _validate(metrics)
             break
-    get_pipeline().push(_new(PointGroup, (active_run_id() or ensure_run_id(), metrics.copy(), step,
-                                          _time_ns() // 1_000_000)))
+    (pipelines.instance or get_pipeline()).push(
+        (active_run_id() or ensure_run_id(), metrics.copy(), step, _time_ns() // 1_000_000))
 
 
 def flush(timeout: float = 10.0) -> bool:

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, Union
 
-from mlflow_monitor.metrics.point import MetricPoint, PointGroup
+from mlflow_monitor.metrics.point import MetricPoint, PointGroup, PointRow
 
 _logger = logging.getLogger(__name__)
 _new = tuple.__new__
@@ -19,25 +19,26 @@ _new = tuple.__new__
 __all__ = ["materialize"]
 
 
-def materialize(entries: Iterable[MetricPoint | PointGroup]) -> list[MetricPoint]:
-    """Expand groups into points, in order; every value a float, every step an int."""
+def materialize(entries: Iterable[Union[PointRow, PointGroup]]) -> list[MetricPoint]:
+    """Rows and groups as points, in order; every value a float, every step an int."""
     points: list[MetricPoint] = []
     unread: list[int] = []  # indexes of points whose value is not a float yet
     for entry in entries:
-        if type(entry) is PointGroup:
-            run_id, values, step, ts_ms = entry
+        if len(entry) == 4:  # a PointGroup
+            run_id, values, step, ts_ms = entry  # type: ignore[misc]
             if type(step) is not int:
                 step = int(step or 0)
             for key, value in values.items():
                 if type(value) is not float:
                     unread.append(len(points))
                 points.append(_new(MetricPoint, (run_id, key, value, step, ts_ms)))
-        else:
-            if type(entry.step) is not int:
-                entry = entry._replace(step=int(entry.step or 0))
-            if type(entry.value) is not float:
+        else:  # a PointRow
+            point: MetricPoint = _new(MetricPoint, entry)
+            if type(point.step) is not int:
+                point = point._replace(step=int(point.step or 0))
+            if type(point.value) is not float:
                 unread.append(len(points))
-            points.append(entry)
+            points.append(point)
     if unread:
         _read_values(points, unread)
     return points

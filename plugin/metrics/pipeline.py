@@ -1,9 +1,9 @@
 """The metrics pipeline: a hot-path buffer on the caller's thread, a background flusher
 that batches into ``log_batch``, and an on-disk spool for when a store is down.
 
-Training thread: :meth:`MetricsPipeline.append` is one ``deque.append`` of a typed entry
-(:mod:`mlflow_monitor.metrics.point`) -- no I/O, no lock, no device sync (tensors stay
-tensors until the flusher reads them).
+Training thread: :meth:`MetricsPipeline.append` is one ``deque.append`` of a buffer entry
+(a point row or a point group, :mod:`mlflow_monitor.metrics.point`) -- no I/O, no lock,
+no device sync (tensors stay tensors until the flusher reads them).
 
 Flusher thread, every ``flush_interval_s`` or on demand:
   1. drain the buffer; turn entries into :class:`MetricPoint` with float values (one
@@ -35,18 +35,17 @@ from typing import Any, Callable, Mapping, Optional, Union
 
 from mlflow_monitor.metrics.destination import Destination
 from mlflow_monitor.metrics.materialize import materialize
-from mlflow_monitor.metrics.point import FlushMarker, MetricPoint, PointGroup
+from mlflow_monitor.metrics.point import FlushMarker, MetricPoint, PointGroup, PointRow
 from mlflow_monitor.metrics.spool import Spool
 from mlflow_monitor.paths import monitor_home
 from mlflow_monitor.redaction import redact
 
-__all__ = ["MetricsPipeline", "Observer", "current_pipeline", "get_pipeline", "replay_spools", "reset_pipeline"]
+__all__ = ["MetricsPipeline", "Observer", "get_pipeline", "instance", "replay_spools", "reset_pipeline"]
 
 _logger = logging.getLogger(__name__)
 
 Observer = Callable[[MetricPoint], None]
-Entry = Union[MetricPoint, PointGroup, FlushMarker]  # what the buffer holds
-_new = tuple.__new__
+Entry = Union[PointRow, PointGroup, FlushMarker]  # what the buffer holds
 _time_ns = time.time_ns
 
 
@@ -65,7 +64,7 @@ class MetricsPipeline:
         self.request_timeout_s = request_timeout_s
         self.max_retry_interval_s = max_retry_interval_s
         self._buffer: collections.deque[Entry] = collections.deque()
-        #: The hot path: queue one :class:`MetricPoint` or :class:`PointGroup` as it is
+        #: The hot path: queue one :data:`PointRow` or :data:`PointGroup` as it is
         #: (``deque.append``; the caller built it with the right types).
         self.push: Callable[[Entry], None] = self._buffer.append
         self._observers: list[Observer] = []
@@ -82,13 +81,11 @@ class MetricsPipeline:
     # ------------------------------------------------------------------ hot path --
     def append(self, run_id: str, key: str, value: Any, step: int, ts_ms: Optional[int] = None) -> None:
         """Queue one point. ``value``: number or 0-dim tensor (read later, off-thread)."""
-        self.push(_new(MetricPoint, (run_id, key, value, step,
-                                     _time_ns() // 1_000_000 if ts_ms is None else int(ts_ms))))
+        self.push((run_id, key, value, step, _time_ns() // 1_000_000 if ts_ms is None else int(ts_ms)))
 
     def append_many(self, run_id: str, metrics: Mapping[str, Any], step: int, ts_ms: Optional[int] = None) -> None:
         """Queue several points sharing one step and timestamp (the dict is copied)."""
-        self.push(_new(PointGroup, (run_id, dict(metrics), step,
-                                    _time_ns() // 1_000_000 if ts_ms is None else int(ts_ms))))
+        self.push((run_id, dict(metrics), step, _time_ns() // 1_000_000 if ts_ms is None else int(ts_ms)))
 
     # ------------------------------------------------------------------ control --
     def add_observer(self, fn: Observer) -> Callable[[], None]:
@@ -207,7 +204,7 @@ class MetricsPipeline:
 
     def _place(self, entries: list[Entry], spill_only: bool = False) -> None:
         """Deliver (or spool) drained entries in order; release flush markers as they pass."""
-        segment: list[Union[MetricPoint, PointGroup]] = []
+        segment: list[Union[PointRow, PointGroup]] = []
         for entry in entries:
             if type(entry) is FlushMarker:
                 self._place_segment(segment, spill_only)
@@ -217,7 +214,7 @@ class MetricsPipeline:
                 segment.append(entry)  # type: ignore[arg-type]
         self._place_segment(segment, spill_only)
 
-    def _place_segment(self, entries: list[Union[MetricPoint, PointGroup]], spill_only: bool) -> None:
+    def _place_segment(self, entries: list[Union[PointRow, PointGroup]], spill_only: bool) -> None:
         if not entries:
             return
         points = materialize(entries)
@@ -319,30 +316,27 @@ class MetricsPipeline:
 
 
 # ---------------------------------------------------------------------- module API --
-_pipeline: Optional[MetricsPipeline] = None
+#: The process-wide pipeline, None until :func:`get_pipeline` starts it. Read it (the hot
+#: path does: a function call would cost more than the rest of an append); never set it.
+instance: Optional[MetricsPipeline] = None
 _pipeline_lock = threading.Lock()
 
 
 def get_pipeline() -> MetricsPipeline:
     """The process-wide pipeline, started on first use (a forked child gets its own)."""
-    global _pipeline
-    p = _pipeline
+    global instance
+    p = instance
     if p is not None:
         return p
     with _pipeline_lock:
-        if _pipeline is None:
-            _pipeline = MetricsPipeline()
-        return _pipeline
-
-
-def current_pipeline() -> Optional[MetricsPipeline]:
-    """The process-wide pipeline if one was started, without starting one."""
-    return _pipeline
+        if instance is None:
+            instance = MetricsPipeline()
+        return instance
 
 
 def _after_fork_in_child() -> None:
-    global _pipeline
-    _pipeline = None
+    global instance
+    instance = None
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
@@ -350,9 +344,9 @@ os.register_at_fork(after_in_child=_after_fork_in_child)
 
 def reset_pipeline(timeout: float = 10.0) -> None:
     """Close the current pipeline (bounded flush) so the next use starts a fresh one."""
-    global _pipeline
+    global instance
     with _pipeline_lock:
-        p, _pipeline = _pipeline, None
+        p, instance = instance, None
     if p is not None:
         p.close(timeout)
 
@@ -375,7 +369,7 @@ def replay_spools(timeout: float = 30.0) -> bool:
 
 @atexit.register
 def _close_at_exit() -> None:
-    global _pipeline
-    p, _pipeline = _pipeline, None
+    global instance
+    p, instance = instance, None
     if p is not None:
         p.close(float(os.environ.get("MLFLOW_MONITOR_EXIT_FLUSH_TIMEOUT_S", "10")))
