@@ -121,8 +121,11 @@ def _metric_name_fallback(name: str) -> None:
     from mlflow.exceptions import MlflowException
     from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE
 
-    if (not isinstance(name, str) or not re.fullmatch(r"[\w\-. :/]+", name)
-            or posixpath.normpath(name) != name or name.startswith("/")):
+    # MLflow's rule: slashes, alphanumerics, underscores, periods, dashes, colons and spaces,
+    # and a path that stays where it is (no "..", no leading "/", no "a//b").
+    norm = posixpath.normpath(name) if isinstance(name, str) else ""
+    if (not isinstance(name, str) or not re.fullmatch(r"[/\w.\- :]*", name)
+            or norm != name or norm == "." or norm.startswith(("..", "/"))):
         raise MlflowException(f"Invalid metric name: {name!r}", INVALID_PARAMETER_VALUE)
 
 
