@@ -41,7 +41,9 @@ def is_permanent(exc: BaseException) -> bool:
     *what it carries* -- a bad name or value (HTTP 400: ``INVALID_PARAMETER_VALUE``,
     ``BAD_REQUEST``), something that does not exist (HTTP 404 with MLflow's
     ``RESOURCE_DOES_NOT_EXIST``), a run that is no longer active (``INVALID_STATE``) -- or
-    the value could not even be encoded (``TypeError``/``ValueError``).
+    the value could not even be encoded (``TypeError``/``ValueError``). Retrying such a
+    request would block everything queued behind it for that store; setting it aside
+    (the pipeline isolates the refused points by bisection) lets the rest through.
 
     Everything else is transient, and the data is kept and retried with :class:`Backoff`:
     connection errors and timeouts, HTTP 5xx, 408 and 429, and also HTTP 401/403
