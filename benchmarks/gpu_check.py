@@ -29,7 +29,7 @@ def main() -> int:
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
     import mlflow_monitor
-    from mlflow_monitor.pipeline import get_pipeline
+    from mlflow_monitor.metrics import get_pipeline
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"

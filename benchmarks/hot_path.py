@@ -43,7 +43,7 @@ def main() -> None:
     from torch.utils.tensorboard import SummaryWriter
 
     import mlflow_monitor
-    from mlflow_monitor.pipeline import get_pipeline
+    from mlflow_monitor.metrics import get_pipeline
 
     mlflow.set_tracking_uri(f"sqlite:///{work}/bench.db")
     results: dict[str, float] = {}

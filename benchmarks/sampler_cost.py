@@ -122,7 +122,7 @@ def main() -> int:
     import mlflow
     from mlflow import MlflowClient
     from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
-    from mlflow_monitor.pipeline import get_pipeline
+    from mlflow_monitor.metrics import get_pipeline
     from mlflow_monitor.system.sampler import SystemSampler
 
     uri = f"sqlite:///{tmp}/mlflow.db"

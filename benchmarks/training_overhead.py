@@ -49,7 +49,7 @@ def main() -> int:
     mlflow.set_tracking_uri(f"sqlite:///{tmp}/mlflow.db")
     torch.set_num_threads(args.threads)  # one training thread: less noise from a shared machine
     import mlflow_monitor
-    from mlflow_monitor.pipeline import get_pipeline
+    from mlflow_monitor.metrics import get_pipeline
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(128, 256), torch.nn.ReLU(), torch.nn.Linear(256, 256),

@@ -18,8 +18,8 @@ __all__ = ["autolog", "log_metrics", "flush", "log_reference", "enable_gating", 
 
 _LAZY = {
     "autolog": "mlflow_monitor.autologging",
-    "log_metrics": "mlflow_monitor.pipeline",
-    "flush": "mlflow_monitor.pipeline",
+    "log_metrics": "mlflow_monitor.metrics",
+    "flush": "mlflow_monitor.metrics",
     "log_reference": "mlflow_monitor.reference",
     "enable_gating": "mlflow_monitor.gate.registry_store",
     "disable_gating": "mlflow_monitor.gate.registry_store",

@@ -31,7 +31,8 @@ from typing import Any, Callable, Optional
 import mlflow
 
 from mlflow_monitor import distributed
-from mlflow_monitor import pipeline as metrics_pipeline  # the one import of the pipeline here
+from mlflow_monitor.metrics import api as metrics_api  # the one import of the pipeline here
+from mlflow_monitor.metrics import get_pipeline
 from mlflow_monitor.mlflow_compat import end_run_owners
 from mlflow_monitor.patching import PatchRegistry
 
@@ -115,7 +116,8 @@ class _MetricStats:
             self._last.setdefault(run_id, {})
             self._best.setdefault(run_id, {})
 
-    def __call__(self, run_id: str, key: str, value: float, step: int, ts_ms: int) -> None:
+    def __call__(self, point: Any) -> None:  # a mlflow_monitor.metrics.MetricPoint
+        run_id, key, value = point.run_id, point.key, point.value
         last = self._last.get(run_id)
         if last is None or key.startswith("system/"):
             return
@@ -204,12 +206,12 @@ class MonitoredRuns:
     def log_step(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
         """Queue one optimizer step's metrics (numbers or 0-dim tensors) for ``run_id``."""
         if metrics:
-            metrics_pipeline.get_pipeline().append_many(run_id, metrics, step)
+            get_pipeline().append_many(run_id, metrics, step)
 
     @staticmethod
     def set_current_step(step: int) -> None:
         """The optimizer step ``mlflow_monitor.log_metrics(step=None)`` logs at."""
-        metrics_pipeline.current_step = step
+        metrics_api.current_step = step
 
     # -- lifecycle -------------------------------------------------------------------
     def begin(
@@ -229,7 +231,7 @@ class MonitoredRuns:
             existing = self._runs.get(run_id)
             if existing is not None:
                 return existing
-            pipeline = metrics_pipeline.get_pipeline()
+            pipeline = get_pipeline()
             self._observe(pipeline)
             self._register_atexit()
             try:
@@ -288,7 +290,7 @@ class MonitoredRuns:
                 if self._cached_run_id == run_id:
                     self._cached_active, self._cached_run_id = None, None
         try:
-            if not metrics_pipeline.get_pipeline().flush(END_RUN_FLUSH_TIMEOUT_S):
+            if not get_pipeline().flush(END_RUN_FLUSH_TIMEOUT_S):
                 _logger.warning(
                     "mlflow-monitor: metrics of run %s not all in the store yet at run end; "
                     "they stay in the spool and are replayed when the store is back", run_id,

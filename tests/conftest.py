@@ -59,7 +59,7 @@ def _isolated_state(tmp_path, monkeypatch, _migrated_template_db):
     except Exception:
         pass
     try:
-        from mlflow_monitor.pipeline import reset_pipeline
+        from mlflow_monitor.metrics import reset_pipeline
 
         reset_pipeline()
     except Exception:

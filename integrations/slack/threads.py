@@ -13,7 +13,7 @@ from typing import Optional
 
 # The one import of the bounded MLflow client (moving to core ``mlflow_monitor.bounded_client``
 # as BoundedClient / StoreUnavailable / store_uri_for_run): already named as there.
-from mlflow_monitor.health.run_tags import BoundedMlflow as BoundedClient, StoreUnavailable, tracking_uri_for_run as store_uri_for_run  # noqa: E501
+from mlflow_monitor.bounded_client import BoundedClient, StoreUnavailable, store_uri_for_run
 from mlflow_monitor.integrations.slack.messages import ThreadRef
 
 _logger = logging.getLogger(__name__)

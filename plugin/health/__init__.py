@@ -47,7 +47,7 @@ def enable(rules: Optional[Iterable[HealthRule]] = None) -> HealthMonitor:
         if _monitor is None:
             _monitor = HealthMonitor(rules)
         try:
-            from mlflow_monitor.pipeline import get_pipeline
+            from mlflow_monitor.metrics import get_pipeline
 
             pipeline = get_pipeline()
             if _monitor.pipeline is not pipeline:

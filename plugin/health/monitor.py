@@ -1,7 +1,7 @@
 """HealthMonitor: runs the health rules on every metric point the pipeline flushes.
 
-It is a pipeline observer (``fn(run_id, key, value, step, ts_ms)`` on the flusher
-thread, with plain floats). When a rule fires it publishes a ``HealthAlert`` and
+It is a pipeline observer (``fn(point: MetricPoint)`` on the flusher thread, with
+plain floats). When a rule fires it publishes a ``HealthAlert`` and
 queues a run tag ``mlflow_monitor.health.<rule>`` (written off the flusher thread).
 """
 
@@ -72,7 +72,7 @@ class HealthMonitor:
 
     def attach(self, pipeline: Any) -> None:
         self.detach()
-        self._remove_observer = pipeline.add_observer(self.observe)
+        self._remove_observer = pipeline.add_observer(lambda p: self.observe(p.run_id, p.key, p.value, p.step))
         self.pipeline = pipeline
 
     def detach(self) -> None:

@@ -133,7 +133,7 @@ class SystemSampler:
             if self._thread is not None:
                 return self
             if self._sink is None:
-                from mlflow_monitor.pipeline import get_pipeline
+                from mlflow_monitor.metrics import get_pipeline
 
                 self._sink = get_pipeline()
             self._thread = threading.Thread(

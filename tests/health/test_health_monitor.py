@@ -10,7 +10,7 @@ from mlflow.tracking import MlflowClient
 from mlflow_monitor import events, health
 from mlflow_monitor.events import HealthAlert
 from mlflow_monitor.health import NanLoss, Plateau
-from mlflow_monitor.pipeline import get_pipeline
+from mlflow_monitor.metrics import get_pipeline
 
 
 def _collect_alerts():

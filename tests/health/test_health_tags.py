@@ -13,7 +13,7 @@ from helpers.servers import free_port
 from mlflow_monitor import health, paths
 from mlflow_monitor.health.monitor import MAX_RUNS
 from mlflow_monitor.health.run_tags import RunTagWriter
-from mlflow_monitor.pipeline import get_pipeline
+from mlflow_monitor.metrics import get_pipeline
 
 TAG = "mlflow_monitor.health.nan_loss"
 

@@ -20,7 +20,7 @@ def test_built_wheel_imports_and_carries_recipes_and_entry_points(tmp_path):
     names = set(zipfile.ZipFile(wheel).namelist())
     for required in (
         "mlflow_monitor/__init__.py",
-        "mlflow_monitor/pipeline.py",
+        "mlflow_monitor/metrics/pipeline.py",
         "mlflow_monitor/system/sampler.py",
         "mlflow_monitor/gate/registry_store.py",
         "mlflow_monitor/health/monitor.py",

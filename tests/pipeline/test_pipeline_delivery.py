@@ -5,19 +5,15 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
-import subprocess
-import sys
-import textwrap
 import threading
 import time
 
 import mlflow
-import pytest
 import torch
 from mlflow import MlflowClient
 
 import mlflow_monitor
-from mlflow_monitor.pipeline import MetricsPipeline, get_pipeline, reset_pipeline
+from mlflow_monitor.metrics import MetricsPipeline, get_pipeline
 
 
 def _history(run_id: str, key: str, uri: str | None = None):
@@ -32,15 +28,6 @@ def test_log_metrics_delivers_every_point_once_in_step_order():
     hist = _history(run.info.run_id, "val/acc")
     assert [m.step for m in hist] == list(range(2500))
     assert [m.value for m in hist] == [i / 2500 for i in range(2500)]
-
-
-def test_log_metrics_returns_before_anything_reaches_the_store():
-    with mlflow.start_run() as run:
-        mlflow_monitor.log_metrics({"x": 1.0}, step=0)
-        # nothing was flushed yet: the call only appended to memory
-        assert MlflowClient().get_metric_history(run.info.run_id, "x") == []
-        assert mlflow_monitor.flush(timeout=30)
-        assert len(MlflowClient().get_metric_history(run.info.run_id, "x")) == 1
 
 
 def test_nan_and_inf_are_logged_as_they_are():
@@ -65,33 +52,6 @@ def test_tensor_values_are_read_off_the_callers_thread():
     assert _history(run.info.run_id, "t")[0].value == 2.5
     assert _history(run.info.run_id, "u")[0].value == 4.0
     assert set(seen_threads) == {"mlflow-monitor-flusher"}
-
-
-@pytest.mark.parametrize(
-    "metrics, error",
-    [
-        ({"bad name!": 1.0}, ValueError),
-        ({"ok": "high"}, TypeError),
-        ({"ok": torch.ones(3)}, ValueError),
-        ([("ok", 1.0)], TypeError),
-    ],
-)
-def test_bad_input_raises_clearly_and_logs_nothing(metrics, error):
-    with mlflow.start_run() as run:
-        with pytest.raises(error) as exc:
-            mlflow_monitor.log_metrics(metrics, step=0)
-        assert mlflow_monitor.flush(timeout=30)
-    assert "ok" in str(exc.value) or "bad name" in str(exc.value) or "mapping" in str(exc.value)
-    assert MlflowClient().get_run(run.info.run_id).data.metrics == {}
-
-
-def test_log_metrics_without_active_run_starts_one():
-    assert mlflow.active_run() is None
-    mlflow_monitor.log_metrics({"x": 1.0})
-    run = mlflow.active_run()
-    assert run is not None
-    assert mlflow_monitor.flush(timeout=30)
-    assert MlflowClient().get_run(run.info.run_id).data.metrics == {"x": 1.0}
 
 
 def test_points_the_store_rejects_are_isolated_and_kept(tmp_path):
@@ -151,69 +111,6 @@ def test_server_outage_points_spooled_and_replayed_exactly_once_in_order(mlflow_
     hist = sorted(client.get_metric_history(rid, "train/loss"), key=lambda m: m.step)
     assert [m.step for m in hist] == list(range(900))
     assert [m.value for m in hist] == [1.0 / (i + 1) for i in range(900)]
-
-
-_CHILD = textwrap.dedent(
-    """
-    import sys, mlflow
-    from mlflow_monitor.pipeline import get_pipeline
-    mlflow.set_tracking_uri(sys.argv[1])
-    pipe = get_pipeline()
-    for i in range(200):
-        pipe.append(sys.argv[2], "m", float(i), i)
-    """
-)
-
-
-def test_points_undelivered_at_exit_stay_in_spool_and_next_process_replays_them(mlflow_server, tmp_path, monkeypatch):
-    srv = mlflow_server()
-    client = MlflowClient(srv.url)
-    exp = client.create_experiment("spool")
-    rid = client.create_run(exp).info.run_id
-    env = {"MLFLOW_MONITOR_EXIT_FLUSH_TIMEOUT_S": "2"}
-    srv.stop()
-    proc = subprocess.run(
-        [sys.executable, "-c", _CHILD, srv.url, rid],
-        capture_output=True, text=True, timeout=120, env={**__import__("os").environ, **env},
-    )
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    spool_files = list((tmp_path / "monitor_home" / "spool").glob("*.jsonl"))
-    assert spool_files, proc.stderr[-2000:]
-    assert str(spool_files[0]) in proc.stderr  # the warning names the file
-    srv.start()
-    reset_pipeline()
-    mlflow.set_tracking_uri(srv.url)
-    assert mlflow_monitor.pipeline.replay_spools(timeout=60)
-    hist = sorted(client.get_metric_history(rid, "m"), key=lambda m: m.step)
-    assert [m.step for m in hist] == list(range(200))
-
-
-def _write_orphan(spool_dir, uri: str, lines: list[str]) -> None:
-    spool_dir.mkdir(parents=True, exist_ok=True)
-    header = json.dumps({"mlflow_monitor_spool": 1, "tracking_uri": uri, "pid": 1, "created": 1.0})
-    (spool_dir / "orphan.jsonl").write_text(header + "\n" + "".join(lines))
-
-
-def test_torn_last_line_of_a_dead_process_spool_is_dropped_and_the_rest_replayed(tmp_path, tracking_uri):
-    with mlflow.start_run() as run:
-        rid = run.info.run_id
-    lines = [json.dumps([rid, "m", float(i), 1000 + i, i]) + "\n" for i in range(5)]
-    _write_orphan(tmp_path / "monitor_home" / "spool", tracking_uri, lines + [f'["{rid}", "m", 9.0, 10'])
-    reset_pipeline()
-    assert mlflow_monitor.pipeline.replay_spools(timeout=60)
-    assert [m.value for m in _history(rid, "m")] == [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert not list((tmp_path / "monitor_home" / "spool").glob("*.jsonl"))
-
-
-def test_orphan_spool_of_an_unreachable_store_does_not_hold_back_a_healthy_store(tmp_path):
-    _write_orphan(tmp_path / "monitor_home" / "spool", "http://127.0.0.1:9", [json.dumps(["r", "m", 1.0, 1, 0]) + "\n"])
-    reset_pipeline()
-    with mlflow.start_run() as run:
-        for i in range(5):
-            mlflow_monitor.log_metrics({"ok": float(i)}, step=i)
-        assert mlflow_monitor.flush(timeout=30)  # the dead store's orphan is not this process's backlog
-    assert [m.value for m in _history(run.info.run_id, "ok")] == [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert list((tmp_path / "monitor_home" / "spool").glob("orphan.jsonl"))  # kept for later
 
 
 def test_flush_after_close_does_not_raise_and_reports_state():

@@ -10,7 +10,7 @@ from mlflow import MlflowClient
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
-from mlflow_monitor.sql_metric_writer import make_sql_writer
+from mlflow_monitor.metrics.sql_writer import make_sql_writer
 
 
 def _batch(offset: int = 0) -> list[Metric]:

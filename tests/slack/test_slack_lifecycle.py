@@ -76,7 +76,7 @@ def test_alerts_from_the_pipelines_final_flush_at_exit_are_dead_lettered(webhook
         import mlflow
         from mlflow_monitor import health
         from mlflow_monitor.integrations import slack
-        from mlflow_monitor.pipeline import get_pipeline  # registers the pipeline's exit flush
+        from mlflow_monitor.metrics import get_pipeline  # registers the pipeline's exit flush
 
         pipeline = get_pipeline()
         pipeline.bind_run({run_id!r}, mlflow.get_tracking_uri())

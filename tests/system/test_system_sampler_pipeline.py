@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from mlflow import MlflowClient
-from mlflow_monitor.pipeline import get_pipeline
+from mlflow_monitor.metrics import get_pipeline
 from mlflow_monitor.system.sampler import SystemSampler
 
 

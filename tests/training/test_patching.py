@@ -106,7 +106,7 @@ def _snapshot() -> dict[tuple[str, str], object]:
 def _hook_counts() -> dict[str, int]:
     from torch.optim import optimizer as optim_mod
 
-    from mlflow_monitor.pipeline import get_pipeline
+    from mlflow_monitor.metrics import get_pipeline
 
     return {
         "optimizer pre hooks": len(optim_mod._global_optimizer_pre_hooks),

@@ -9,35 +9,32 @@ the same URI), new points queue behind it on disk, and the backlog is replayed f
 from __future__ import annotations
 
 import logging
-import time
-from typing import Callable, Optional
+from typing import Callable, Iterator, Optional
 
-from mlflow.entities import Metric
-from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_STATE, RESOURCE_DOES_NOT_EXIST, ErrorCode
 
-from mlflow_monitor.metric_sender import MAX_METRICS_PER_BATCH, MetricSender, is_permanent
+from mlflow_monitor.metrics.point import MetricPoint
+from mlflow_monitor.metrics.sender import MAX_METRICS_PER_BATCH, MetricSender
+from mlflow_monitor.metrics.spool import Spool
 from mlflow_monitor.paths import spool_dir
-from mlflow_monitor.spool import Spool
+from mlflow_monitor.redaction import redact, redact_uri
+from mlflow_monitor.retry import Backoff, is_permanent
+
+__all__ = ["Destination", "Transient"]
 
 _logger = logging.getLogger(__name__)
 
-Point = tuple  # (run_id, key, value, timestamp_ms, step)
 _RUN_LEVEL_CODES = {ErrorCode.Name(RESOURCE_DOES_NOT_EXIST), ErrorCode.Name(INVALID_STATE)}
+FIRST_RETRY_S = 0.5  # the first wait after a store failed; doubled up to max_retry_interval_s
 
 
 class Transient(Exception):
     """The store is unreachable; ``points`` (a suffix of what was sent) were not delivered."""
 
-    def __init__(self, points: list[Point], cause: BaseException) -> None:
+    def __init__(self, points: list[MetricPoint], cause: BaseException) -> None:
         super().__init__(str(cause))
         self.points = points
         self.cause = cause
-
-
-def _is_permanent(exc: BaseException) -> bool:
-    # MlflowException with a client-error code, or a bad value the request could not carry
-    return is_permanent(exc) or (isinstance(exc, (TypeError, ValueError)) and not isinstance(exc, MlflowException))
 
 
 class Destination:
@@ -46,7 +43,7 @@ class Destination:
     def __init__(
         self,
         uri: str,
-        reject: Callable[[list[Point], BaseException], None],
+        reject: Callable[[list[MetricPoint], BaseException], None],
         timeout_s: float = 10.0,
         max_retry_interval_s: float = 10.0,
     ) -> None:
@@ -56,8 +53,7 @@ class Destination:
         self.orphans: list[Spool] = []  # spools of earlier processes for this URI, oldest first
         self.outage = False
         self.max_retry_interval_s = max_retry_interval_s
-        self._retry_at = 0.0
-        self._retry_interval = 0.5
+        self._backoff = Backoff(FIRST_RETRY_S, max_retry_interval_s)
         self._reject = reject
 
     # -- state -------------------------------------------------------------------------
@@ -69,13 +65,13 @@ class Destination:
         return self.own_backlog() or any(s.pending() for s in self.orphans)
 
     def retry_now(self) -> None:
-        self._retry_at = 0.0
+        self._backoff.retry_now()
 
     def replay_due(self) -> bool:
-        return self.backlog() and time.monotonic() >= self._retry_at
+        return self.backlog() and self._backoff.ready()
 
     # -- delivery ---------------------------------------------------------------------
-    def accept(self, points: list[Point], should_spill: Callable[[], bool]) -> None:
+    def accept(self, points: list[MetricPoint], should_spill: Callable[[], bool]) -> None:
         """Deliver ``points`` in order, or park them on disk behind the backlog."""
         if self.backlog():
             self.spool_points(points)
@@ -104,7 +100,7 @@ class Destination:
                     spool.commit(offsets[-1] if offsets else spool.read_offset)
                     break
                 try:
-                    self._send(points[0][0], points)
+                    self._send(points[0].run_id, points)
                 except Transient as t:
                     done = len(points) - len(t.points)
                     if done:
@@ -116,11 +112,12 @@ class Destination:
                 spool.close()
                 self.orphans.remove(spool)
         if self.outage:
-            _logger.warning("mlflow-monitor: tracking store %s reachable again; spooled metrics replayed", _safe(self.uri))
+            _logger.warning("mlflow-monitor: tracking store %s reachable again; spooled metrics replayed",
+                            redact_uri(self.uri))
         self.outage = False
-        self._retry_interval = 0.5
+        self._backoff.succeeded()
 
-    def spool_points(self, points: list[Point]) -> None:
+    def spool_points(self, points: list[MetricPoint]) -> None:
         if not points:
             return
         if self.spool is None:
@@ -137,16 +134,16 @@ class Destination:
         return left
 
     # -- internals --------------------------------------------------------------------
-    def _send(self, run_id: str, points: list[Point]) -> None:
+    def _send(self, run_id: str, points: list[MetricPoint]) -> None:
         """Send one run's chunk; isolate points the store rejects outright (bisection).
 
         Raises :class:`Transient` with the undelivered suffix when the store is unreachable.
         """
         try:
-            self.sender.send(run_id, [Metric(p[1], p[2], p[3], p[4]) for p in points])
+            self.sender.send(run_id, points)
             return
         except Exception as exc:
-            if not _is_permanent(exc):
+            if not is_permanent(exc):
                 raise Transient(points, exc) from None
             if len(points) == 1 or getattr(exc, "error_code", None) in _RUN_LEVEL_CODES:
                 self._reject(points, exc)  # a deleted or missing run: the whole chunk at once
@@ -164,27 +161,19 @@ class Destination:
             _logger.warning(
                 "mlflow-monitor: tracking store %s unavailable (%s: %s); spooling metrics to %s and "
                 "retrying in the background",
-                _safe(self.uri), type(exc).__name__, _safe(str(exc))[:200], spool_dir(),
+                redact_uri(self.uri), type(exc).__name__, redact(exc)[:200], spool_dir(),
             )
-        self._retry_at = time.monotonic() + self._retry_interval
-        self._retry_interval = min(self._retry_interval * 2, self.max_retry_interval_s)
+        self._backoff.failed()
 
 
-def _safe(text: str) -> str:
-    """Hide credentials that a URI may carry (user:password@host)."""
-    import re
-
-    return re.sub(r"//[^/@\s]+@", "//***@", text)
-
-
-def _chunks(points: list[Point], size: int = MAX_METRICS_PER_BATCH):
+def _chunks(points: list[MetricPoint], size: int = MAX_METRICS_PER_BATCH) -> Iterator[list[MetricPoint]]:
     for i in range(0, len(points), size):
         yield points[i : i + size]
 
 
-def _group_runs(points: list[Point]) -> list[tuple[str, list[Point]]]:
+def _group_runs(points: list[MetricPoint]) -> list[tuple[str, list[MetricPoint]]]:
     """Group by run, keeping each run's order."""
-    groups: dict[str, list[Point]] = {}
+    groups: dict[str, list[MetricPoint]] = {}
     for p in points:
-        groups.setdefault(p[0], []).append(p)
+        groups.setdefault(p.run_id, []).append(p)
     return list(groups.items())

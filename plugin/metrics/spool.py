@@ -2,10 +2,11 @@
 
 One spool file per (process, tracking URI): ``<MLFLOW_MONITOR_HOME>/spool/<uuid>.jsonl``.
 The first line is a JSON header naming the tracking URI; every other line is one point,
-``[run_id, key, value, timestamp_ms, step]``. A sidecar ``.offset`` file records how many
-bytes were already delivered, so a replay resumes where the last one stopped and points
-are sent in the order they were written. The owning process holds an exclusive
-``flock`` on the file; another process adopts (and replays) only files nobody holds.
+``[run_id, key, value, timestamp_ms, step]`` (:meth:`MetricPoint.to_row`). A sidecar
+``.offset`` file records how many bytes were already delivered, so a replay resumes
+where the last one stopped and points are sent in the order they were written. The
+owning process holds an exclusive ``flock`` on the file; another process adopts (and
+replays) only files nobody holds.
 
 Only the flusher thread reads and writes a spool; :meth:`Spool.pending` reads two
 integers and is safe to call from any thread.
@@ -20,20 +21,22 @@ import os
 import time
 import uuid
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import IO, Iterator, Optional
 
+from mlflow_monitor.metrics.point import MetricPoint
 from mlflow_monitor.paths import spool_dir
+
+__all__ = ["Spool"]
 
 _logger = logging.getLogger(__name__)
 
-Point = tuple  # (run_id, key, value, timestamp_ms, step)
 _HEADER_KEY = "mlflow_monitor_spool"
 
 
 class Spool:
     """An append-only JSON-lines spool for one tracking URI, owned by this process."""
 
-    def __init__(self, path: Path, tracking_uri: str, _fh=None, created: float = 0.0) -> None:
+    def __init__(self, path: Path, tracking_uri: str, _fh: Optional[IO[bytes]] = None, created: float = 0.0) -> None:
         self.path = Path(path)
         self.tracking_uri = tracking_uri
         self.created = created or time.time()
@@ -84,11 +87,11 @@ class Spool:
         yield from sorted(found, key=lambda s: s.created)
 
     # -- writing ---------------------------------------------------------------------
-    def append(self, points: list[Point]) -> None:
+    def append(self, points: list[MetricPoint]) -> None:
         """Append points (flushed to the OS; fsync on close). All or nothing."""
         if not points:
             return
-        data = "".join(json.dumps(list(p), allow_nan=True) + "\n" for p in points).encode()
+        data = "".join(json.dumps(p.to_row(), allow_nan=True) + "\n" for p in points).encode()
         try:
             self._fh.write(data)
             self._fh.flush()
@@ -108,11 +111,11 @@ class Spool:
         self._fh.seek(self.read_offset)
         return sum(1 for _ in self._fh)
 
-    def read_run_batch(self, max_points: int) -> tuple[list[Point], list[int]]:
+    def read_run_batch(self, max_points: int) -> tuple[list[MetricPoint], list[int]]:
         """Up to ``max_points`` undelivered points of ONE run (the next one in the file),
         with the end offset of each, so a partial delivery can be committed exactly."""
         self._fh.seek(self.read_offset)
-        points: list[Point] = []
+        points: list[MetricPoint] = []
         offsets: list[int] = []
         offset = self.read_offset
         while len(points) < max_points and offset < self._end:
@@ -120,14 +123,14 @@ class Spool:
             if not line:
                 break
             try:
-                point = tuple(json.loads(line))
+                point = MetricPoint.from_row(json.loads(line))
             except ValueError:
                 _logger.warning("mlflow-monitor: skipping a corrupt line in %s", self.path)
                 offset += len(line)
                 if not points:
                     self.commit(offset)
                 continue
-            if points and point[0] != points[0][0]:
+            if points and point.run_id != points[0].run_id:
                 break
             offset += len(line)
             points.append(point)

@@ -12,21 +12,24 @@ SQLAlchemy Core in one transaction, ~20x cheaper:
 - values sanitised as MLflow does (NaN -> ``is_nan``, +/-inf -> +/-max float);
 - only for runs whose lifecycle stage is ``active``, with MLflow's error codes otherwise.
 
-It relies on MLflow's table definitions (``mlflow.store.tracking.dbmodels.models``);
-:func:`make_sql_writer` returns None whenever anything about them is not as expected, and
-the caller then uses ``MlflowClient.log_batch``.
+It relies on MLflow's table definitions and store engine (both reached through
+:mod:`mlflow_monitor.mlflow_compat`); :func:`make_sql_writer` returns None whenever
+anything about them is not as expected, and the caller then uses ``MlflowClient.log_batch``.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 from mlflow.protos.databricks_pb2 import INVALID_PARAMETER_VALUE, RESOURCE_DOES_NOT_EXIST
-from mlflow.utils.validation import _validate_metric_name
+
+from mlflow_monitor.mlflow_compat import sql_metric_tables, sql_store_engine, validate_metric_name
+
+__all__ = ["SqlMetricWriter", "make_sql_writer"]
 
 _logger = logging.getLogger(__name__)
 _MAX_FLOAT = 1.7976931348623157e308
@@ -56,7 +59,7 @@ class SqlMetricWriter:
         rows = []
         newest: dict[str, dict] = {}
         for key in {m.key for m in metrics} - self._valid_keys:
-            _validate_metric_name(key)  # MLflow's own rule and error (INVALID_PARAMETER_VALUE)
+            validate_metric_name(key)  # MLflow's own rule and error (INVALID_PARAMETER_VALUE)
             self._valid_keys.add(key)
         for m in metrics:
             is_nan, value = _sanitize(float(m.value))
@@ -111,12 +114,8 @@ def make_sql_writer(tracking_uri: str) -> Optional[SqlMetricWriter]:
     if scheme not in _DIALECTS:
         return None
     try:
-        from mlflow.store.tracking.dbmodels.models import SqlLatestMetric, SqlMetric, SqlRun
-        from mlflow.tracking import MlflowClient
-
-        store = MlflowClient(tracking_uri=tracking_uri)._tracking_client.store
-        engine = store.engine
-        metrics, latest, runs = SqlMetric.__table__, SqlLatestMetric.__table__, SqlRun.__table__
+        engine = sql_store_engine(tracking_uri)
+        metrics, latest, runs = sql_metric_tables()
         expected = {"key", "value", "timestamp", "step", "is_nan", "run_uuid"}
         if not (expected <= set(metrics.c.keys()) and expected <= set(latest.c.keys())
                 and "lifecycle_stage" in runs.c and engine.dialect.name in _DIALECTS):
@@ -135,7 +134,7 @@ def _sanitize(value: float) -> tuple[bool, float]:
     return False, value
 
 
-def _insert_ignore(dialect: str):
+def _insert_ignore(dialect: str) -> Callable[[Any], Any]:
     if dialect == "sqlite":
         from sqlalchemy.dialects.sqlite import insert
 

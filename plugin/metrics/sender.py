@@ -1,0 +1,54 @@
+"""Deliver metric batches to one tracking store.
+
+HTTP(S) tracking servers get one ``log-batch`` request with *no* client-side retries and
+a short timeout (:func:`mlflow_monitor.mlflow_compat.rest_call`): the pipeline has its own
+spool and replay, and MLflow's default retry schedule would stall the flusher for minutes
+during an outage. SQL stores (sqlite, postgresql, mysql) get a bulk writer that produces
+the same rows at a fraction of the ORM's CPU cost (see ``sql_writer``). Every other store
+goes through ``MlflowClient.log_batch``. Which failures are worth retrying is decided by
+:func:`mlflow_monitor.retry.is_permanent`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from mlflow.entities import Metric
+
+from mlflow_monitor import mlflow_compat
+from mlflow_monitor.metrics.point import MetricPoint
+
+__all__ = ["LOG_BATCH_ENDPOINT", "MAX_METRICS_PER_BATCH", "MetricSender"]
+
+MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+LOG_BATCH_ENDPOINT = "/api/2.0/mlflow/runs/log-batch"
+
+
+class MetricSender:
+    """Sends ``log_batch`` requests of at most 1000 points to ``tracking_uri``."""
+
+    def __init__(self, tracking_uri: str, timeout_s: float = 10.0) -> None:
+        self.tracking_uri = tracking_uri
+        self.timeout_s = timeout_s
+        self._is_http = tracking_uri.startswith(("http://", "https://"))
+        self._client: Any = None
+        self._sql_writer: Optional[Any] = None
+        if not self._is_http:
+            from mlflow_monitor.metrics.sql_writer import make_sql_writer
+
+            self._sql_writer = make_sql_writer(tracking_uri)
+
+    def send(self, run_id: str, points: Sequence[MetricPoint]) -> None:
+        """Log ``points`` (<= 1000, all of ``run_id``, float values); raises on failure."""
+        metrics = [Metric(p.key, p.value, p.timestamp_ms, p.step) for p in points]
+        if self._is_http:
+            mlflow_compat.rest_call(self.tracking_uri, LOG_BATCH_ENDPOINT, "POST", self.timeout_s,
+                                    json=mlflow_compat.log_batch_json(run_id, metrics))
+        elif self._sql_writer is not None:
+            self._sql_writer.write(run_id, metrics)
+        else:
+            if self._client is None:
+                from mlflow.tracking import MlflowClient
+
+                self._client = MlflowClient(tracking_uri=self.tracking_uri)
+            self._client.log_batch(run_id, metrics=metrics, synchronous=True)
