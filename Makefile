@@ -2,16 +2,30 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed
+# The install stamps carry a hash of the source layout: a new or removed file reinstalls
+# (the strict editable link tree below has to learn about it); edits to files do not.
+LAYOUT := $(shell find plugin integrations recipes \( -name '*.py' -o -name '*.yaml' -o -name py.typed \) | sort | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-$(LAYOUT)
+# The lowest supported MLflow, in its own venv (constraints-floor.txt).
+FLOOR_VENV ?= .venv-floor
+FLOOR_PY := $(FLOOR_VENV)/bin/python
+FLOOR_STAMP := $(FLOOR_VENV)/.installed-$(LAYOUT)
+# Strict editable install: a link tree with the real package layout, so editors (jedi)
+# and mypy resolve mlflow_monitor, mlflow_monitor.integrations and mlflow_monitor.recipes.
+EDITABLE := --config-settings editable_mode=strict -e
+# The representative subset run on the floor MLflow: metrics pipeline, gate, recipes,
+# the registry contract and the boundaries (no Lightning/DDP/Slack-only suites).
+FLOOR_TESTS ?= tests/architecture tests/pipeline tests/recipes tests/gate
 
-.PHONY: demo test install bench clean
+.PHONY: demo test test-fast test-floor typecheck install bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
 
 $(STAMP): $(PY) pyproject.toml constraints.txt
-	$(PY) -m pip install -q -c constraints.txt -e '.[all]'
+	rm -f $(VENV)/.installed-*
+	$(PY) -m pip install -q -c constraints.txt $(EDITABLE) '.[all]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -22,6 +36,25 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
+test-fast: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests $(PYTEST_ARGS)
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+$(FLOOR_PY):
+	$(PYTHON) -m venv $(FLOOR_VENV)
+	$(FLOOR_PY) -m pip install -q --upgrade pip setuptools wheel
+
+$(FLOOR_STAMP): $(FLOOR_PY) pyproject.toml constraints-floor.txt
+	rm -f $(FLOOR_VENV)/.installed-*
+	$(FLOOR_PY) -m pip install -q -c constraints-floor.txt $(EDITABLE) '.[torch,test]'
+	touch $(FLOOR_STAMP)
+
+test-floor: $(FLOOR_STAMP)
+	$(FLOOR_PY) -c "import mlflow; print('floor MLflow', mlflow.__version__)"
+	$(FLOOR_PY) -m pytest -q $(FLOOR_TESTS) $(PYTEST_ARGS)
+
 bench: $(STAMP)
 	$(PY) benchmarks/hot_path.py
 	$(PY) benchmarks/training_overhead.py
@@ -30,4 +63,4 @@ bench: $(STAMP)
 	$(PY) benchmarks/gpu_check.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info mlruns mlartifacts mlflow.db .mlflow_monitor
+	rm -rf $(VENV) $(FLOOR_VENV) build *.egg-info mlruns mlartifacts mlflow.db .mlflow_monitor
