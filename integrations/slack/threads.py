@@ -11,8 +11,6 @@ import logging
 import threading
 from typing import Optional
 
-# The one import of the bounded MLflow client (moving to core ``mlflow_monitor.bounded_client``
-# as BoundedClient / StoreUnavailable / store_uri_for_run): already named as there.
 from mlflow_monitor.bounded_client import BoundedClient, StoreUnavailable, store_uri_for_run
 from mlflow_monitor.integrations.slack.messages import ThreadRef
 

@@ -18,7 +18,7 @@ from typing import Any, Mapping, Optional
 from mlflow_monitor.metrics import pipeline as pipelines
 from mlflow_monitor.metrics.pipeline import get_pipeline
 from mlflow_monitor.mlflow_compat import validate_metric_name
-from mlflow_monitor.run_context import active_run_id, ensure_run_id
+from mlflow_monitor.metrics.run_context import active_run_id, ensure_run_id
 
 __all__ = ["current_step", "flush", "log_metrics"]
 

@@ -7,7 +7,7 @@ import threading
 import mlflow
 
 from mlflow_monitor.metrics import get_pipeline
-from mlflow_monitor.run_context import active_run_id, ensure_run_id
+from mlflow_monitor.metrics.run_context import active_run_id, ensure_run_id
 
 
 def test_no_active_run_is_none_and_an_active_run_is_its_id():

@@ -16,6 +16,7 @@ from typing import Any, Optional
 import mlflow
 
 from mlflow_monitor import mlflow_compat
+from mlflow_monitor.metrics.pipeline import get_pipeline
 
 __all__ = ["active_run_id", "ensure_run_id"]
 
@@ -56,9 +57,6 @@ def ensure_run_id() -> str:
 
 def _bind_current_uri(run_id: str) -> None:
     """Pin a run to the tracking URI in force when it was first logged to (once per run)."""
-    # Imported here: the metrics package imports this module (its log_metrics hot path).
-    from mlflow_monitor.metrics.pipeline import get_pipeline
-
     pipe = get_pipeline()
     if pipe.store_uri(run_id) is None:
         pipe.bind_run(run_id, mlflow.get_tracking_uri())
