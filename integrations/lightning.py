@@ -38,8 +38,10 @@ _logger = logging.getLogger(__name__)
 class LightningKnobs(Protocol):
     """The autolog knobs the callback reads (live: a second ``autolog()`` changes them)."""
 
-    log_every_n_steps: int
-    log_grad_norm: bool
+    @property
+    def log_every_n_steps(self) -> int: ...
+    @property
+    def log_grad_norm(self) -> bool: ...
 
 
 class LightningAutolog:

@@ -26,9 +26,12 @@ _FIT_FUNCTIONS = ("fit", "fit_transform", "fit_predict")
 class SklearnKnobs(Protocol):
     """The autolog knobs the sklearn part reads."""
 
-    log_models: bool
-    log_reference: bool
-    silent: bool
+    @property
+    def log_models(self) -> bool: ...
+    @property
+    def log_reference(self) -> bool: ...
+    @property
+    def silent(self) -> bool: ...
 
 
 class _FitEvents:

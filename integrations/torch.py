@@ -50,8 +50,10 @@ _active: Optional["TorchAutolog"] = None  # read by the patched functions below
 class TorchKnobs(Protocol):
     """The autolog knobs the torch hooks read."""
 
-    log_every_n_steps: int
-    log_grad_norm: bool
+    @property
+    def log_every_n_steps(self) -> int: ...
+    @property
+    def log_grad_norm(self) -> bool: ...
 
 
 class StepMetrics:

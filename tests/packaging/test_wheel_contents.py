@@ -29,8 +29,15 @@ def test_built_wheel_imports_and_carries_recipes_and_entry_points(tmp_path):
         "mlflow_monitor/recipes/builtin/classification.yaml",
         "mlflow_monitor/recipes/builtin/regression.yaml",
         "mlflow_monitor/recipes/builtin/drift.yaml",
+        "mlflow_monitor/py.typed",
     ):
         assert required in names, f"{required} missing from {wheel.name}"
+    # every source module ships (a subpackage missing from pyproject's `packages` would not)
+    roots = {"plugin": "mlflow_monitor", "integrations": "mlflow_monitor/integrations", "recipes": "mlflow_monitor/recipes"}
+    for folder, prefix in roots.items():
+        for src in (ROOT / folder).rglob("*.py"):
+            shipped = f"{prefix}/{src.relative_to(ROOT / folder).as_posix()}"
+            assert shipped in names, f"{shipped} missing from {wheel.name} (add its package to pyproject)"
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     text = zipfile.ZipFile(wheel).read(entry_points).decode()
     assert "[mlflow.model_registry_store]" in text and "monitor = mlflow_monitor.gate.registry_store" in text
