@@ -97,3 +97,35 @@ def mlflow_server(tmp_path):
     yield _make
     for srv in started:
         srv.stop()
+
+
+@pytest.fixture
+def monitor_logs():
+    """Records of the ``mlflow_monitor`` loggers, captured on that logger itself.
+
+    Unlike ``caplog`` (a handler on the root logger) this survives a library that
+    reconfigures logging mid-test: MLflow 3.3 runs alembic's ``fileConfig`` when it creates
+    a database's tables, which replaces the root logger's handlers.
+    """
+    import logging
+
+    class _Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.records: list[logging.LogRecord] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.records.append(record)
+
+        @property
+        def text(self) -> str:
+            return "\n".join(r.getMessage() for r in self.records)
+
+    handler = _Records()
+    logger = logging.getLogger("mlflow_monitor")
+    old_level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(old_level)

@@ -54,17 +54,16 @@ def test_tags_during_an_outage_are_retried_on_the_next_write(mlflow_db):
     assert tags[TAG] == "first" and tags["mlflow_monitor.health.plateau"] == "second"
 
 
-def test_tags_still_unwritten_at_close_go_to_the_dead_letter_dir(mlflow_db, caplog):
+def test_tags_still_unwritten_at_close_go_to_the_dead_letter_dir(mlflow_db, monitor_logs):
     run_id = MlflowClient().create_run("0").info.run_id
     get_pipeline().bind_run(run_id, _down_uri())
     writer = RunTagWriter()
     writer.tag(run_id, TAG, "train/loss is nan at step 9")
-    with caplog.at_level(logging.WARNING, logger="mlflow_monitor.health.run_tags"):
-        writer.close(10)
+    writer.close(10)
     path = paths.dead_letter_dir() / "health_tags.jsonl"
     (entry,) = [json.loads(line) for line in path.read_text().splitlines()]
     assert (entry["run_id"], entry["key"], entry["value"]) == (run_id, TAG, "train/loss is nan at step 9")
-    assert str(path) in caplog.text
+    assert str(path) in monitor_logs.text
 
 
 def test_rule_state_of_a_run_in_use_is_not_evicted_by_newer_runs():
