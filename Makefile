@@ -14,8 +14,8 @@ FLOOR_STAMP := $(FLOOR_VENV)/.installed-$(LAYOUT)
 # and mypy resolve mlflow_monitor, mlflow_monitor.integrations and mlflow_monitor.recipes.
 EDITABLE := --config-settings editable_mode=strict -e
 # The representative subset run on the floor MLflow: metrics pipeline, gate, recipes,
-# the registry contract and the boundaries (no Lightning/DDP/Slack-only suites).
-FLOOR_TESTS ?= tests/architecture tests/pipeline tests/recipes tests/gate
+# health rules and the boundaries (no Lightning/DDP/Slack-only suites).
+FLOOR_TESTS ?= tests/architecture tests/core tests/pipeline tests/recipes tests/gate tests/health
 
 .PHONY: demo test test-fast test-floor typecheck install bench clean
 
