@@ -2,31 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import mlflow
+from helpers.dead_letters import dead_letter_file, dead_letters
 from helpers.slack_stub import FAST_SETTINGS as FAST
-
-from mlflow_monitor import events, paths
+from mlflow_monitor import events
 from mlflow_monitor.events import RunSummary, publish
 from mlflow_monitor.integrations import slack
 from mlflow_monitor.integrations.slack import lifecycle
-
-
-def _dead_letter_file() -> Path:
-    return paths.dead_letter_dir() / "slack.jsonl"
-
-
-def _dead_letters() -> list[dict]:
-    path = _dead_letter_file()
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def test_enable_twice_returns_the_same_notifier_and_new_settings_replace_it(webhook_env):
@@ -90,10 +77,10 @@ def test_alerts_from_the_pipelines_final_flush_at_exit_are_dead_lettered(webhook
     proc = subprocess.run([sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True,
                           timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    (entry,) = _dead_letters()
+    (entry,) = dead_letters()
     assert entry["message"]["kind"] == "health_alert" and "nan" in entry["message"]["text"]
     assert "closed" in entry["reason"]
-    assert webhook_env.webhook_path not in _dead_letter_file().read_text()
+    assert webhook_env.webhook_path not in dead_letter_file().read_text()
     assert "nan" in MlflowClient().get_run(run_id).data.tags["mlflow_monitor.health.nan_loss"]
 
 
@@ -101,12 +88,12 @@ def test_after_exit_close_a_new_notifier_does_not_double_record(webhook_env):
     slack.enable(FAST)
     lifecycle.close_at_exit()
     publish(RunSummary(run_id="late", status="FINISHED", duration_s=1))
-    assert [e["message"]["kind"] for e in _dead_letters()] == ["run_summary"]
+    assert [e["message"]["kind"] for e in dead_letters()] == ["run_summary"]
     notifier = slack.enable(FAST)  # e.g. re-enabled: the closed one stops dead-lettering
     publish(RunSummary(run_id="later", status="FINISHED", duration_s=1))
     assert notifier.flush(10)
     assert len(webhook_env.wait_for_messages(1)) == 1
-    assert len(_dead_letters()) == 1
+    assert len(dead_letters()) == 1
 
 
 def test_an_in_flight_message_handed_back_at_close_is_dead_lettered_once(webhook_env):
@@ -116,9 +103,9 @@ def test_an_in_flight_message_handed_back_at_close_is_dead_lettered_once(webhook
     assert webhook_env.wait_for_arrivals(1, timeout=10) == 1
     webhook_env.fail_next(None, status=503)
     slack.disable(timeout=0.2)  # bounded: hands the in-flight message back -> dead-lettered
-    assert len(_dead_letters()) == 1
+    assert len(dead_letters()) == 1
     webhook_env.release()  # now Slack answers 503: the worker must not dead-letter it again
     notifier._worker._thread.join(10)
     assert not notifier._worker._thread.is_alive()
-    assert len(_dead_letters()) == 1
+    assert len(dead_letters()) == 1
     assert notifier.stats["dead_lettered"] == 1 and notifier.stats["sent"] == 0

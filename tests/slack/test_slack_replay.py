@@ -2,51 +2,24 @@
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers.dead_letters import (
+    dead_letter_file,
+    dead_letters,
+    hold_lock,
+    release_lock,
+    write_entries,
+)
 from helpers.slack_stub import FAST_SETTINGS as FAST
-
-from mlflow_monitor import paths
 from mlflow_monitor.cli import main
 from mlflow_monitor.events import RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack
 from mlflow_monitor.integrations.slack.cli import replay_file, replay_lock_path
 from mlflow_monitor.integrations.slack.config import SlackConfig
-from mlflow_monitor.integrations.slack.dead_letter import DeadLetterFile
-from mlflow_monitor.integrations.slack.messages import SlackMessage
-
-
-def _dead_letter_file() -> Path:
-    return paths.dead_letter_dir() / "slack.jsonl"
-
-
-def _dead_letters() -> list[dict]:
-    path = _dead_letter_file()
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
-def _hold_lock(path: Path) -> int:
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    return fd
-
-
-def _release_lock(fd: int) -> None:
-    fcntl.flock(fd, fcntl.LOCK_UN)
-    os.close(fd)
-
-
-def _write_entries(path: Path, *texts: str) -> None:
-    dead = DeadLetterFile(path)
-    for text in texts:
-        dead.write(SlackMessage("run_summary", text, [], f"run:{text}:FINISHED"), "HTTP 503")
 
 
 def test_replay_resends_dead_letters_and_removes_what_was_delivered(webhook_env):
@@ -56,7 +29,7 @@ def test_replay_resends_dead_letters_and_removes_what_was_delivered(webhook_env)
     publish(RunSummary(run_id="r1", status="FINISHED", duration_s=3))
     assert notifier.flush(10)
     slack.disable()
-    assert len(_dead_letter_file().read_text().splitlines()) == 2
+    assert len(dead_letter_file().read_text().splitlines()) == 2
     webhook_env.clear_faults()
 
     result = CliRunner().invoke(main, ["slack", "replay"])
@@ -64,7 +37,7 @@ def test_replay_resends_dead_letters_and_removes_what_was_delivered(webhook_env)
     assert "replayed 2 message(s)" in result.output
     msgs = webhook_env.wait_for_messages(2)
     assert [m["text"].split(":")[0] for m in msgs] == ["BLOCKED", "Run finished"]
-    assert not _dead_letter_file().exists() or _dead_letter_file().read_text() == ""
+    assert not dead_letter_file().exists() or dead_letter_file().read_text() == ""
 
 
 def test_replay_keeps_what_still_fails_and_exits_nonzero(webhook_env, tmp_path):
@@ -74,11 +47,11 @@ def test_replay_keeps_what_still_fails_and_exits_nonzero(webhook_env, tmp_path):
     assert notifier.flush(10)
     slack.disable()
 
-    result = CliRunner().invoke(main, ["slack", "replay", "--file", str(_dead_letter_file())],
+    result = CliRunner().invoke(main, ["slack", "replay", "--file", str(dead_letter_file())],
                                 env={"SLACK_WEBHOOK_URL": webhook_env.webhook_url})
     assert result.exit_code == 1
     assert "1 kept" in result.output
-    (entry,) = [json.loads(line) for line in _dead_letter_file().read_text().splitlines()]
+    (entry,) = [json.loads(line) for line in dead_letter_file().read_text().splitlines()]
     assert entry["replay_attempts"] == 1 and entry["message"]["kind"] == "run_summary"
 
 
@@ -89,17 +62,17 @@ def test_replay_without_slack_configured_says_how_to_configure(tmp_path):
 
 
 def test_a_concurrent_replay_does_not_resend_another_replays_file(webhook_env):
-    path = _dead_letter_file()
-    _write_entries(path, "Run finished: a")
+    path = dead_letter_file()
+    write_entries(path, "Run finished: a")
     in_progress = path.with_name(f"{path.name}.replay-99999-1")  # the other replay's claimed file
-    _write_entries(in_progress, "Run finished: b")
-    fd = _hold_lock(replay_lock_path(path))  # the other replay is running
+    write_entries(in_progress, "Run finished: b")
+    fd = hold_lock(replay_lock_path(path))  # the other replay is running
     try:
         result = CliRunner().invoke(main, ["slack", "replay"])
         assert result.exit_code != 0 and "another" in result.output
         assert webhook_env.requests == [] and path.exists() and in_progress.exists()
     finally:
-        _release_lock(fd)
+        release_lock(fd)
     result = CliRunner().invoke(main, ["slack", "replay"])
     assert result.exit_code == 0, result.output
     assert sorted(m["text"] for m in webhook_env.wait_for_messages(2)) == ["Run finished: a", "Run finished: b"]
@@ -107,8 +80,8 @@ def test_a_concurrent_replay_does_not_resend_another_replays_file(webhook_env):
 
 
 def test_replay_keeps_going_past_an_unexpected_error_and_persists_progress(webhook_env, monkeypatch):
-    path = _dead_letter_file()
-    _write_entries(path, "Run finished: a", "Run finished: boom", "Run finished: c", "Run finished: stop")
+    path = dead_letter_file()
+    write_entries(path, "Run finished: a", "Run finished: boom", "Run finished: c", "Run finished: stop")
     real_send = slack.SlackNotifier.send
 
     def send(self, message):
@@ -128,6 +101,6 @@ def test_replay_keeps_going_past_an_unexpected_error_and_persists_progress(webho
     assert (result.delivered, result.kept) == (1, 1)
     assert [m["text"] for m in webhook_env.wait_for_messages(3)] == ["Run finished: a", "Run finished: c",
                                                                     "Run finished: stop"]
-    (kept,) = _dead_letters()
+    (kept,) = dead_letters()
     assert kept["message"]["text"] == "Run finished: boom" and "RuntimeError: a bug" in kept["reason"]
     assert kept["replay_attempts"] == 2
