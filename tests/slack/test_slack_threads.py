@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import mlflow
+from helpers.dead_letters import dead_letters
 from helpers.servers import free_port
 from helpers.slack_stub import FAST_SETTINGS as FAST
 from mlflow.tracking import MlflowClient
 
-from mlflow_monitor import paths
 from mlflow_monitor.events import HealthAlert, RunSummary, Verdict, publish
 from mlflow_monitor.integrations import slack
 from mlflow_monitor.integrations.slack.threads import TAG_CHANNEL, TAG_TS
-
-
-def _dead_letters() -> list[dict]:
-    path = paths.dead_letter_dir() / "slack.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
 def _model_version(name: str = "churn") -> tuple[str, str]:
@@ -101,4 +94,4 @@ def test_delivery_does_not_wait_for_a_tracking_server_that_is_down(bot_env):
     assert first["thread_ts"] is None
     assert second["thread_ts"] == first["ts"]  # this process still threads them
     assert notifier.flush(10)
-    assert _dead_letters() == []
+    assert dead_letters() == []
