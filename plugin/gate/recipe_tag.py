@@ -1,4 +1,5 @@
-"""Reading a registered model's recipe from its tag ``mlflow_monitor.recipe``."""
+"""Reading a registered model's recipe from its tag ``mlflow_monitor.recipe``, or the
+operator's default policy (:mod:`.policy`) for a model without one."""
 
 from __future__ import annotations
 
@@ -8,13 +9,26 @@ from mlflow_monitor.gate import tags as T
 from mlflow_monitor.gate.escaping import safe_text
 from mlflow_monitor.recipes import BUILTIN_RECIPES, Recipe, RecipeError, load_recipe
 
-__all__ = ["load_recipe_tag", "recipe_tag_of"]
+__all__ = ["load_recipe_tag", "own_recipe_tag_of", "recipe_tag_of"]
+
+
+def own_recipe_tag_of(store: Any, name: str) -> Optional[str]:
+    """The recipe tag of registered model ``name`` in registry ``store``, or None."""
+    model = store.get_registered_model(name)
+    return (model.tags or {}).get(T.RECIPE)
 
 
 def recipe_tag_of(store: Any, name: str) -> Optional[str]:
-    """The recipe tag of registered model ``name`` in registry ``store``; None: not gated."""
-    model = store.get_registered_model(name)
-    return (model.tags or {}).get(T.RECIPE)
+    """The recipe the gate applies to ``name``: its own tag, else the operator's default
+    policy recipe (gating only the protected targets); None: not gated. (A ``block``
+    default policy is enforced by the store before the gate runs.)"""
+    own = own_recipe_tag_of(store, name)
+    if own is not None:
+        return own
+    from mlflow_monitor.gate.policy import default_policy
+
+    policy = default_policy()
+    return policy.recipe_text if policy is not None else None
 
 
 def load_recipe_tag(source: Any) -> Recipe:
