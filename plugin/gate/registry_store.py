@@ -190,14 +190,7 @@ class MonitorRegistryStore:
         local_model_path=None,
         model_id=None,
     ):
-        for tag in tags or []:
-            if _owned(tag.key):
-                self._refuse(name, tag.key, "setting", version="new",
-                             why="gate-owned tags cannot be passed to create_model_version "
-                                 "(an override is requested on an existing version, then approved)")
-        if description and _gate_block(description) is not None:
-            self._refuse(name, "description", "setting", version="new",
-                         why="the gate's block in a version description is written only by the gate")
+        tags, description = self._strip_owned_at_creation(name, tags, description)
         accepted = set(inspect.signature(self._inner.create_model_version).parameters)
         extra = {"local_model_path": local_model_path, "model_id": model_id}
         kwargs = {k: v for k, v in extra.items() if k in accepted}
@@ -206,6 +199,28 @@ class MonitorRegistryStore:
         )
         self._gate.on_new_version(mv)
         return mv
+
+    def _strip_owned_at_creation(self, name, tags, description):
+        """Gate-owned tags (verdicts, an override) and the gate's description block never
+        land on a new version: they are dropped and the drop is audited (``refused_write``).
+        Dropping, not refusing, keeps MLflow's copy_model_version over REST working (it
+        re-sends the source version's tags)."""
+        from mlflow_monitor.gate.authority import audit_event, current_identity
+
+        dropped = [t.key for t in tags or [] if _owned(t.key)]
+        block = _gate_block(description or "")
+        if block is not None:
+            description = (description or "").replace(block, "").strip() or None
+            dropped.append("description (the gate's block)")
+        if dropped:
+            audit_event("refused_write", current_identity(), model_name=name, version="new",
+                        target="create_model_version",
+                        reason=f"dropped gate-owned state at version creation: {', '.join(dropped)}",
+                        store_uri=self._inner_uri)
+            _logger.warning("mlflow-monitor: dropped gate-owned state from a new version of '%s': %s",
+                            name, ", ".join(dropped))
+            tags = [t for t in tags or [] if not _owned(t.key)]
+        return tags, description
 
     def copy_model_version(self, src_mv, dst_name):
         """A new version of ``dst_name``: the source's gate-owned tags and description block
