@@ -68,7 +68,7 @@ def set_recipe_tag(inner: Any, name: str, value: str, *, identity: Optional[Iden
     """Attach or replace ``name``'s recipe (tag value: built-in name or YAML text)."""
     from mlflow.entities.model_registry import RegisteredModelTag
 
-    from mlflow_monitor.gate.recipe_tag import load_recipe_tag, own_recipe_tag_of
+    from mlflow_monitor.gate.recipe_tag import is_prompt, load_recipe_tag, own_recipe_tag_of
 
     identity = identity or current_identity()
     _require_owner(inner, name, identity, "a recipe change", key=T.RECIPE, store_uri=store_uri)
@@ -83,7 +83,10 @@ def set_recipe_tag(inner: Any, name: str, value: str, *, identity: Optional[Iden
         raise invalid_input(f"mlflow-monitor refused: invalid recipe for model '{safe_text(name)}'\n"
                             f"{reason}\nNothing was changed.") from None
     old = own_recipe_tag_of(inner, name)
-    inner.set_registered_model_tag(name, RegisteredModelTag(T.RECIPE, value))
+    if is_prompt(inner, name):
+        inner.set_prompt_tag(name, T.RECIPE, value)
+    else:
+        inner.set_registered_model_tag(name, RegisteredModelTag(T.RECIPE, value))
     audit_event("policy_change", identity, model_name=name, target=T.RECIPE,
                 reason="recipe set" if old is None else "recipe replaced",
                 old_hash=tag_hash(old), new_hash=tag_hash(value), store_uri=store_uri)
@@ -92,12 +95,15 @@ def set_recipe_tag(inner: Any, name: str, value: str, *, identity: Optional[Iden
 def remove_recipe_tag(inner: Any, name: str, *, identity: Optional[Identity] = None,
                       store_uri: Optional[str] = None) -> None:
     """Detach ``name``'s recipe (its promotions are then ungated, or under the default policy)."""
-    from mlflow_monitor.gate.recipe_tag import own_recipe_tag_of
+    from mlflow_monitor.gate.recipe_tag import is_prompt, own_recipe_tag_of
 
     identity = identity or current_identity()
     _require_owner(inner, name, identity, "removing the recipe", key=T.RECIPE, store_uri=store_uri)
     old = own_recipe_tag_of(inner, name)
-    inner.delete_registered_model_tag(name, T.RECIPE)
+    if is_prompt(inner, name):
+        inner.delete_prompt_tag(name, T.RECIPE)
+    else:
+        inner.delete_registered_model_tag(name, T.RECIPE)
     audit_event("policy_change", identity, model_name=name, target=T.RECIPE, reason="recipe removed",
                 old_hash=tag_hash(old), new_hash=None, store_uri=store_uri)
 

@@ -13,9 +13,39 @@ __all__ = ["load_recipe_tag", "own_recipe_tag_of", "recipe_tag_of"]
 
 
 def own_recipe_tag_of(store: Any, name: str) -> Optional[str]:
-    """The recipe tag of registered model ``name`` in registry ``store``, or None."""
-    model = store.get_registered_model(name)
+    """The recipe tag of registered model (or prompt) ``name`` in registry ``store``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = store.get_registered_model(name)
+    except MlflowException as exc:
+        prompt = _prompt_or_none(store, name)
+        if prompt is None:
+            raise exc
+        return (prompt.tags or {}).get(T.RECIPE)
     return (model.tags or {}).get(T.RECIPE)
+
+
+def _prompt_or_none(store: Any, name: str) -> Any:
+    """The prompt ``name`` (MLflow keeps prompts apart from registered models), or None."""
+    get_prompt = getattr(store, "get_prompt", None)
+    if get_prompt is None:
+        return None
+    try:
+        return get_prompt(name)
+    except Exception:
+        return None
+
+
+def is_prompt(store: Any, name: str) -> bool:
+    """Whether ``name`` is a prompt rather than a registered model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        store.get_registered_model(name)
+        return False
+    except MlflowException:
+        return _prompt_or_none(store, name) is not None
 
 
 def recipe_tag_of(store: Any, name: str) -> Optional[str]:

@@ -342,11 +342,21 @@ class MonitorRegistryStore:
         return self._inner.delete_model_version_tag(name, version, key)
 
     def set_prompt_tag(self, name, key, value):
+        from mlflow_monitor.gate import tags as T
+        from mlflow_monitor.gate.policy import set_recipe_tag
+
+        if key == T.RECIPE:
+            return set_recipe_tag(self._inner, name, value, store_uri=self._inner_uri)
         if _owned(key):
             self._refuse(name, key, "setting")
         return self._inner.set_prompt_tag(name, key, value)
 
     def delete_prompt_tag(self, name, key):
+        from mlflow_monitor.gate import tags as T
+        from mlflow_monitor.gate.policy import remove_recipe_tag
+
+        if key == T.RECIPE:
+            return remove_recipe_tag(self._inner, name, store_uri=self._inner_uri)
         if _owned(key):
             self._refuse(name, key, "deleting")
         return self._inner.delete_prompt_tag(name, key)
