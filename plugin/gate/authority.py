@@ -34,7 +34,7 @@ from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
 from mlflow_monitor.gate.escaping import safe_text
 
 __all__ = ["Identity", "Roles", "audit_event", "current_identity", "os_user", "refusal",
-           "roles_for"]
+           "roles_for", "who"]
 
 _logger = logging.getLogger(__name__)
 
