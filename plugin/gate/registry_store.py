@@ -460,7 +460,8 @@ class MonitorRegistryStore:
 def _owned(key) -> bool:
     from mlflow_monitor.gate import tags as T
 
-    return isinstance(key, str) and key.startswith(T.OWNED_PREFIX)
+    return (isinstance(key, str) and key.startswith(T.OWNED_PREFIX)
+            and not key.startswith(T.NOT_OWNED_PREFIXES))
 
 
 def _why_owned(key: str) -> str:

@@ -11,6 +11,9 @@ PREFIX = "mlflow_monitor.gate."
 # Every registry tag (model or version) whose key starts with this is gate-owned: written
 # only by the gate itself or its policy API; the ``monitor:`` store refuses other writes.
 OWNED_PREFIX = "mlflow_monitor."
+# ...except these: bookkeeping of integrations that holds no trust state (the Slack
+# notifier's thread of a version), written through the ordinary client.
+NOT_OWNED_PREFIXES = ("mlflow_monitor.slack.",)
 
 # Registered-model tag that selects the recipe (a built-in name or the YAML text).
 # Mirrors ``mlflow_monitor.recipes.RECIPE_TAG``; kept here so the store never imports pandas.
