@@ -424,3 +424,136 @@ def evaluation_artifact_classes() -> tuple[type, type]:
 
     return TextEvaluationArtifact, JsonEvaluationArtifact
 
+
+
+# ------------------------------------------------------------------------- gate auth --
+# Who is calling the `monitor:` store inside `mlflow server --app-name basic-auth`, and what
+# MLflow's own permission store lets them do on a registered model; plus the registry URI of
+# already-built MlflowClients (enable_gating swaps it). MLflow's auth app has no public
+# Python API for either: the names below are module-level functions of `mlflow.server.auth`
+# (MLflow >= 2.5; the resolver names changed in 3.x, both are tried). Every fallback fails
+# closed: no identity, no permission.
+
+import sys  # noqa: E402  (kept in this section so the area merges stay apart)
+from typing import Any, NamedTuple, Optional  # noqa: E402
+
+__all__ += ["AuthGrant", "client_registry_uri", "live_mlflow_clients", "server_auth_grant",
+            "server_auth_user", "server_request_active", "set_client_registry_uri"]
+
+
+class AuthGrant(NamedTuple):
+    """What MLflow's auth store grants the request's user on one registered model."""
+
+    permission: str  # READ | USE | EDIT | MANAGE | DENY | NO_PERMISSIONS
+    can_update: bool
+    can_manage: bool
+    is_admin: bool
+
+
+def server_request_active() -> bool:
+    """True inside a request handled by ``mlflow server`` (a Flask request context)."""
+    try:
+        import flask
+    except ImportError:
+        return False
+    return bool(flask.has_request_context())
+
+
+def _auth_module() -> Optional[Any]:
+    # Only when the auth app is what this server runs: `--app-name basic-auth` imports it
+    # in the worker; we never import it ourselves (its import builds the auth store).
+    return sys.modules.get("mlflow.server.auth")
+
+
+def server_auth_user() -> Optional[str]:
+    """The user MLflow's auth app authenticated for this request, else None.
+
+    The auth app's ``before_request`` stores it in ``flask.g.mlflow_authenticated_user``
+    (MLflow >= 3.x) after checking the password; older releases are asked again through
+    ``mlflow.server.auth.authenticate_request()``, which returns a werkzeug
+    ``Authorization`` only for valid credentials (a Response otherwise). Never read from a
+    header without that check: without the auth app the ``Authorization`` header is a
+    client's claim.
+    """
+    auth = _auth_module()
+    if auth is None or not server_request_active():
+        return None
+    import flask
+
+    user = getattr(flask.g, "mlflow_authenticated_user", None)
+    if user:
+        return str(user)
+    try:
+        from werkzeug.datastructures import Authorization
+
+        result = auth.authenticate_request()
+    except Exception:
+        return None
+    if isinstance(result, Authorization) and result.username:
+        return str(result.username)
+    return None
+
+
+def server_auth_grant(name: str) -> Optional[AuthGrant]:
+    """The request user's permission on registered model (or prompt) ``name``; None when
+    the server runs no auth app or the lookup fails (the caller then grants nothing).
+
+    Reads ``mlflow.server.auth.store.get_user(user).is_admin`` and the resolver
+    ``_get_registered_model_or_prompt_permission`` (3.x) or
+    ``_get_registered_model_permission`` (2.x), private functions that apply the auth
+    app's own rules (grants, roles, ``default_permission``).
+    """
+    auth = _auth_module()
+    user = server_auth_user()
+    if auth is None or user is None:
+        return None
+    try:
+        is_admin = bool(auth.store.get_user(user).is_admin)
+    except Exception:
+        return None
+    if is_admin:
+        return AuthGrant("ADMIN", True, True, True)
+    perm = None
+    for resolver in ("_get_registered_model_or_prompt_permission", "_get_registered_model_permission"):
+        fn = getattr(auth, resolver, None)
+        if fn is None:
+            continue
+        try:
+            perm = fn(name)
+            break
+        except Exception:
+            continue
+    if perm is None:
+        return None
+    return AuthGrant(str(getattr(perm, "name", "?")), bool(getattr(perm, "can_update", False)),
+                     bool(getattr(perm, "can_manage", False)), False)
+
+
+def live_mlflow_clients() -> list[Any]:
+    """Every ``MlflowClient`` alive in this process (a scan of the garbage collector's
+    objects; a one-off cost of a few ms per 100k objects)."""
+    import gc
+
+    from mlflow.tracking import MlflowClient
+
+    return [o for o in gc.get_objects() if isinstance(o, MlflowClient)]
+
+
+def client_registry_uri(client: Any) -> Optional[str]:
+    """The registry URI an ``MlflowClient`` resolved at construction (``_registry_uri``,
+    private, MLflow 1.x-3.x); None when it keeps it elsewhere."""
+    uri = getattr(client, "_registry_uri", None)
+    return uri if isinstance(uri, str) else None
+
+
+def set_client_registry_uri(client: Any, uri: str) -> bool:
+    """Point an existing ``MlflowClient`` at registry ``uri``: set ``_registry_uri`` and drop
+    its lazily built registry client (``_registry_client_lazy``), so the next registry call
+    builds the store for ``uri``. False (nothing changed) when the client does not keep
+    them under these names."""
+    if client_registry_uri(client) is None:
+        return False
+    client._registry_uri = uri
+    if hasattr(client, "_registry_client_lazy"):
+        client._registry_client_lazy = None
+    return True

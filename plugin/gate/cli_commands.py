@@ -1,7 +1,11 @@
-"""``mlflow-monitor check | recipe set/show | override``: the gate from the command line.
+"""``mlflow-monitor check | recipe set/show/remove | override``: the gate from the command line.
 
 ``check`` runs the same evaluation as a gated promotion without promoting: exit 0 on
 pass, 1 on fail (for CI), 2 on usage errors. Progress goes to stderr.
+
+``recipe set/remove`` and ``override`` go through the ``monitor:`` store, which checks the
+caller's role and audits the change: against a database URI the CLI is the operator (its OS
+user); against an ``http(s)`` server, the server checks the authenticated user.
 """
 
 from __future__ import annotations
@@ -29,6 +33,25 @@ def _registry_store_and_uris() -> tuple[Any, str, Optional[str]]:
         registry_uri = inner_uri_of(registry_uri)
     store = registry_store(registry_uri, tracking_uri)
     return store, registry_uri, tracking_uri
+
+
+def _policy_client() -> Any:
+    """An ``MlflowClient`` whose registry writes pass the ``monitor:`` checks: a database URI
+    is wrapped in ``monitor:`` here; a server URI is left alone (the server's store checks)."""
+    import mlflow
+
+    from mlflow_monitor.gate.registry_store import SCHEME
+
+    uri = mlflow.get_registry_uri()
+    if not uri.startswith((SCHEME + ":", "http://", "https://", "databricks")):
+        uri = f"{SCHEME}:{uri}"
+    return mlflow.MlflowClient(registry_uri=uri)
+
+
+def _fail(exc: Exception) -> "click.ClickException":
+    from mlflow_monitor.gate.escaping import safe_text
+
+    return click.ClickException(safe_text(getattr(exc, "message", str(exc))))
 
 
 def _target(alias: Optional[str], stage: Optional[str]):
@@ -128,9 +151,10 @@ def recipe_set(model: str, source: str) -> None:
     """Validate SOURCE (a YAML file or a built-in name) and attach it to MODEL.
 
     Stored in the registered-model tag mlflow_monitor.recipe: built-in names as the
-    name, files as their validated canonical YAML.
+    name, files as their validated canonical YAML. Needs the policy owner role (MANAGE
+    on the model or an admin; the OS user against a database URI); audited.
     """
-    import mlflow
+    from mlflow.exceptions import MlflowException
 
     from mlflow_monitor.recipes import BUILTIN_RECIPES, RecipeError, load_recipe
 
@@ -147,12 +171,29 @@ def recipe_set(model: str, source: str) -> None:
                 param_hint="SOURCE")
     except RecipeError as exc:
         raise click.ClickException(str(exc)) from None
-    client = mlflow.MlflowClient()
-    client.get_registered_model(model)  # clear MLflow error when it does not exist
-    client.set_registered_model_tag(model, T.RECIPE, value)
+    client = _policy_client()
+    try:
+        client.get_registered_model(model)  # clear MLflow error when it does not exist
+        client.set_registered_model_tag(model, T.RECIPE, value)
+    except MlflowException as exc:
+        raise _fail(exc) from None
     click.echo(f"recipe '{loaded.name or source}' (sha256 {loaded.sha256[:12]}) set on model "
                f"'{model}'; gated: aliases {loaded.triggers.aliases}, stages "
                f"{loaded.triggers.stages}, new versions {loaded.triggers.new_versions}")
+
+
+@recipe.command("remove")
+@click.argument("model")
+def recipe_remove(model: str) -> None:
+    """Detach MODEL's recipe: its promotions are no longer gated (or fall under the
+    server's default policy). Policy owner only; audited."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        _policy_client().delete_registered_model_tag(model, T.RECIPE)
+    except MlflowException as exc:
+        raise _fail(exc) from None
+    click.echo(f"recipe removed from model '{model}'")
 
 
 @recipe.command("show")
@@ -177,17 +218,27 @@ def recipe_show(model: str) -> None:
 @click.command()
 @click.argument("model")
 @click.argument("version")
-@click.option("--reason", required=True, help="Why this version may skip the gate once (recorded).")
-def override(model: str, version: str, reason: str) -> None:
-    """Break glass: let the next gated promotion of MODEL VERSION through, once, recorded."""
+@click.option("--reason", default=None, help="Request: why this version may skip the gate once (recorded).")
+@click.option("--approve", is_flag=True, help="Approve the pending request (a different person, MANAGE).")
+def override(model: str, version: str, reason: Optional[str], approve: bool) -> None:
+    """Break glass, four eyes: request (--reason) or approve (--approve) an override that
+    lets the next gated promotion of MODEL VERSION through once; each step is audited."""
     from mlflow.exceptions import MlflowException
 
-    from mlflow_monitor.gate.override import request_override
-
+    if (reason is None) == (not approve):
+        raise click.UsageError("give --reason REASON (request) or --approve, one of them")
+    client = _policy_client()
     try:
-        request_override(model, version, reason)
+        if approve:
+            client.set_model_version_tag(model, version, T.OVERRIDE_APPROVE, "approved")
+        else:
+            client.set_model_version_tag(model, version, T.OVERRIDE, reason)
     except MlflowException as exc:
-        raise click.ClickException(exc.message) from None
-    click.echo(f"override set on model '{model}' version {version}: the next gated promotion "
-               "goes through without evaluation and is recorded "
-               f"(tag {T.OVERRIDE_USED}, audit log)")
+        raise _fail(exc) from None
+    if approve:
+        click.echo(f"override approved on model '{model}' version {version}: the next gated "
+                   f"promotion goes through without evaluation and is recorded (tag {T.OVERRIDE_USED}, "
+                   "audit log)")
+    else:
+        click.echo(f"override requested on model '{model}' version {version}; a different person "
+                   f"with MANAGE approves it: mlflow-monitor override '{model}' {version} --approve")

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import datetime as _dt
-import getpass
-import os
 
 __all__ = ["current_user", "utc_now"]
 
@@ -15,22 +13,9 @@ def utc_now() -> str:
 
 
 def current_user() -> str:
-    """The REST caller (``mlflow server`` with auth) if any, else ``MLFLOW_MONITOR_USER``,
-    else the OS user."""
-    try:
-        import flask
+    """Who is promoting: the user MLflow's auth app authenticated (``mlflow server
+    --app-name basic-auth``), ``anonymous`` on a server without auth, else the OS user.
+    Never a header, tag or environment variable a client sets (see :mod:`.authority`)."""
+    from mlflow_monitor.gate.authority import current_identity
 
-        if flask.has_request_context():
-            auth = flask.request.authorization
-            if auth is not None and auth.username:
-                return str(auth.username)
-            return f"rest:{flask.request.remote_addr or 'unknown'}"
-    except Exception:
-        pass
-    user = os.environ.get("MLFLOW_MONITOR_USER")
-    if user:
-        return user
-    try:
-        return getpass.getuser()
-    except Exception:
-        return "unknown"
+    return current_identity().label

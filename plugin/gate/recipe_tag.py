@@ -1,4 +1,5 @@
-"""Reading a registered model's recipe from its tag ``mlflow_monitor.recipe``."""
+"""Reading a registered model's recipe from its tag ``mlflow_monitor.recipe``, or the
+operator's default policy (:mod:`.policy`) for a model without one."""
 
 from __future__ import annotations
 
@@ -8,13 +9,56 @@ from mlflow_monitor.gate import tags as T
 from mlflow_monitor.gate.escaping import safe_text
 from mlflow_monitor.recipes import BUILTIN_RECIPES, Recipe, RecipeError, load_recipe
 
-__all__ = ["load_recipe_tag", "recipe_tag_of"]
+__all__ = ["load_recipe_tag", "own_recipe_tag_of", "recipe_tag_of"]
+
+
+def own_recipe_tag_of(store: Any, name: str) -> Optional[str]:
+    """The recipe tag of registered model (or prompt) ``name`` in registry ``store``, or None."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        model = store.get_registered_model(name)
+    except MlflowException as exc:
+        prompt = _prompt_or_none(store, name)
+        if prompt is None:
+            raise exc
+        return (prompt.tags or {}).get(T.RECIPE)
+    return (model.tags or {}).get(T.RECIPE)
+
+
+def _prompt_or_none(store: Any, name: str) -> Any:
+    """The prompt ``name`` (MLflow keeps prompts apart from registered models), or None."""
+    get_prompt = getattr(store, "get_prompt", None)
+    if get_prompt is None:
+        return None
+    try:
+        return get_prompt(name)
+    except Exception:
+        return None
+
+
+def is_prompt(store: Any, name: str) -> bool:
+    """Whether ``name`` is a prompt rather than a registered model."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        store.get_registered_model(name)
+        return False
+    except MlflowException:
+        return _prompt_or_none(store, name) is not None
 
 
 def recipe_tag_of(store: Any, name: str) -> Optional[str]:
-    """The recipe tag of registered model ``name`` in registry ``store``; None: not gated."""
-    model = store.get_registered_model(name)
-    return (model.tags or {}).get(T.RECIPE)
+    """The recipe the gate applies to ``name``: its own tag, else the operator's default
+    policy recipe (gating only the protected targets); None: not gated. (A ``block``
+    default policy is enforced by the store before the gate runs.)"""
+    own = own_recipe_tag_of(store, name)
+    if own is not None:
+        return own
+    from mlflow_monitor.gate.policy import default_policy
+
+    policy = default_policy()
+    return policy.recipe_text if policy is not None else None
 
 
 def load_recipe_tag(source: Any) -> Recipe:

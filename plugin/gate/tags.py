@@ -8,6 +8,13 @@ from __future__ import annotations
 
 PREFIX = "mlflow_monitor.gate."
 
+# Every registry tag (model or version) whose key starts with this is gate-owned: written
+# only by the gate itself or its policy API; the ``monitor:`` store refuses other writes.
+OWNED_PREFIX = "mlflow_monitor."
+# ...except these: bookkeeping of integrations that holds no trust state (the Slack
+# notifier's thread of a version), written through the ordinary client.
+NOT_OWNED_PREFIXES = ("mlflow_monitor.slack.",)
+
 # Registered-model tag that selects the recipe (a built-in name or the YAML text).
 # Mirrors ``mlflow_monitor.recipes.RECIPE_TAG``; kept here so the store never imports pandas.
 RECIPE = "mlflow_monitor.recipe"
@@ -22,10 +29,14 @@ REASON = PREFIX + "reason"  # short, escaped: failed rules or the error
 DRIFT_SHARE = PREFIX + "drift_share"
 CHAMPION = PREFIX + "champion_version"
 AUDIT = PREFIX + "audit"  # "<user> <timestamp> <target> <verdict>", the last decision
-# Break-glass: set to a reason; lets exactly one gated promotion of this version
-# through, is recorded, then deleted (consumed).
-OVERRIDE = PREFIX + "override"
-OVERRIDE_USER = PREFIX + "override_user"  # who asked for it (set by the CLI/API)
+# Break-glass, four eyes: a request (anyone who may promote: set OVERRIDE to a reason),
+# an approval by a different person with the approver role (set OVERRIDE_APPROVE), then
+# exactly one gated promotion of this version goes through; recorded, then deleted.
+OVERRIDE = PREFIX + "override"  # the reason (the request)
+OVERRIDE_USER = PREFIX + "override_user"  # who requested it: written by the store, never a client
+OVERRIDE_REQUESTED_AT = PREFIX + "override_requested_at"
+OVERRIDE_APPROVE = PREFIX + "override_approve"  # set it to approve; never stored
+OVERRIDE_APPROVED_BY = PREFIX + "override_approved_by"  # written by the store from the approver
 OVERRIDE_USED = PREFIX + "override_used"  # "<reason> (by <user> at <timestamp>, <target>)"
 
 # Verdict values.

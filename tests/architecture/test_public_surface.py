@@ -22,7 +22,7 @@ ENTRY_POINTS = {
 CLI_COMMANDS = {
     "check": [],
     "override": [],
-    "recipe": ["set", "show"],
+    "recipe": ["remove", "set", "show"],
     "report": [],
     "slack": ["replay"],
 }

@@ -150,7 +150,7 @@ def test_alias_not_in_triggers_passes_through_unevaluated(client, tmp_path):
 
     assert _alias_version(client, "candidate") == version
     assert T.VERDICT not in client.get_model_version(MODEL, version).tags
-    assert read_audit_log() == []
+    assert [r for r in read_audit_log() if r.get("event") != "policy_change"] == []  # no verdict
 
 
 def test_model_without_recipe_is_not_gated(client):
@@ -185,7 +185,7 @@ def test_every_decision_is_appended_to_audit_log(client, tmp_path):
     _set_recipe(client, tmp_path, holdout)
     client.set_registered_model_alias(MODEL, "champion", version)
 
-    records = read_audit_log()
+    records = [r for r in read_audit_log() if r.get("event") in (None, "verdict")]
     assert [(r["version"], r["target"], r["verdict"]) for r in records] == [
         (version, "alias:champion", "BLOCKED"), (version, "alias:champion", "PASSED")]
     assert all(r["user"] for r in records)

@@ -40,6 +40,13 @@ def client(server):
     return MlflowClient(tracking_uri=server.url, registry_uri=server.url)
 
 
+def _set_recipe(server, model, recipe):
+    """As the operator: a server without auth takes no policy change over REST, so the
+    recipe is set through the store (the database), as `mlflow-monitor recipe set` does."""
+    MlflowClient(registry_uri=f"monitor:sqlite:///{server.workdir / 'server.db'}").set_registered_model_tag(
+        model, T.RECIPE, recipe)
+
+
 def _alias_url(server):
     return server.url + "/api/2.0/mlflow/registered-models/alias"
 
@@ -48,7 +55,7 @@ def test_rest_alias_set_blocked_with_http_400_and_alias_unchanged(server, client
     model = "srv-blocked"
     version = train_version(client, model)
     path = write_current(tmp_path, drifted(breast_cancer_frames()[1]))
-    client.set_registered_model_tag(model, T.RECIPE, recipe_yaml(path))
+    _set_recipe(server, model, recipe_yaml(path))
 
     resp = requests.post(_alias_url(server), json={"name": model, "alias": "champion",
                                                    "version": version}, timeout=120)
@@ -67,11 +74,11 @@ def test_rest_alias_set_blocked_with_http_400_and_alias_unchanged(server, client
     assert json.loads(audit[-1])["verdict"] == "BLOCKED"
 
 
-def test_client_alias_set_through_server_passes_when_rules_hold(client, tmp_path):
+def test_client_alias_set_through_server_passes_when_rules_hold(server, client, tmp_path):
     model = "srv-passing"
     version = train_version(client, model)
     path = write_current(tmp_path, breast_cancer_frames()[1])
-    client.set_registered_model_tag(model, T.RECIPE, recipe_yaml(path))
+    _set_recipe(server, model, recipe_yaml(path))
 
     client.set_registered_model_alias(model, "champion", version)
 
@@ -81,11 +88,11 @@ def test_client_alias_set_through_server_passes_when_rules_hold(client, tmp_path
     assert client.get_run(mv.run_id).data.metrics["monitor/accuracy"] >= 0.8
 
 
-def test_rest_stage_transition_blocked_when_rule_fails(client, tmp_path):
+def test_rest_stage_transition_blocked_when_rule_fails(server, client, tmp_path):
     model = "srv-stage"
     version = train_version(client, model)
     path = write_current(tmp_path, drifted(breast_cancer_frames()[1]))
-    client.set_registered_model_tag(model, T.RECIPE, recipe_yaml(path))
+    _set_recipe(server, model, recipe_yaml(path))
 
     with pytest.raises(MlflowException) as err:
         client.transition_model_version_stage(model, version, "Production")
