@@ -32,7 +32,7 @@ from mlflow_monitor.gate.audit_file import FileAudit, audit_log_path
 from mlflow_monitor.gate.audit_sql import SqlAudit
 
 __all__ = ["AuditReport", "append_audit", "audit_log_path", "audit_scope", "audit_store", "read_audit_log",
-           "verify_audit"]
+           "resolve_store_uri", "verify_audit", "verify_store"]
 
 AuditStore = Union[SqlAudit, FileAudit]
 
@@ -104,6 +104,7 @@ class AuditReport:
 
     source: str
     records: int
+    last_seq: int
     keyed: bool
     problems: list[Problem]
     notes: list[str]
@@ -115,8 +116,13 @@ class AuditReport:
 
 def verify_audit(store_uri: Optional[str] = None, *, path: Optional[Path] = None) -> AuditReport:
     """Check every record of the audit (``path``'s file, else ``store_uri``'s)."""
-    store: AuditStore = FileAudit(path) if path is not None else audit_store(store_uri)
+    return verify_store(FileAudit(path) if path is not None else audit_store(store_uri))
+
+
+def verify_store(store: AuditStore) -> AuditReport:
+    """Check every record of ``store`` (see :func:`audit_store`)."""
     rows = list(store.rows())
     key = audit_key()
     problems, notes = verify_rows(rows, key=key, head=store.head())
-    return AuditReport(store.describe(), len(rows), key is not None, problems, notes)
+    return AuditReport(store.describe(), len(rows), rows[-1].seq if rows else 0, key is not None,
+                       problems, notes)

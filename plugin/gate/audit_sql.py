@@ -109,13 +109,20 @@ class SqlAudit:
         with _ready_guard:
             if self.db.uri in _ready:
                 return
+            self._create_or_migrate()
+            _ready.add(self.db.uri)
+
+    def _create_or_migrate(self) -> None:
         import sqlalchemy as sa
 
-        try:
-            _META.create_all(self._engine, checkfirst=True)
-        except sa.exc.DBAPIError:  # another process created them at the same moment
-            if not sa.inspect(self._engine).has_table(HEAD_TABLE):
-                raise
+        for attempt in range(_ATTEMPTS):
+            try:
+                _META.create_all(self._engine, checkfirst=True)
+                break
+            except sa.exc.DBAPIError:  # another process is creating them at this moment
+                if attempt == _ATTEMPTS - 1:
+                    raise
+                time.sleep(0.1 * (attempt + 1))
         with self._engine.begin() as conn:
             row = conn.execute(sa.select(_HEAD).where(_HEAD.c.id == 1)).first()
         if row is None:
@@ -127,8 +134,6 @@ class SqlAudit:
                 pass  # a concurrent first writer made it
         else:
             self._migrate(int(row.schema_version))
-        with _ready_guard:
-            _ready.add(self.db.uri)
 
     def _migrate(self, found: int) -> None:
         import sqlalchemy as sa
