@@ -5,7 +5,6 @@ One server for the module; each test uses its own registered model.
 
 from __future__ import annotations
 
-
 import mlflow
 import pytest
 import requests
