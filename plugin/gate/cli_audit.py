@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import click
@@ -45,12 +46,15 @@ def audit() -> None:
 
 @audit.command()
 @click.option("--registry-uri", default=None, help=_REGISTRY_HELP)
-def verify(registry_uri: Optional[str]) -> None:
+@click.option("--file", "path", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Verify this JSONL chain instead (an 'audit export', or a local gate.jsonl).")
+def verify(registry_uri: Optional[str], path: Optional[Path]) -> None:
     """Check every audit record: exit 1 naming each one edited, deleted or reordered."""
     from mlflow_monitor.gate.audit import verify_store
     from mlflow_monitor.gate.audit_chain import ENV_KEY
+    from mlflow_monitor.gate.audit_file import FileAudit
 
-    report = verify_store(_store(registry_uri))
+    report = verify_store(FileAudit(path) if path is not None else _store(registry_uri))
     keyed = f"HMAC checked with {ENV_KEY}" if report.keyed else f"no HMAC key ({ENV_KEY} not set): hashes only"
     click.echo(f"audit: {report.records} records in {report.source}; {keyed}")
     for note in report.notes:

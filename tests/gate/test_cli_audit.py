@@ -110,3 +110,16 @@ def test_an_unreachable_database_is_a_clear_error_without_its_password(mlflow_db
     assert result.exit_code == 1
     assert "cannot open the audit of postgresql+psycopg://***@127.0.0.1:1/nope" in result.output
     assert "hunter22" not in result.output
+
+
+def test_an_export_verifies_as_a_file_and_an_edited_copy_does_not(mlflow_db, tmp_path):
+    _fill()
+    out = tmp_path / "audit.jsonl"
+    CliRunner().invoke(main, ["audit", "export", "-o", str(out)])
+
+    intact = CliRunner().invoke(main, ["audit", "verify", "--file", str(out)])
+    out.write_text(out.read_text().replace("OVERRIDDEN", "PASSED"))
+    edited = CliRunner().invoke(main, ["audit", "verify", "--file", str(out)])
+
+    assert intact.exit_code == 0 and f"local file {out}" in intact.output
+    assert edited.exit_code == 1 and "record 3 (id " in edited.output and "(edited)" in edited.output
