@@ -65,7 +65,7 @@ def _tables() -> tuple[Any, Any, Any]:
         sa.Column("ts", sa.String(40), nullable=False),
         sa.Column("event", sa.String(64), nullable=False),
         sa.Column("model_name", sa.String(256)),
-        sa.Column("version", sa.String(64)),
+        sa.Column("version", sa.String(256)),
         sa.Column("target", sa.String(256)),
         sa.Column("actor", sa.String(256)),
         sa.Column("record", long_text, nullable=False),
