@@ -13,6 +13,7 @@ import click
 
 # name -> "module:attribute" of a click command or group
 _SUBCOMMANDS = {
+    "audit": "mlflow_monitor.gate.cli_audit:audit",
     "check": "mlflow_monitor.gate.cli_commands:check",
     "recipe": "mlflow_monitor.gate.cli_commands:recipe",
     "override": "mlflow_monitor.gate.cli_commands:override",

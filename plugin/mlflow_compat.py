@@ -557,3 +557,21 @@ def set_client_registry_uri(client: Any, uri: str) -> bool:
     if hasattr(client, "_registry_client_lazy"):
         client._registry_client_lazy = None
     return True
+
+# --------------------------------------------------------------------------- gate db --
+# The audit table and the promotion locks live in the registry's own database; inside
+# `mlflow server` the gate finds that database's URI where the server put it.
+
+__all__ += ["server_registry_store_uri"]
+
+
+def server_registry_store_uri() -> Optional[str]:
+    """The ``--registry-store-uri`` of the ``mlflow server`` this process runs in, else None.
+
+    ``REGISTRY_STORE_URI_ENV_VAR`` (``_MLFLOW_SERVER_REGISTRY_STORE``), in
+    ``mlflow.server.constants`` from 3.8 and ``mlflow.server`` before (see
+    :func:`_server_env_var`). Set only when the server got ``--registry-store-uri``; without
+    it the server's registry is its backend store, which it also makes the process's
+    registry URI (``mlflow.get_registry_uri()``), where callers look next.
+    """
+    return os.environ.get(_server_env_var("REGISTRY_STORE_URI_ENV_VAR", "_MLFLOW_SERVER_REGISTRY_STORE")) or None

@@ -4,17 +4,18 @@
 promotion it
 
 1. resolves the registered model's recipe (tag ``mlflow_monitor.recipe``); none: pass-through;
-2. takes a per-(registry, model, target) lock (:mod:`.promotion_lock`), so the verdict and
-   the alias/stage change happen together and a failing version can never end up
-   holding the target;
-3. consumes a break-glass override if one is set on the version (:mod:`.override`);
-4. evaluates (:mod:`.evaluation`): reference + current data, validation, drift verdict,
+2. takes the per-(registry, model, target) lock (:mod:`.promotion_lock`: the registry
+   database's own lock, so replicas of ``mlflow server`` queue too) and, under it,
+3. re-reads the recipe and the version holding the target (the champion of this moment,
+   recorded in the audit as ``champion_before``);
+4. consumes a break-glass override if one is set on the version (:mod:`.override`);
+5. evaluates (:mod:`.evaluation`): reference + current data, validation, drift verdict,
    performance (with the candidate's predictions), the champion on the same data, rules,
    the Evidently report;
-5. promotes (pass) or raises ``MlflowException(BAD_REQUEST)`` (HTTP 400) listing every
+6. promotes (pass) or raises ``MlflowException(BAD_REQUEST)`` (HTTP 400) listing every
    failed rule, its actual value, its threshold and the report location;
-6. records the decision (:mod:`.recorder`: artifacts, tags, audit log) and publishes a
-   ``Verdict``.
+7. records the decision (:mod:`.recorder`: artifacts, tags, the audit chain in the
+   registry's database) and publishes a ``Verdict`` -- still under the lock.
 
 Time budget: the verdict (drift on all rows, metrics, rules) runs in the caller's
 request; the HTML report is built from a bounded seeded sample (``report.sample_size``)
@@ -23,15 +24,15 @@ and a report failure never changes the verdict. See ``docs/gate.md``.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from typing import Any, Callable, Optional, TypeVar
 
 from mlflow_monitor.gate import tags as T
+from mlflow_monitor.gate.audit import audit_scope
 from mlflow_monitor.gate.decision import NOT_GATED, Decision, Target
 from mlflow_monitor.gate.errors import invalid_input, promotion_blocked
 from mlflow_monitor.gate.escaping import safe_text
-from mlflow_monitor.gate.evaluation import CandidateEvaluator
+from mlflow_monitor.gate.evaluation import CandidateEvaluator, champion_of
 from mlflow_monitor.gate.override import consume_override
 from mlflow_monitor.gate.promotion_lock import promotion_lock
 from mlflow_monitor.gate.provenance import current_user, utc_now
@@ -50,17 +51,21 @@ class PromotionGate:
 
     def __init__(self, inner: Any, *, inner_uri: str, tracking_uri: Optional[str]) -> None:
         self._inner = inner
-        self._lock_key = hashlib.sha256(inner_uri.encode()).hexdigest()[:16]
+        self._inner_uri = inner_uri  # the registry database: its audit table and its locks
         self._tracking_uri = tracking_uri
         self._recorder = DecisionRecorder(inner, self.tracking_uri)
 
     # -- entry points -----------------------------------------------------------------
     def enforce(self, name: str, version: str, target: Target, promote: Callable[[], R]) -> R:
         """Run ``promote`` only if the gate allows promoting ``version`` of ``name`` to ``target``."""
-        recipe_text = recipe_tag_of(self._inner, name)
-        if recipe_text is None:
+        if recipe_tag_of(self._inner, name) is None:
             return promote()  # not gated: no recipe on this model
-        with promotion_lock(self._lock_key, name, target.label):
+        with promotion_lock(self._inner_uri, name, target.label), \
+                audit_scope(self._inner_uri) as audit_extra:
+            recipe_text = recipe_tag_of(self._inner, name)  # the policy of this moment
+            if recipe_text is None:
+                return promote()
+            audit_extra["champion_before"] = self._holder(name, target)
             decision = self._decide(name, version, target, recipe_text)
             if decision.verdict == NOT_GATED:
                 return promote()
@@ -71,6 +76,11 @@ class PromotionGate:
             self._recorder.record(decision, version_tags=True)
         return result
 
+    def _holder(self, name: str, target: Target) -> Optional[str]:
+        """The version holding ``target`` now (read under the lock), else None."""
+        holder = champion_of(self._inner, name, target, candidate="")
+        return None if holder is None else str(holder.version)
+
     def on_new_version(self, mv: Any) -> Optional[Decision]:
         """Advisory check of a just-created version (recipe ``triggers.new_versions``).
 
@@ -78,6 +88,14 @@ class PromotionGate:
         the version cannot reach users until an alias or stage promotion, which is gated.
         """
         try:
+            return self._on_new_version(mv)
+        except Exception as exc:  # a new version must never fail because of the gate
+            _logger.warning("mlflow-monitor: new-version check of '%s' failed: %s",
+                            safe_text(getattr(mv, "name", "?")), redact(str(exc)))
+            return None
+
+    def _on_new_version(self, mv: Any) -> Optional[Decision]:
+        with audit_scope(self._inner_uri):
             recipe_text = recipe_tag_of(self._inner, mv.name)
             if recipe_text is None:
                 return None
@@ -90,10 +108,6 @@ class PromotionGate:
             decision.allowed = True
             self._recorder.record(decision, version_tags=decision.evaluation is not None)
             return decision
-        except Exception as exc:  # a new version must never fail because of the gate
-            _logger.warning("mlflow-monitor: new-version check of '%s' failed: %s",
-                            safe_text(getattr(mv, "name", "?")), redact(str(exc)))
-            return None
 
     def check(
         self,
@@ -120,8 +134,9 @@ class PromotionGate:
     def record(self, decision: Decision, *, version_tags: bool, artifacts: Optional[bool] = None,
                publish: bool = True) -> None:
         """Log artifacts/metrics, tag the version (optional), audit and publish ``decision``."""
-        self._recorder.record(decision, version_tags=version_tags, artifacts=artifacts,
-                              publish=publish)
+        with audit_scope(self._inner_uri):
+            self._recorder.record(decision, version_tags=version_tags, artifacts=artifacts,
+                                  publish=publish)
 
     def tracking_uri(self) -> Optional[str]:
         """Inside ``mlflow server`` the backend store; else the URI given or current."""

@@ -20,6 +20,7 @@ ENTRY_POINTS = {
 }
 
 CLI_COMMANDS = {
+    "audit": ["export", "show", "verify"],
     "check": [],
     "override": [],
     "recipe": ["remove", "set", "show"],

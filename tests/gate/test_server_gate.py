@@ -5,8 +5,6 @@ One server for the module; each test uses its own registered model.
 
 from __future__ import annotations
 
-import json
-
 import mlflow
 import pytest
 import requests
@@ -70,8 +68,10 @@ def test_rest_alias_set_blocked_with_http_400_and_alias_unchanged(server, client
     folder = mv.tags[T.REPORT].split(f"runs:/{mv.run_id}/", 1)[1]
     names = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(mv.run_id, folder)}
     assert {"summary.json", "report.html"} <= names
-    audit = (server.workdir / "monitor_home" / "audit" / "gate.jsonl").read_text().splitlines()
-    assert json.loads(audit[-1])["verdict"] == "BLOCKED"
+    from mlflow_monitor.gate.audit import read_audit_log
+
+    audit = read_audit_log(store_uri=server.registry_store_uri)  # the table in the server's database
+    assert audit[-1]["verdict"] == "BLOCKED" and audit[-1]["model_name"] == model
 
 
 def test_client_alias_set_through_server_passes_when_rules_hold(server, client, tmp_path):
