@@ -49,7 +49,7 @@ def admin(server, monkeypatch):
 
 
 def _audit(server, event=None, model=None):
-    records = read_audit_log(server.workdir / "monitor_home" / "audit" / "gate.jsonl")
+    records = read_audit_log(store_uri=server.registry_store_uri)  # the table in the server's database
     return [r for r in records if (event is None or r.get("event") == event)
             and (model is None or r.get("model_name") == model)]
 
