@@ -424,3 +424,15 @@ def evaluation_artifact_classes() -> tuple[type, type]:
 
     return TextEvaluationArtifact, JsonEvaluationArtifact
 
+
+
+# --------------------------------------------------------------------- gate contract --
+# (the server's default artifact root, for the data roots the gate may read on a server)
+
+__all__ += ["server_artifact_root"]
+
+
+def server_artifact_root() -> Optional[str]:
+    """The ``--default-artifact-root`` of the ``mlflow server`` this process runs in, else None
+    (same environment-variable hand-over as :func:`server_backend_store_uri`)."""
+    return os.environ.get(_server_env_var("ARTIFACT_ROOT_ENV_VAR", "_MLFLOW_SERVER_ARTIFACT_ROOT")) or None

@@ -169,6 +169,12 @@ def _predict(model_uri: str, frame: Any, features: list[str], *, who: str) -> An
     try:
         return predict_frame(model_uri, frame, features)
     except Exception as exc:
+        from mlflow_monitor.gate.data_access import in_server
+
+        if in_server():  # schema errors quote data values: the operator's log gets them, not the caller
+            _logger.warning("mlflow-monitor: %s failed to load or predict: %s", who, redact(str(exc))[:2000])
+            raise RuntimeError(f"{who} failed to load or predict ({type(exc).__name__}; "
+                               "details in the server log)") from None
         raise RuntimeError(f"{who} failed to load or predict: {redact(str(exc))[:500]}") from exc
 
 
