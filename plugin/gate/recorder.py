@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -30,7 +31,7 @@ from mlflow_monitor.gate.escaping import is_finite, json_safe, markdown_text, sa
 from mlflow_monitor.gate.evidence import EVIDENCE_TAG
 from mlflow_monitor.redaction import redact
 
-__all__ = ["VERDICT_LINE_PREFIX", "DecisionRecorder", "describe", "replace_description_block", "verdict_line"]
+__all__ = ["VERDICT_LINE_MARK", "DecisionRecorder", "describe", "replace_description_block", "verdict_line"]
 
 _logger = logging.getLogger(__name__)
 
@@ -125,8 +126,10 @@ class DecisionRecorder:
         self._inner.update_model_version(name, version, description=text)
 
 
-#: Start of the readable verdict line written just before our description block.
-VERDICT_LINE_PREFIX = "mlflow-monitor gate: "
+#: Follows the verdict at the start of the readable line written before our description
+#: block: ``BLOCKED (mlflow-monitor gate) for alias:champion · ...`` (the verdict first:
+#: MLflow's versions table shows only the first few characters).
+VERDICT_LINE_MARK = " (mlflow-monitor gate) "
 
 
 def verdict_line(decision: Decision) -> str:
@@ -135,12 +138,13 @@ def verdict_line(decision: Decision) -> str:
     the evidence. Markdown-escaped."""
     md = markdown_text
     ev = decision.evaluation
-    parts = [f"{VERDICT_LINE_PREFIX}{decision.verdict} for {md(decision.target.label)}"]
+    parts = [f"{decision.verdict}{VERDICT_LINE_MARK}for {md(decision.target.label)}"]
     if decision.error:
         parts.append(f"evaluation error ({md(decision.error.split(':', 1)[0][:40])})")
     elif ev is not None and ev.failed_rules:
         more = f" (+{len(ev.failed_rules) - 1} more)" if len(ev.failed_rules) > 1 else ""
-        parts.append(f"{md(ev.failed_rules[0].rule[:60])} failed{more}")
+        rule = _plain_rule(ev.failed_rules[0].rule)
+        parts.append(f"{rule} failed{more}" if rule else f"{len(ev.failed_rules)} failed rule(s)")
     elif decision.override_reason is not None:
         parts.append(f"override by {md(decision.user)}")
     elif ev is not None:
@@ -194,11 +198,23 @@ def replace_description_block(description: str, block: str, headline: Optional[s
     return ours
 
 
+_PLAIN_RULE = re.compile(r"[A-Za-z0-9_ .<>=!+-]{1,60}")
+
+
+def _plain_rule(rule: str) -> Optional[str]:
+    """``rule`` when it reads the same as raw text and as markdown (the versions table shows
+    the description raw, the version page renders it), else None."""
+    if _PLAIN_RULE.fullmatch(rule) and not re.search(r"<[A-Za-z/!?]|^[>\s]|__", rule):
+        return rule
+    return None
+
+
 def _verdict_line_start(description: str, begin_at: int) -> int:
     """Where our verdict line before the marker at ``begin_at`` starts (``begin_at`` if none)."""
     before = description[:begin_at].rstrip("\n")
     line_start = before.rfind("\n") + 1
-    if before[line_start:].startswith(VERDICT_LINE_PREFIX):
+    first, _, rest = before[line_start:].partition(" ")
+    if first.isupper() and (" " + rest).startswith(VERDICT_LINE_MARK):
         return line_start
     return begin_at
 

@@ -83,7 +83,7 @@ def test_labels_equal_to_own_predictions_pass_but_are_labelled_self_reported():
     assert mv.tags[T.VERDICT] == T.PASSED
     assert mv.tags[EVIDENCE_TAG] == SELF_REPORTED
     first_line = mv.description.splitlines()[0]
-    assert first_line.startswith("mlflow-monitor gate: PASSED for alias:champion")
+    assert first_line.startswith("PASSED (mlflow-monitor gate) for alias:champion")
     assert first_line.endswith("evidence self-reported")
     assert "evidence: self\\-reported: reference" in mv.description
     folder = mv.tags[T.REPORT].split(f"runs:/{mv.run_id}/", 1)[1]
