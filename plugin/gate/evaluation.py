@@ -185,9 +185,13 @@ def _evidence_refused(evidence: Evidence) -> Evaluation:
 def _load_reference(run_id: str, tracking_uri: Optional[str]) -> Any:
     from mlflow import MlflowClient
 
+    from mlflow_monitor.gate.data_access import check_location
     from mlflow_monitor.reference import load_reference
 
-    return load_reference(run_id, client=MlflowClient(tracking_uri=tracking_uri))
+    client = MlflowClient(tracking_uri=tracking_uri)
+    # on a server: the run's artifact location must be one the server may read
+    check_location(f"runs:/{run_id}/", what="reference run", client=client)
+    return load_reference(run_id, client=client)
 
 
 def _load_current(recipe: "Recipe", run_id: str, tracking_uri: Optional[str]) -> Any:

@@ -9,11 +9,10 @@
 
 from __future__ import annotations
 
-import threading
 import textwrap
+import threading
 
 import mlflow
-import pandas as pd
 import pytest
 import requests
 from mlflow import MlflowClient
@@ -253,3 +252,19 @@ def test_real_server_refuses_a_host_file_with_http_400_and_no_contents(tmp_path)
         assert client.get_registered_model("host-file").aliases == {}
     finally:
         srv.stop()
+
+
+def test_server_refuses_a_reference_run_whose_artifacts_are_on_the_host(in_server, tmp_path):
+    from mlflow_monitor.gate.data_access import DataLocationRefused
+    from mlflow_monitor.gate.decision import Target
+    from mlflow_monitor.gate.evaluation import CandidateEvaluator
+
+    client = MlflowClient()
+    exp = client.create_experiment("host-reference", artifact_location=str(tmp_path / "host"))
+    run = client.create_run(exp)
+    mv = type("MV", (), {"run_id": run.info.run_id, "version": "1"})()
+    recipe = load_recipe({"task": "drift", "current": "s3://bucket/current.parquet"})
+
+    with pytest.raises(DataLocationRefused, match=r"reference run \(artifact location of run .*\) "
+                                                  r".* outside the allowed data roots"):
+        CandidateEvaluator(None, mlflow.get_tracking_uri(), recipe).run("m", mv, Target("alias", "champion"))

@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-from pathlib import Path
 
 import mlflow
 import pytest
