@@ -78,6 +78,8 @@ class Verdict:
     user: Optional[str] = None
     notify: Optional[dict[str, Any]] = None  # the recipe's `notify:` section, if any
     timestamp: float = dataclasses.field(default_factory=time.time)
+    # "owned", or "self-reported: <inputs the promoter could write>"; None when not evaluated
+    evidence: Optional[str] = None
 
     @property
     def dedup_key(self) -> str:

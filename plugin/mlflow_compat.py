@@ -575,3 +575,14 @@ def server_registry_store_uri() -> Optional[str]:
     registry URI (``mlflow.get_registry_uri()``), where callers look next.
     """
     return os.environ.get(_server_env_var("REGISTRY_STORE_URI_ENV_VAR", "_MLFLOW_SERVER_REGISTRY_STORE")) or None
+
+# --------------------------------------------------------------------- gate contract --
+# (the server's default artifact root, for the data roots the gate may read on a server)
+
+__all__ += ["server_artifact_root"]
+
+
+def server_artifact_root() -> Optional[str]:
+    """The ``--default-artifact-root`` of the ``mlflow server`` this process runs in, else None
+    (same environment-variable hand-over as :func:`server_backend_store_uri`)."""
+    return os.environ.get(_server_env_var("ARTIFACT_ROOT_ENV_VAR", "_MLFLOW_SERVER_ARTIFACT_ROOT")) or None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from importlib import resources
 from pathlib import Path
-from typing import Any, Mapping, Union
+from typing import Any, Mapping, Optional, Union
 
 import pydantic
 import yaml
@@ -17,6 +17,11 @@ RECIPE_TAG = "mlflow_monitor.recipe"
 
 #: Names of the recipes shipped in ``recipes/builtin/*.yaml``.
 BUILTIN_RECIPES = ("classification", "regression", "drift")
+
+#: Largest recipe accepted, in bytes of UTF-8 text (a recipe is a page of YAML).
+MAX_RECIPE_BYTES = 64 * 1024
+#: Most values (mappings, lists and scalars, counted recursively) a recipe may hold.
+MAX_RECIPE_NODES = 10_000
 
 
 class RecipeError(ValueError):
@@ -81,8 +86,14 @@ def _from_file(path: Path) -> Recipe:
 
 
 def _from_text(text: str, origin: str) -> Recipe:
+    size = len(text.encode("utf-8", errors="replace"))
+    if size > MAX_RECIPE_BYTES:
+        raise RecipeError(origin, [
+            f"(root): recipe is {size} bytes; expected at most {MAX_RECIPE_BYTES} bytes (64 KiB)"])
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_PlainYamlLoader)  # noqa: S506 (a SafeLoader, see below)
+    except _ForbiddenYaml as exc:
+        raise RecipeError(origin, [str(exc)]) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
@@ -97,12 +108,76 @@ def _from_text(text: str, origin: str) -> Recipe:
 
 
 def _validate(data: dict[str, Any], origin: str) -> Recipe:
+    problem = _shape_problem(data)
+    if problem:
+        raise RecipeError(origin, [problem])
     try:
         return Recipe.model_validate(data)
     except pydantic.ValidationError as exc:
         errors = _format_errors(exc)
         errors += [e for e in _rule_problems(data) if e not in errors]
         raise RecipeError(origin, errors) from None
+
+
+class _ForbiddenYaml(yaml.YAMLError):
+    """A YAML feature recipes do not allow (anchors, aliases, merge keys)."""
+
+
+def _where(mark: Any) -> str:
+    return f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+
+
+class _PlainYamlLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` without anchors, aliases and merge keys.
+
+    A recipe is read inside the registry server from a tag any EDIT user may write; an
+    alias bomb (a few lines of nested ``*a`` references) expands to billions of values
+    when the recipe is validated or hashed. Refusing the first anchor or alias while the
+    document is composed keeps the cost linear in the text.
+    """
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            raise _ForbiddenYaml(f"{_where(event.start_mark)}YAML aliases are not allowed in recipes "
+                                 f"(alias of {event.anchor!r}); write the value out")
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None:
+            raise _ForbiddenYaml(f"{_where(event.start_mark)}YAML anchors are not allowed in recipes "
+                                 f"(anchor {anchor!r}); write the value out")
+        return super().compose_node(parent, index)
+
+    def flatten_mapping(self, node: Any) -> None:
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise _ForbiddenYaml(f"{_where(key_node.start_mark)}YAML merge keys are not "
+                                     "allowed in recipes (key '<<'); write the keys out")
+        super().flatten_mapping(node)
+
+
+def _shape_problem(data: Any) -> Optional[str]:
+    """Why ``data`` is not a plain tree of at most :data:`MAX_RECIPE_NODES` values, or None.
+
+    A mapping built in Python (or by another YAML reader) can share one list or mapping
+    in many places, which is the same blow-up as a YAML alias: refused, and the walk stops
+    at the first shared container, so it never expands one.
+    """
+    seen: set[int] = set()
+    stack, count = [data], 0
+    while stack:
+        item = stack.pop()
+        count += 1
+        if count > MAX_RECIPE_NODES:
+            return f"(root): recipe holds more than {MAX_RECIPE_NODES} values; expected a smaller recipe"
+        if isinstance(item, (dict, list, tuple)):
+            if id(item) in seen:
+                return ("(root): recipe repeats one list or mapping in several places (a YAML "
+                        "alias or a shared Python object); expected each value written out")
+            seen.add(id(item))
+            stack.extend(item.values() if isinstance(item, dict) else item)
+            if isinstance(item, dict):
+                stack.extend(item.keys())
+    return None
 
 
 def _rule_problems(data: dict[str, Any]) -> list[str]:

@@ -90,6 +90,22 @@ class CurrentData(_Strict):
         return self
 
 
+class ReferenceSource(_Strict):
+    """Where the reference comes from. Default (no ``reference:``): the reference logged on
+    the candidate's own run (``log_reference``), which its trainer wrote (self-reported).
+    ``run_id``: the run whose logged reference every candidate is compared with, pinned by
+    the policy owner (owned evidence)."""
+
+    run_id: Optional[str] = Field(default=None, min_length=1)
+
+
+class EvidencePolicy(_Strict):
+    """What evidence a verdict may rest on: ``require: any`` (default) or ``owned``, which
+    blocks a verdict when any input is self-reported (see ``docs/gate.md``)."""
+
+    require: Literal["any", "owned"] = "any"
+
+
 class Triggers(_Strict):
     """Which promotions run the gate."""
 
@@ -120,6 +136,8 @@ class Recipe(_Strict):
     - ``task``: ``classification`` | ``regression`` | ``drift`` (unlabeled).
     - ``columns``: :class:`Columns`.
     - ``current``: :class:`CurrentData` (required).
+    - ``reference``: :class:`ReferenceSource` (default: the candidate's own run).
+    - ``evidence``: :class:`EvidencePolicy` (default: any evidence).
     - ``presets``: Evidently 0.7 preset names for the report (default per task).
     - ``metrics``: extra Evidently metrics, each ``Name`` or ``{Name: {arg: value}}``.
     - ``rules``: :class:`~mlflow_monitor.recipes.rules.RuleSpec` list.
@@ -134,6 +152,8 @@ class Recipe(_Strict):
     task: Task
     columns: Columns = Field(default_factory=Columns)
     current: CurrentData
+    reference: Optional[ReferenceSource] = None
+    evidence: Optional[EvidencePolicy] = None
     presets: Optional[list[str]] = None
     metrics: list[Any] = Field(default_factory=list)
     rules: list[RuleSpec] = Field(default_factory=list)
@@ -196,6 +216,11 @@ class Recipe(_Strict):
             return True
         return any(r.metric is not None and r.metric not in ("drift_share", "n_drifted")
                    for r in self.rules)
+
+    @property
+    def requires_owned_evidence(self) -> bool:
+        """True when ``evidence: {require: owned}``."""
+        return self.evidence is not None and self.evidence.require == "owned"
 
     @property
     def needs_champion(self) -> bool:

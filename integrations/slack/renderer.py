@@ -77,6 +77,9 @@ class MessageRenderer:
             lines = [f"`{bk.escape(k)}`: {_signed(d)}" for k, d in items]
             title = f"vs champion v{v.champion_version}" if v.champion_version else "vs champion"
             blocks.append(bk.bullet_section(title, lines[: self.max_metrics], total=len(lines), noun="more metrics"))
+        if v.evidence and v.evidence.startswith("self-reported"):
+            blocks.append(bk.context(f":warning: Evidence is {bk.escape(v.evidence)}: the promoter "
+                                     "could have written these inputs"))
         if v.overridden:
             blocks.append(bk.context(f":warning: Override by {bk.escape(v.user or 'unknown')}: "
                                      f"{bk.escape(v.override_reason or 'no reason given')}"))
@@ -89,7 +92,8 @@ class MessageRenderer:
             blocks.append(bk.context(" \u00b7 ".join(links)))
 
         failed = f" ({len(v.failed_rules)} failed rules)" if v.failed_rules else ""
-        text = f"{decision}: {v.model_name} v{v.version} -> {target}{failed}"
+        self_reported = " [self-reported evidence]" if (v.evidence or "").startswith("self-reported") else ""
+        text = f"{decision}: {v.model_name} v{v.version} -> {target}{failed}{self_reported}"
         channel = _notify_channel(v.notify)
         return SlackMessage("verdict", bk.fallback_text(text), bk.fit_blocks(blocks), v.dedup_key,
                             ThreadRef("model_version", (v.model_name, str(v.version))), channel)

@@ -49,9 +49,16 @@ def load_current(recipe: "Recipe", *, run_id: str, client: Any = None) -> pd.Dat
 
     ``{run_id}`` in a path is replaced by ``run_id``. Raises :class:`CurrentDataError`.
     """
+    from mlflow_monitor.gate.data_access import DataLocationRefused, check_location
+
     source = recipe.current
     if source.path is not None:
-        return read_frame(source.path.replace("{run_id}", run_id), fmt=source.format)
+        location = source.path.replace("{run_id}", run_id)
+        try:
+            check_location(location, what="recipe current.path", client=client)
+        except DataLocationRefused as exc:
+            raise CurrentDataError(str(exc)) from None
+        return read_frame(location, fmt=source.format)
     assert source.dataset is not None
     return _load_logged_dataset(run_id, source.dataset, fmt=source.format, client=client)
 
@@ -158,6 +165,13 @@ def _load_logged_dataset(run_id: str, context: str, *, fmt: str, client: Any) ->
             f"{dataset.source_type!r} source, which holds no data to load; log it with "
             "mlflow.data.from_pandas(df, source=<file path or URI>)"
         )
+    from mlflow_monitor.gate.data_access import DataLocationRefused, check_location
+
+    try:
+        check_location(location, what=f"source of dataset {dataset.name!r} (context {context!r})",
+                       client=client)
+    except DataLocationRefused as exc:
+        raise CurrentDataError(str(exc)) from None
     return read_frame(location, fmt=fmt)
 
 
@@ -214,4 +228,6 @@ def _read_local(path: Path, *, fmt: str, shown: str) -> pd.DataFrame:
             return pd.read_json(path, lines=True)
         return pd.read_json(path)
     except Exception as exc:  # pandas/pyarrow raise many types for a corrupt file
-        raise CurrentDataError(f"cannot read data from '{shown}' as {kind}: {exc}") from exc
+        # Only the type: parser messages quote the bytes they choked on (file contents).
+        raise CurrentDataError(f"cannot read data from '{shown}' as {kind}: the file is not valid "
+                               f"{kind} ({type(exc).__name__})") from None

@@ -14,14 +14,18 @@ from mlflow_monitor.gate.escaping import json_safe, safe_number, safe_text
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow_monitor.gate.drift import DriftResult
+    from mlflow_monitor.gate.evidence import Evidence
     from mlflow_monitor.gate.reports import ReportArtifacts
     from mlflow_monitor.gate.rules import RuleResult
     from mlflow_monitor.recipes import Recipe
 
-__all__ = ["NOT_GATED", "Decision", "Evaluation", "Target", "summary_of"]
+__all__ = ["HEADLINE_CHARS", "NOT_GATED", "Decision", "Evaluation", "Target", "summary_of"]
 
 #: The recipe's triggers do not cover this target: the promotion is not gated (never recorded).
 NOT_GATED = "NOT_GATED"
+
+#: Longest first line of a block message (what a UI toast shows).
+HEADLINE_CHARS = 120
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,6 +69,7 @@ class Evaluation:
     report_error: Optional[str] = None
     reference_rows: int = 0
     current_rows: int = 0
+    evidence: Optional["Evidence"] = None  # where each input came from
 
     @property
     def passed(self) -> bool:
@@ -100,11 +105,33 @@ class Decision:
             return f"runs:/{self.run_id}/{self.report_folder}"
         return None
 
+    def headline(self, limit: int = HEADLINE_CHARS) -> str:
+        """The first line of :meth:`message`: verdict, target, the (first) failed rule or
+        error, and where to read more, in at most ``limit`` characters (a UI toast shows
+        about one line, for a few seconds). Escaped like the rest of the message."""
+        head = f"mlflow-monitor gate {self.verdict} v{safe_text(self.version)} -> {safe_text(self.target.label)}"
+        where = "details below" if self.evaluation is None else "details on the version page"
+        why = ""
+        if self.error:
+            kind = self.error.split(":", 1)[0].strip() or "error"
+            why = f"evaluation error ({safe_text(kind[:40])})"
+        elif self.evaluation is not None and self.evaluation.failed_rules:
+            failed = self.evaluation.failed_rules
+            more = f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""
+            budget = max(12, limit - len(head) - len(where) - len(more) - len(" failed") - 4)
+            rule = safe_text(failed[0].rule)
+            if len(rule) > budget:
+                rule = rule[: budget - 3].rstrip() + "..."
+            why = f"{rule} failed{more}"
+        line = f"{head}: {why}; {where}" if why else f"{head}; {where}"
+        return line if len(line) <= limit else line[: limit - 3] + "..."
+
     def message(self) -> str:
-        """Plain-text, escaped explanation (the exception text on a block)."""
-        head = (f"mlflow-monitor gate {self.verdict}: model '{safe_text(self.model_name)}' "
-                f"version {safe_text(self.version)} -> {safe_text(self.target.label)}")
-        lines = [head]
+        """Plain-text, escaped explanation (the exception text on a block): :meth:`headline`
+        first, then one detail per line."""
+        lines = [self.headline(),
+                 f"  model '{safe_text(self.model_name)}' version {safe_text(self.version)} -> "
+                 f"{safe_text(self.target.label)}"]
         if self.error:
             lines.append(f"  evaluation error: {self.error}")
         if self.evaluation is not None:
@@ -113,6 +140,8 @@ class Decision:
                              f"threshold {safe_number(r.threshold)} ({safe_text(r.message)})")
             if self.evaluation.champion_version:
                 lines.append(f"  compared with champion version {self.evaluation.champion_version}")
+            if self.evaluation.evidence is not None:
+                lines.append(f"  evidence: {safe_text(self.evaluation.evidence.summary())}")
         if self.override_reason:
             lines.append(f"  override: {safe_text(self.override_reason)}")
         if self.report_uri:
@@ -148,6 +177,7 @@ def summary_of(decision: Decision) -> dict[str, Any]:
         out["reference_rows"] = ev.reference_rows
         out["current_rows"] = ev.current_rows
         out["report_error"] = ev.report_error
+        out["evidence"] = ev.evidence.to_dict() if ev.evidence is not None else None
         if ev.drift is not None:
             out["drifted_columns"] = [json_safe(_column(c)) for c in ev.drift.columns if c.drifted]
     return out

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 from mlflow_monitor.gate.decision import Evaluation, Target
 from mlflow_monitor.gate.errors import invalid_input
 from mlflow_monitor.gate.escaping import safe_text
+from mlflow_monitor.gate.evidence import OWNED, Evidence, evidence_of
 from mlflow_monitor.redaction import redact
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -55,15 +56,26 @@ class CandidateEvaluator:
         if not mv.run_id:
             raise invalid_input(f"model '{safe_text(name)}' version {mv.version} has no source run, "
                                 "so it has no reference data (log_reference in the training run)")
+        need_perf = recipe.needs_performance
+        evidence = evidence_of(recipe, mv.run_id, labels=(cols.target or "target") if need_perf else None)
+        if recipe.requires_owned_evidence and evidence.level != OWNED:
+            self._progress(f"evidence is {evidence.summary()}: not evaluated")
+            return _evidence_refused(evidence)
         self._progress("loading reference data")
-        reference = _load_reference(mv.run_id, self._tracking_uri)
+        reference = _load_reference(_reference_run(recipe, mv.run_id), self._tracking_uri)
         ref_frame = reference.frame
         target_col = cols.target or getattr(reference, "target", None)
         pred_col = cols.prediction or getattr(reference, "prediction", None)
         self._progress("loading current data")
         current = _load_current(recipe, mv.run_id, self._tracking_uri)
         features = self._features(ref_frame, target_col, pred_col)
-        need_perf = recipe.needs_performance
+        if need_perf:
+            evidence = evidence_of(
+                recipe, mv.run_id, labels=target_col,
+                predictions=pred_col if pred_col and pred_col in current.columns else None)
+            if not (pred_col and pred_col in current.columns):
+                evidence = evidence.with_predictions(
+                    f"computed by the gate from version {mv.version}'s model", OWNED)
         validate_frames(ref_frame, current, columns=features, target=target_col,
                         prediction=pred_col if pred_col in current.columns else None,
                         need_target=need_perf)
@@ -98,7 +110,8 @@ class CandidateEvaluator:
         rule_results = evaluate_rules(recipe.rules, metrics=metrics, drift=drift,
                                       champion_metrics=champion_metrics)
         evaluation = Evaluation(rule_results, metrics, drift, champion_version, champion_metrics,
-                                reference_rows=len(ref_frame), current_rows=len(current))
+                                reference_rows=len(ref_frame), current_rows=len(current),
+                                evidence=evidence)
         self._progress(f"building the Evidently report (sample of at most "
                        f"{recipe.report.sample_size} rows)")
         try:
@@ -111,7 +124,8 @@ class CandidateEvaluator:
                     reference, frame=ref_frame.assign(**{pred_col: ref_pred}), prediction=pred_col)
                 report_cur = scored
             evaluation.report = _build_report(report_ref, report_cur, recipe,
-                                              title=f"{name} version {mv.version}")
+                                              title=f"{name} version {mv.version}",
+                                              evidence=evidence.summary())
         except Exception as exc:  # the report is evidence, not the verdict
             evaluation.report_error = f"{type(exc).__name__}: {safe_text(redact(str(exc)))}"
             _logger.warning("mlflow-monitor: report not built: %s", evaluation.report_error)
@@ -146,13 +160,38 @@ def champion_of(store: Any, name: str, target: Target, candidate: str) -> Option
     return holder
 
 
+def _reference_run(recipe: "Recipe", run_id: str) -> str:
+    """The run whose logged reference is used: pinned in the recipe, else the candidate's."""
+    pinned = recipe.reference.run_id if recipe.reference is not None else None
+    return pinned or run_id
+
+
+def _evidence_refused(evidence: Evidence) -> Evaluation:
+    """The evaluation of a recipe requiring owned evidence on self-reported inputs: one
+    failed rule, nothing loaded (a block, not an error: ``on_error: allow`` does not apply)."""
+    from mlflow_monitor.gate.rules import RuleResult
+
+    inputs = ", ".join(s.input for s in evidence.self_reported)
+    rule = RuleResult(
+        rule="evidence == owned", passed=False, actual=None, threshold=None,
+        message=f"the recipe requires owned evidence, but {inputs} "
+                f"{'is' if len(evidence.self_reported) == 1 else 'are'} self-reported: "
+                + "; ".join(f"{s.input} {s.origin}" for s in evidence.self_reported)
+                + " (pin them in the recipe: reference.run_id, current.path)")
+    return Evaluation([rule], {}, evidence=evidence)
+
+
 # -- adapters to the sibling modules (one place to follow their signatures) ----------------
 def _load_reference(run_id: str, tracking_uri: Optional[str]) -> Any:
     from mlflow import MlflowClient
 
+    from mlflow_monitor.gate.data_access import check_location
     from mlflow_monitor.reference import load_reference
 
-    return load_reference(run_id, client=MlflowClient(tracking_uri=tracking_uri))
+    client = MlflowClient(tracking_uri=tracking_uri)
+    # on a server: the run's artifact location must be one the server may read
+    check_location(f"runs:/{run_id}/", what="reference run", client=client)
+    return load_reference(run_id, client=client)
 
 
 def _load_current(recipe: "Recipe", run_id: str, tracking_uri: Optional[str]) -> Any:
@@ -169,6 +208,12 @@ def _predict(model_uri: str, frame: Any, features: list[str], *, who: str) -> An
     try:
         return predict_frame(model_uri, frame, features)
     except Exception as exc:
+        from mlflow_monitor.gate.data_access import in_server
+
+        if in_server():  # schema errors quote data values: the operator's log gets them, not the caller
+            _logger.warning("mlflow-monitor: %s failed to load or predict: %s", who, redact(str(exc))[:2000])
+            raise RuntimeError(f"{who} failed to load or predict ({type(exc).__name__}; "
+                               "details in the server log)") from None
         raise RuntimeError(f"{who} failed to load or predict: {redact(str(exc))[:500]}") from exc
 
 
@@ -188,8 +233,8 @@ def _has_performance_preset(recipe: "Recipe") -> bool:
     return any(p in ("ClassificationPreset", "RegressionPreset") for p in recipe.effective_presets)
 
 
-def _build_report(reference: Any, current: Any, recipe: "Recipe", *, title: str) -> Any:
+def _build_report(reference: Any, current: Any, recipe: "Recipe", *, title: str, evidence: str) -> Any:
     from mlflow_monitor.gate.reports import build_report
 
     return build_report(reference, current, recipe=recipe,
-                        sample_size=recipe.report.sample_size, title=title)
+                        sample_size=recipe.report.sample_size, title=title, evidence=evidence)

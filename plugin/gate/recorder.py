@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
+import re
 import tempfile
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -27,9 +28,10 @@ from mlflow_monitor.gate import tags as T
 from mlflow_monitor.gate.audit import append_audit
 from mlflow_monitor.gate.decision import Decision, summary_of
 from mlflow_monitor.gate.escaping import is_finite, json_safe, markdown_text, safe_number, safe_text
+from mlflow_monitor.gate.evidence import EVIDENCE_TAG
 from mlflow_monitor.redaction import redact
 
-__all__ = ["DecisionRecorder", "describe", "replace_description_block"]
+__all__ = ["VERDICT_LINE_MARK", "DecisionRecorder", "describe", "replace_description_block", "verdict_line"]
 
 _logger = logging.getLogger(__name__)
 
@@ -110,6 +112,8 @@ class DecisionRecorder:
             values[T.DRIFT_SHARE] = format_number(ev.metrics["drift_share"])
         if ev is not None and ev.champion_version:
             values[T.CHAMPION] = ev.champion_version
+        if ev is not None and ev.evidence is not None:
+            values[EVIDENCE_TAG] = ev.evidence.level
         if decision.override_reason is not None:
             values[T.OVERRIDE_USED] = safe_text(
                 f"{decision.override_reason} (by {decision.user} at {decision.timestamp}, "
@@ -117,8 +121,37 @@ class DecisionRecorder:
         for key, value in values.items():
             self._inner.set_model_version_tag(name, version, ModelVersionTag(key, str(value)))
         mv = self._inner.get_model_version(name, version)
-        text = replace_description_block(mv.description or "", describe(decision))
+        text = replace_description_block(mv.description or "", describe(decision),
+                                         headline=verdict_line(decision))
         self._inner.update_model_version(name, version, description=text)
+
+
+#: Follows the verdict at the start of the readable line written before our description
+#: block: ``BLOCKED (mlflow-monitor gate) for alias:champion · ...`` (the verdict first:
+#: MLflow's versions table shows only the first few characters).
+VERDICT_LINE_MARK = " (mlflow-monitor gate) "
+
+
+def verdict_line(decision: Decision) -> str:
+    """One readable line for the version description, before the block's marker (MLflow's
+    versions table previews the description's start): verdict, target, what failed, and
+    the evidence. Markdown-escaped."""
+    md = markdown_text
+    ev = decision.evaluation
+    parts = [f"{decision.verdict}{VERDICT_LINE_MARK}for {md(decision.target.label)}"]
+    if decision.error:
+        parts.append(f"evaluation error ({md(decision.error.split(':', 1)[0][:40])})")
+    elif ev is not None and ev.failed_rules:
+        more = f" (+{len(ev.failed_rules) - 1} more)" if len(ev.failed_rules) > 1 else ""
+        rule = _plain_rule(ev.failed_rules[0].rule)
+        parts.append(f"{rule} failed{more}" if rule else f"{len(ev.failed_rules)} failed rule(s)")
+    elif decision.override_reason is not None:
+        parts.append(f"override by {md(decision.user)}")
+    elif ev is not None:
+        parts.append("all rules passed")
+    if ev is not None and ev.evidence is not None:
+        parts.append(f"evidence {ev.evidence.level}")
+    return " \u00b7 ".join(parts)
 
 
 def describe(decision: Decision) -> str:
@@ -138,23 +171,52 @@ def describe(decision: Decision) -> str:
                          f"threshold {safe_number(r.threshold)})")
         if ev.champion_version:
             lines.append(f"- compared with champion version {md(ev.champion_version)}")
+        if ev.evidence is not None:
+            lines.append(f"- evidence: {md(ev.evidence.summary())}")
     if decision.report_uri:
         lines.append(f"- report: run {md(decision.run_id)}, artifacts {md(decision.report_folder)}/report.html")
     return "\n".join(lines)
 
 
-def replace_description_block(description: str, block: str) -> str:
-    """``description`` with our block replaced (or appended); the user's text is kept."""
+def replace_description_block(description: str, block: str, headline: Optional[str] = None) -> str:
+    """``description`` with our block (and the verdict line before it) replaced, or
+    appended; the user's text is kept. ``headline`` is the readable line written just
+    before the block's begin marker, so a description holding only our block starts
+    with it, not with the marker."""
     begin, end = T.DESCRIPTION_BEGIN, T.DESCRIPTION_END
     ours = f"{begin}\n{block}\n{end}"
+    if headline:
+        ours = f"{headline}\n\n{ours}"
     start = description.find(begin)
     if start >= 0:
         stop = description.find(end, start)
         stop = len(description) if stop < 0 else stop + len(end)
+        start = _verdict_line_start(description, start)
         return description[:start] + ours + description[stop:]
     if description.strip():
         return description.rstrip() + "\n\n" + ours
     return ours
+
+
+_PLAIN_RULE = re.compile(r"[A-Za-z0-9_ .<>=!+-]{1,60}")
+
+
+def _plain_rule(rule: str) -> Optional[str]:
+    """``rule`` when it reads the same as raw text and as markdown (the versions table shows
+    the description raw, the version page renders it), else None."""
+    if _PLAIN_RULE.fullmatch(rule) and not re.search(r"<[A-Za-z/!?]|^[>\s]|__", rule):
+        return rule
+    return None
+
+
+def _verdict_line_start(description: str, begin_at: int) -> int:
+    """Where our verdict line before the marker at ``begin_at`` starts (``begin_at`` if none)."""
+    before = description[:begin_at].rstrip("\n")
+    line_start = before.rfind("\n") + 1
+    first, _, rest = before[line_start:].partition(" ")
+    if first.isupper() and (" " + rest).startswith(VERDICT_LINE_MARK):
+        return line_start
+    return begin_at
 
 
 def _reason(decision: Decision) -> str:
@@ -206,4 +268,5 @@ def _publish(decision: Decision) -> None:
         champion_delta=delta, run_id=decision.run_id, report_path=decision.report_folder,
         overridden=decision.override_reason is not None, override_reason=decision.override_reason,
         user=decision.user, notify=decision.notify,
+        evidence=ev.evidence.summary() if ev is not None and ev.evidence is not None else None,
     ))

@@ -74,6 +74,7 @@ def build_report(
     seed: Optional[int] = None,
     title: Optional[str] = None,
     prediction: Optional[str] = None,
+    evidence: Optional[str] = None,
 ) -> ReportArtifacts:
     """Run the recipe's Evidently presets and metrics on ``current`` vs ``reference``.
 
@@ -83,7 +84,8 @@ def build_report(
     ``sample_size``/``seed`` default to ``recipe.report``. Performance presets need the
     recipe's target and prediction columns in both frames; they are dropped (with a note
     in the banner) when the prediction column is missing. ``title`` (e.g. the model name
-    and version) is shown, escaped, in the banner. Raises :class:`ReportError`.
+    and version) is shown, escaped, in the banner, and so is ``evidence`` (the verdict's
+    evidence, ``owned`` or ``self-reported: ...``). Raises :class:`ReportError`.
 
     Evidently needs the target and prediction in *both* frames for its performance
     presets: the gate adds the candidate's predictions to both (``prediction`` names that
@@ -112,7 +114,7 @@ def build_report(
         snap = json.loads(snapshot.json())
     except Exception as exc:
         raise ReportError(f"Evidently could not build the report: {type(exc).__name__}: {exc}") from exc
-    banner = _banner(recipe, reference, current, ref_s, cur_s, seed, sampled, notes, title)
+    banner = _banner(recipe, reference, current, ref_s, cur_s, seed, sampled, notes, title, evidence)
     return ReportArtifacts(
         html=_insert_banner(escape_embedded_data(raw_html), banner),
         snapshot=snap,
@@ -292,6 +294,7 @@ def _banner(
     sampled: bool,
     notes: list[str],
     title: Optional[str],
+    evidence: Optional[str] = None,
 ) -> str:
     if sampled:
         rows = (f"This report was built from a seeded sample (seed {seed}): "
@@ -304,6 +307,10 @@ def _banner(
              f"<code>{_html.escape(recipe.name or recipe.task)}</code> &middot; {_html.escape(rows)}"]
     if title:
         parts.insert(0, f"<strong>{_html.escape(title)}</strong><br>")
+    if evidence:
+        style = ' style="color:#9a6700"' if evidence != "owned" else ""
+        parts.append(f'<br><strong id="mlflow-monitor-evidence"{style}>Evidence: '
+                     f"{_html.escape(evidence)}</strong>")
     parts += [f"<br><em>{_html.escape(n)}</em>" for n in notes]
     return ('<div id="mlflow-monitor-banner" style="font-family:sans-serif;padding:8px 16px;'
             'background:#f3f6fa;border-bottom:1px solid #d0d7de">' + "".join(parts) + "</div>")

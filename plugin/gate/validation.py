@@ -47,7 +47,7 @@ def validate_frames(
         if target not in current.columns:
             raise DataValidationError(
                 f"a performance rule needs the target column {target!r}, "
-                f"which is missing from the current data (columns: {_names(current)})"
+                f"which is missing from the current data ({_unnamed(current)})"
             )
         if target not in checked:
             checked.append(target)
@@ -59,7 +59,7 @@ def validate_frames(
     if missing:
         raise DataValidationError(
             f"{_plural(missing)} missing from the current data; expected every reference "
-            f"column, current data has {_names(current)}"
+            f"column, {_unnamed(current, checked)}"
         )
     absent = [c for c in checked if c not in reference.columns and c != target]
     if absent:
@@ -155,6 +155,14 @@ def _plural(cols: list) -> str:
     if len(cols) == 1:
         return f"column {cols[0]!r} is"
     return f"columns {[c for c in cols]!r} are"
+
+
+def _unnamed(current: pd.DataFrame, expected: Sequence[str] = ()) -> str:
+    """The current data's columns, naming only the expected ones it has: any other name is
+    file contents (a CSV header row), possibly of a file the caller cannot read."""
+    found = [c for c in dict.fromkeys(expected) if c in current.columns]
+    have = f"; of the expected ones it has {found!r}" if expected else ""
+    return f"current data has {current.shape[1]} columns{have} (other names not shown)"
 
 
 def _names(frame: pd.DataFrame, limit: int = 20) -> str:

@@ -47,7 +47,10 @@ def test_evaluation_passes_only_when_every_rule_passes():
 def test_blocked_message_lists_failed_rules_escaped_and_the_break_glass_command():
     message = _blocked(report_folder="mlflow_monitor/gate/x").message()
 
-    assert message.startswith("mlflow-monitor gate BLOCKED: model 'm&lt;x>' version 3 -> alias:champion")
+    first, second = message.splitlines()[:2]
+    assert first == ("mlflow-monitor gate BLOCKED v3 -> alias:champion: drift_share < 0.3 failed; "
+                     "details on the version page")
+    assert second == "  model 'm&lt;x>' version 3 -> alias:champion"
     assert "FAILED drift_share < 0.3: actual 0.5, threshold 0.3" in message
     assert "n_drifted" not in message
     assert "report: runs:/r1/mlflow_monitor/gate/x/report.html" in message
@@ -61,3 +64,28 @@ def test_summary_is_plain_json_with_nan_as_null():
     assert summary["target"] == "alias:champion" and summary["verdict"] == T.BLOCKED
     assert summary["metrics"]["bad"] is None
     assert [r["rule"] for r in summary["rules"]] == ["drift_share < 0.3", "n_drifted < 3"]
+
+
+def test_headline_fits_a_toast_with_a_long_rule_and_several_failures():
+    long_rule = RuleResult("no_drift_in: [" + ", ".join(f"feature_{i}" for i in range(40)) + "]",
+                           False, 40.0, 0.0, "fails")
+    ev = Evaluation([long_rule, long_rule, long_rule], {})
+    decision = Decision("m", "12", Target("stage", "Production"), T.BLOCKED, False, "ann",
+                        "2024-01-01T00:00:00.000000Z", evaluation=ev)
+
+    first = decision.message().splitlines()[0]
+
+    assert len(first) <= 120
+    assert first.startswith("mlflow-monitor gate BLOCKED v12 -> stage:Production: no_drift_in: [feat")
+    assert first.endswith("... failed (+2 more); details on the version page")
+
+
+def test_error_headline_names_the_error_type_and_points_below():
+    decision = Decision("m", "1", Target("alias", "champion"), T.BLOCKED, False, "ann",
+                        "2024-01-01T00:00:00.000000Z", error="CurrentDataError: cannot read data from 'x'")
+
+    lines = decision.message().splitlines()
+
+    assert lines[0] == ("mlflow-monitor gate BLOCKED v1 -> alias:champion: evaluation error "
+                        "(CurrentDataError); details below")
+    assert "  evaluation error: CurrentDataError: cannot read data from 'x'" in lines

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from pathlib import Path
@@ -36,7 +37,9 @@ class MlflowServer:
         self.artifacts = self.workdir / "artifacts"
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = env or {}
+        # the gate reads local data files on a server only under allowed roots: tests write
+        # theirs to pytest's tmp dirs (a test that checks the restriction passes its own)
+        self.env = {"MLFLOW_MONITOR_ALLOWED_DATA_ROOTS": tempfile.gettempdir(), **(env or {})}
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = self.workdir / "server.log"
 

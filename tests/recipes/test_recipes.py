@@ -195,3 +195,14 @@ def test_unknown_evidently_metric_and_bad_arguments_are_rejected():
     assert errors == ["metrics: unknown Evidently metric 'NoSuchMetric' (see evidently.metrics)"]
     errors = _errors({"task": "drift", "current": "a.csv", "metrics": [{"ValueDrift": {"colum": "x"}}]})
     assert len(errors) == 1 and errors[0].startswith("metrics: invalid arguments for Evidently metric ValueDrift")
+
+
+@pytest.mark.parametrize("name", ["classification", "regression", "drift"])
+def test_builtin_recipes_say_which_evidence_they_use(name):
+    from mlflow_monitor.recipes.loader import builtin_recipe_text
+
+    recipe = load_recipe(name)
+
+    assert recipe.evidence is not None and recipe.evidence.require == "any"
+    assert recipe.current.dataset == "evaluation"  # logged on the candidate's run
+    assert "# Evidence: self-reported." in builtin_recipe_text(name)
