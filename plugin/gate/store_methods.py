@@ -43,12 +43,15 @@ _GUARDED = (
     "delete_registered_model",
     "delete_model_version",  # a version holding a protected alias
     "update_model_version",  # the description mirrors the verdict
-    "update_registered_model",
+    "create_registered_model",  # gate-owned keys in its tags
+    "set_prompt_tag",  # prompts are registered models: the same gate-owned keys
+    "delete_prompt_tag",
+    "set_prompt_version_tag",
+    "delete_prompt_version_tag",
 )
 
 _FORWARDED = (
     # registered models and versions: reads and ungated writes
-    "create_registered_model",
     "get_registered_model",
     "search_registered_models",
     "get_latest_versions",
@@ -56,15 +59,14 @@ _FORWARDED = (
     "get_model_version_by_alias",
     "get_model_version_download_uri",
     "search_model_versions",
+    "update_registered_model",  # the model's description: no gate state lives there
     "delete_registered_model_alias",  # removing an alias promotes nothing
     # prompts (registered models tagged as prompts; aliases are gated above)
     "create_prompt",
     "create_prompt_version",
     "delete_prompt",
     "delete_prompt_alias",
-    "delete_prompt_tag",
     "delete_prompt_version",
-    "delete_prompt_version_tag",
     "get_prompt",
     "get_prompt_version",
     "get_prompt_version_by_alias",
@@ -73,8 +75,6 @@ _FORWARDED = (
     "link_prompts_to_trace",
     "search_prompt_versions",
     "search_prompts",
-    "set_prompt_tag",
-    "set_prompt_version_tag",
     # webhooks
     "create_webhook",
     "delete_webhook",

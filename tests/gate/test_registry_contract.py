@@ -53,7 +53,6 @@ def test_unclassified_method_lookup_names_the_method():
         store_methods.classification_of("frobnicate_model")
 
 
-@pytest.mark.xfail(strict=True, reason="needs 8a's gated/guarded methods on MonitorRegistryStore")
 def test_every_gated_or_guarded_method_is_implemented_by_the_monitor_store():
     # forwarded methods reach the inner store through __getattr__; the others must be
     # defined on the wrapper itself, or the inner store would run them ungated

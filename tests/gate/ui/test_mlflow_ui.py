@@ -116,7 +116,6 @@ def test_versions_table_previews_the_verdict_line_not_the_marker(server, drifted
     assert "mlflow_monitor.gate:begin" not in page.inner_text("body")
 
 
-@pytest.mark.xfail(strict=True, reason="needs 8a's protected keys")
 def test_deleting_the_recipe_tag_in_the_ui_is_refused_and_the_tag_stays(server, drifted_version, page,
                                                                         tmp_path):
     page.goto(f"{server.url}/#/models/{MODEL}")
