@@ -11,11 +11,13 @@ What is hooked (each one installed through the autolog :class:`PatchRegistry`, s
   gradients). Under the standard gradient-accumulation idiom (``(loss / n).backward()``)
   that sum is the mean micro-batch loss -- what HF Trainer and Lightning report.
 - ``torch.utils.data.dataloader._BaseDataLoaderIter.__next__``: the leading dimension
-  of the first tensor of each batch fetched while grad is enabled. A batch counts as a
-  training batch (``train/samples_per_s``) only when a ``backward()`` follows its fetch
-  before another iterator is read; the training step starts when the first such batch
-  is fetched, so evaluation, checkpointing and other work between optimizer steps is
-  not charged to the step (``train/idle_time_s`` reports it).
+  of the first tensor of each batch fetched while grad is enabled. Each ``backward()``
+  consumes the oldest batch fetched from the current iterator (loaders that prefetch,
+  like accelerate's, stay aligned); only consumed batches count (``train/samples_per_s``),
+  and batches of an iterator read in between without a backward (an eval) are dropped.
+  The training step starts when its first consumed batch was fetched, so evaluation,
+  checkpointing and other work between optimizer steps is not charged to the step
+  (``train/idle_time_s`` reports that gap).
 - ``torch.amp.GradScaler.scale`` / ``.step`` (wrapped): ``scaler.scale(loss).backward()``
   logs the unscaled ``loss``; a step the scaler skips for inf/nan gradients drops that
   step's losses, batches and time, and is counted in ``train/amp_skipped_steps``.
@@ -44,6 +46,7 @@ import logging
 import re
 import time
 import weakref
+from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, Callable, Optional, Protocol
 
@@ -57,6 +60,7 @@ _logger = logging.getLogger(__name__)
 
 _active: Optional["TorchAutolog"] = None  # read by the patched functions below
 
+_MAX_UNCONSUMED_BATCHES = 64
 IDLE_REPORT_FRACTION = 0.1  # train/idle_time_s is logged when the gap exceeds 10% of the step
 
 
@@ -217,10 +221,9 @@ class TorchAutolog:
         self._pending_loss: Any = None
         self._consumed_loss: Any = None  # the last step's losses, for optimizers stepping right after it
         self._consumed_by: set[int] = set()
-        # training batches: fetched, not yet followed by a backward
+        # training batches of the current loader, fetched and not yet trained on: (size, fetch start)
         self._fetch_iter = 0
-        self._fetch_samples = 0
-        self._fetch_start: Optional[float] = None
+        self._fetched: deque[tuple[int, float]] = deque(maxlen=_MAX_UNCONSUMED_BATCHES)
         # inside optimizer.step(closure): the closure's backward calls are the step's own
         self._closure_depth = 0  # > 0 while a wrapped closure runs
         self._closure_step = False  # the step in progress was given a closure
@@ -270,10 +273,9 @@ class TorchAutolog:
             if not n:
                 return
             if id(iterator) != self._fetch_iter:  # another loader: its batches were not trained on
-                self._fetch_iter, self._fetch_samples, self._fetch_start = id(iterator), 0, None
-            self._fetch_samples += n
-            if self._fetch_start is None:
-                self._fetch_start = fetch_start
+                self._fetch_iter = id(iterator)
+                self._fetched.clear()
+            self._fetched.append((n, fetch_start))
         except Exception:
             self._warn_once("dataloader")
 
@@ -288,12 +290,11 @@ class TorchAutolog:
             self._scaled_out, self._scaled_loss = None, None
         loss = loss.detach()
         self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss
-        if self._fetch_samples or self._fetch_start is not None:
+        if self._fetched:  # this backward trained on the oldest batch fetched (loaders may prefetch)
+            n, fetch_start = self._fetched.popleft()
             step = self.step_metrics
-            step.samples += self._fetch_samples
-            if self._fetch_start is not None:
-                step.mark_start(self._fetch_start)
-            self._fetch_samples, self._fetch_start = 0, None
+            step.samples += n
+            step.mark_start(fetch_start)
 
     def on_scaled(self, loss: Any, scaled: Any) -> None:
         if isinstance(scaled, torch.Tensor) and scaled is not loss and isinstance(loss, torch.Tensor):
@@ -302,7 +303,6 @@ class TorchAutolog:
     def on_skipped_step(self, optimizer: torch.optim.Optimizer) -> None:
         """GradScaler skipped ``optimizer.step()`` (inf/nan grads): that step never happened."""
         self._pending_loss = None
-        self._fetch_samples, self._fetch_start = 0, None
         if self._is_primary(optimizer):
             self.step_metrics.drop(time.perf_counter())
 
@@ -318,7 +318,8 @@ class TorchAutolog:
                     grads = [p.grad for p in params if p.grad is not None]
                     if grads:
                         self._secondary_state(optimizer).grad_norm = _total_norm(grads)
-            closure = kwargs.get("closure") if kwargs else (args[0] if args else None)
+            # args[0] is the optimizer itself (torch's step wrapper passes (self, *args))
+            closure = kwargs.get("closure") if kwargs else (args[1] if len(args) > 1 else None)
             self._closure_step = callable(closure)
             if self._closure_step:
                 return self._wrap_closure(closure, args, kwargs)
@@ -343,7 +344,7 @@ class TorchAutolog:
 
         if kwargs and "closure" in kwargs:
             return args, {**kwargs, "closure": recording_closure}
-        return (recording_closure, *args[1:]), kwargs
+        return (args[0], recording_closure, *args[2:]), kwargs
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
         self.step_calls += 1
