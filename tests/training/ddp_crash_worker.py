@@ -1,8 +1,11 @@
 """One torchrun worker of a 2-rank gloo DDP job under autolog where rank 1 raises at step 3
-(run by test_ddp_crash.py): ``torchrun --standalone --nproc-per-node 2 ddp_crash_worker.py URI RUN_FILE``.
+(run by test_ddp_crash.py):
+``torchrun --standalone --nproc-per-node 2 ddp_crash_worker.py URI RUN_FILE MODE``.
 
-Rank 0 writes the run id to RUN_FILE at its first step, then keeps training: its next
-all-reduce fails (gloo sees the dead peer) or torchrun SIGTERMs it, whichever comes first.
+Rank 0 writes the run id to RUN_FILE at its first step, then keeps training. MODE
+``collective``: rank 0's next all-reduce fails (gloo sees the dead peer) -- an exception;
+``busy``: rank 0 is busy outside any collective after step 2 (a slow data step), so
+torchrun's SIGTERM reaches it first.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import mlflow
 import torch
 import torch.distributed as dist
 
-uri, run_file = sys.argv[1], sys.argv[2]
+uri, run_file, mode = sys.argv[1], sys.argv[2], sys.argv[3]
 mlflow.set_tracking_uri(uri)
 import mlflow_monitor  # noqa: E402
 
@@ -36,5 +39,5 @@ for step in range(1, 200):
         with open(run_file + ".tmp", "w") as f:
             f.write(mlflow.active_run().info.run_id)
         os.replace(run_file + ".tmp", run_file)
-    time.sleep(0.01)
+    time.sleep(60 if mode == "busy" and rank == 0 and step == 2 else 0.01)
 dist.destroy_process_group()
