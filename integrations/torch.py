@@ -307,8 +307,8 @@ class TorchAutolog:
             self.step_metrics.drop(time.perf_counter())
 
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
-        if self.suspended:
-            return None
+        if self.suspended or (not self.log_grad_norm and len(args) < 2 and not kwargs):
+            return None  # the common step(): no closure, no grad norm
         try:
             if self.log_grad_norm:
                 params = (p for g in optimizer.param_groups for p in g["params"])
@@ -320,8 +320,8 @@ class TorchAutolog:
                         self._secondary_state(optimizer).grad_norm = _total_norm(grads)
             # args[0] is the optimizer itself (torch's step wrapper passes (self, *args))
             closure = kwargs.get("closure") if kwargs else (args[1] if len(args) > 1 else None)
-            self._closure_step = callable(closure)
-            if self._closure_step:
+            if callable(closure):
+                self._closure_step = True
                 return self._wrap_closure(closure, args, kwargs)
         except Exception:
             self._warn_once("optimizer_pre_step")
@@ -339,7 +339,9 @@ class TorchAutolog:
                 self._closure_depth -= 1
             if first[0]:
                 first[0] = False
-                self._closure_value = value.detach() if isinstance(value, torch.Tensor) else value
+                if isinstance(value, torch.Tensor):  # only a scalar loss is a loss
+                    value = value.detach() if value.dim() == 0 and value.is_floating_point() else None
+                self._closure_value = value
             return value
 
         if kwargs and "closure" in kwargs:
@@ -393,7 +395,9 @@ class TorchAutolog:
         self._step += 1
         self.runs.set_current_step(self._step)
         step = self.step_metrics
-        if loss is not None:
+        if isinstance(loss, torch.Tensor):  # already detached (on_backward / the closure)
+            step.loss_sum = loss if step.loss_sum is None else step.loss_sum + loss
+        elif loss is not None:
             step.add_loss(loss)
         metrics = step.collect(optimizer.param_groups, now)
         if run_id is None or not self._log_here or self._step % self.log_every_n_steps:
