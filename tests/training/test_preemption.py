@@ -105,3 +105,31 @@ def test_sigterm_without_a_handler_ends_the_owned_run_killed_then_the_process_di
     assert info.end_time is not None
     assert json.loads(summary_file.read_text())["status"] == "KILLED"
     assert len(history(run_id, "train/loss")) >= 5
+
+
+def test_the_sigterm_handler_comes_with_the_first_run_and_disable_restores_the_previous_one():
+    import torch
+
+    import mlflow_monitor
+    from helpers.training import quiet_autolog
+
+    def users_handler(signum, frame):
+        pass
+
+    previous = signal.signal(signal.SIGTERM, users_handler)
+    try:
+        scale_before = torch.amp.GradScaler.scale
+        quiet_autolog()
+        assert signal.getsignal(signal.SIGTERM) is users_handler  # nothing until training starts
+        model = torch.nn.Linear(2, 1)
+        opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        with mlflow.start_run():
+            model(torch.ones(1, 2)).sum().backward()
+            opt.step()
+            assert signal.getsignal(signal.SIGTERM) is not users_handler
+        assert torch.amp.GradScaler.scale is not scale_before
+        mlflow_monitor.autolog(disable=True)
+        assert signal.getsignal(signal.SIGTERM) is users_handler
+        assert torch.amp.GradScaler.scale is scale_before
+    finally:
+        signal.signal(signal.SIGTERM, previous)
