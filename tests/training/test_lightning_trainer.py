@@ -144,3 +144,30 @@ def test_lightning_mlflow_logger_keys_the_module_logs_keep_only_the_modules_valu
         assert history(run_id, key) == [(s, pytest.approx(v, rel=1e-6)) for s, v in history(reference, key)], key
     assert [s for s, _ in history(run_id, "train/lr")] == list(range(1, 13))  # autolog's own keys still there
     assert client.get_run(run_id).info.status == "FINISHED"
+
+
+class ValidatingModule(TinyModule):
+    def validation_step(self, batch, batch_idx):
+        import time
+
+        x, y = batch
+        time.sleep(0.002)
+        return torch.nn.functional.mse_loss(self.net(x), y)
+
+
+def test_lightning_validation_between_steps_is_not_charged_to_the_next_step():
+    import statistics
+
+    _autolog()
+    with mlflow.start_run() as run:
+        _trainer(val_check_interval=5, num_sanity_val_steps=0).fit(
+            ValidatingModule(), tiny_data(n=160, batch=8), tiny_data(n=160, batch=8, seed=1))  # 20 steps
+    flush()
+    times = dict(history(run.info.run_id, "train/step_time_s"))
+    after = [6, 11, 16]  # validation ran after steps 5, 10, 15
+    plain = statistics.median(v for s, v in times.items() if s not in after)
+    assert all(times[s] < 5 * plain for s in after), (plain, [times[s] for s in after])
+    idle = dict(history(run.info.run_id, "train/idle_time_s"))
+    assert all(idle[s] > 5 * plain for s in after)
+    per_s = dict(history(run.info.run_id, "train/samples_per_s"))
+    assert all(per_s[s] * times[s] == pytest.approx(8, rel=1e-6) for s in times)
