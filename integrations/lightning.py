@@ -30,8 +30,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, Optional, Protocol
 
-import torch
-
 from mlflow_monitor.integrations.torch import StepMetrics, active_hooks, batch_size
 from mlflow_monitor.mlflow_compat import autologging_is_disabled
 from mlflow_monitor.patching import PatchRegistry

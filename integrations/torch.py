@@ -459,7 +459,7 @@ def active_hooks() -> Optional[TorchAutolog]:
     return _active
 
 
-def _grad_scaler_class() -> Optional[type]:
+def _grad_scaler_class() -> Any:
     try:
         from torch.amp.grad_scaler import GradScaler
     except Exception:  # torch without torch.amp.GradScaler: no AMP handling
