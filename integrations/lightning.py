@@ -6,13 +6,18 @@ autolog adds to every Trainer, with MLflow ``step`` = ``trainer.global_step``.
   :class:`MonitorCallback`, through the autolog :class:`PatchRegistry`, so
   ``autolog(disable=True)`` restores the original (and callbacks already added go quiet).
 - While a fit runs, the plain-PyTorch hooks are suspended, so nothing is logged twice.
-- The loss is ``outputs["loss"]`` of ``on_train_batch_end`` (Lightning divides it by
-  ``accumulate_grad_batches``; we multiply back and average over the micro-batches).
+- The loss is ``outputs["loss"]`` of ``on_train_batch_end``, summed over the micro-batches
+  of one optimizer step: Lightning divides it by ``accumulate_grad_batches``, so the sum is
+  the mean micro-batch loss, the same scale as a plain loop's ``(loss / n).backward()``.
+- The step time runs from ``on_train_batch_start`` of the step's first micro-batch to the
+  step's end: validation and checkpointing between steps are not charged to it.
 - The run: the active MLflow run (which is ``mlflow.pytorch.autolog``'s run when that
   is on), else the run of an ``MLFlowLogger`` on the same tracking URI, else one we
   start at fit start and end at fit end (FAILED when the fit raises).
-- Keys that MLflow already logs from ``trainer.callback_metrics`` (when
-  ``mlflow.pytorch.autolog`` or an ``MLFlowLogger`` is on) are not logged again.
+- A key the module logs itself (``self.log`` / ``self.log_dict``, seen through a wrap of
+  ``LightningModule.log``) is never written by autolog when MLflow receives the module's
+  keys (``mlflow.pytorch.autolog`` or an ``MLFlowLogger``): the user's key keeps only the
+  user's values, from the first step.
 - DDP: rank 0 logs; the run id reaches every rank with ``trainer.strategy.broadcast``.
 """
 
@@ -24,8 +29,6 @@ import logging
 import time
 from collections.abc import Mapping
 from typing import Any, Optional, Protocol
-
-import torch
 
 from mlflow_monitor.integrations.torch import StepMetrics, active_hooks, batch_size
 from mlflow_monitor.mlflow_compat import autologging_is_disabled
@@ -53,6 +56,7 @@ class LightningAutolog:
         self.package = package  # "lightning" or "pytorch_lightning"
         self.enabled = False  # True from install() to the undo; callbacks log only then
         self.callback_class: Optional[type] = None
+        self.user_keys: set[str] = set()  # names passed to LightningModule.log in this process
 
     def configure(self, knobs: LightningKnobs) -> None:
         """New knobs from a second ``autolog()`` call."""
@@ -73,8 +77,17 @@ class LightningAutolog:
             except Exception:
                 _logger.warning("mlflow-monitor: could not add the monitor callback", exc_info=True)
 
+        original_log = pl.LightningModule.log
+
+        @functools.wraps(original_log)
+        def log(module: Any, name: Any, *args: Any, **kwargs: Any) -> Any:
+            if isinstance(name, str) and name not in owner.user_keys:
+                owner.user_keys.add(name)
+            return original_log(module, name, *args, **kwargs)
+
         patches.add_undo(self._deactivate)
         patches.patch(pl.Trainer, "__init__", __init__)
+        patches.patch(pl.LightningModule, "log", log)
         self.callback_class = callback_class
         self.enabled = True
 
@@ -146,6 +159,10 @@ class _MonitorCallbackMixin:
         self._end_fit(trainer, "FAILED", exception)
 
     # -- per batch / step ------------------------------------------------------------------
+    def on_train_batch_start(self, trainer: Any, pl_module: Any, batch: Any, batch_idx: int) -> None:
+        if self._run_id is not None:
+            self._acc.mark_start(time.perf_counter())
+
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self._run_id is None or trainer.global_rank != 0 or not self._owner.knobs.log_grad_norm:
             return
@@ -159,10 +176,7 @@ class _MonitorCallbackMixin:
             return
         try:
             loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
-            if isinstance(loss, torch.Tensor) and loss.dim() == 0 and loss.is_floating_point():
-                accumulate = getattr(trainer, "accumulate_grad_batches", 1) or 1
-                loss = loss.detach()
-                self._acc.add_loss(loss * accumulate if accumulate > 1 else loss)
+            self._acc.add_loss(loss)  # already divided by accumulate_grad_batches: the sum is the mean
             n = batch_size(batch)
             if n:
                 self._acc.samples += n
@@ -177,8 +191,9 @@ class _MonitorCallbackMixin:
             if step % self._owner.knobs.log_every_n_steps:
                 return
             if self._skip_logged_keys:
+                user = self._owner.user_keys
                 logged = trainer.callback_metrics
-                metrics = {k: v for k, v in metrics.items() if k not in logged}
+                metrics = {k: v for k, v in metrics.items() if k not in user and k not in logged}
             runs.log_step(self._run_id, metrics, step)
         except Exception:
             _logger.debug("mlflow-monitor: Lightning batch hook failed", exc_info=True)

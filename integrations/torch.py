@@ -4,37 +4,51 @@ with no change to the user's code.
 What is hooked (each one installed through the autolog :class:`PatchRegistry`, so
 ``autolog(disable=True)`` undoes it):
 
-- ``torch.Tensor.backward`` (wrapped): the 0-dim floating tensor
-  ``.backward()`` is called on is the loss. It is detached and kept as a tensor; with
-  gradient accumulation the losses of one optimizer step are summed as tensor ops and
-  divided by their count when the step is logged. Nothing is read on this thread.
+- ``torch.Tensor.backward`` (wrapped): the 0-dim floating tensor ``.backward()`` is
+  called on is a loss. It is detached and kept as a tensor; nothing is read on this
+  thread. The losses backwarded since the previous optimizer step are *summed* and
+  belong to the next optimizer that steps (the one whose step consumes their
+  gradients). Under the standard gradient-accumulation idiom (``(loss / n).backward()``)
+  that sum is the mean micro-batch loss -- what HF Trainer and Lightning report.
 - ``torch.utils.data.dataloader._BaseDataLoaderIter.__next__``: the leading dimension
-  of the first tensor of each batch fetched while grad is enabled counts the samples
-  of the next optimizer step (``train/samples_per_s``). Loops that do not use a
-  DataLoader get no throughput metric.
+  of the first tensor of each batch fetched while grad is enabled. Each ``backward()``
+  consumes the oldest batch fetched from the current iterator (loaders that prefetch,
+  like accelerate's, stay aligned); only consumed batches count (``train/samples_per_s``),
+  and batches of an iterator read in between without a backward (an eval) are dropped.
+  The training step starts when its first consumed batch was fetched, so evaluation,
+  checkpointing and other work between optimizer steps is not charged to the step
+  (``train/idle_time_s`` reports that gap).
+- ``torch.amp.GradScaler.scale`` / ``.step`` (wrapped): ``scaler.scale(loss).backward()``
+  logs the unscaled ``loss``; a step the scaler skips for inf/nan gradients drops that
+  step's losses, batches and time, and is counted in ``train/amp_skipped_steps``.
 - ``torch.optim.optimizer.register_optimizer_step_pre_hook`` / ``..._post_hook`` (the
-  official global hooks): the post hook counts the step and hands one dict of
-  values to :meth:`MonitoredRuns.log_step` (the run lifecycle owns the way into the
-  metrics pipeline); the pre hook computes the global grad L2 norm
-  (``log_grad_norm=True``) as tensor ops.
+  official global hooks): the pre hook wraps a ``closure`` (LBFGS & co.) to keep the
+  value of its first call -- the value ``step()`` returns -- and computes the grad L2
+  norm (``log_grad_norm=True``) as tensor ops; the post hook counts the step and hands
+  one dict of values to :meth:`MonitoredRuns.log_step`.
 
 One loss value, from ``loss.backward()`` to the pipeline buffer: ``backward`` (the
-patch) -> :meth:`StepMetrics.add_loss` (kept as a tensor) ... at ``optimizer.step()``:
+patch) -> :meth:`TorchAutolog.on_backward` (kept as a tensor) ... at ``optimizer.step()``:
 :meth:`TorchAutolog._post_step` -> :meth:`StepMetrics.collect` -> :meth:`MonitoredRuns.log_step`
 -> ``MetricsPipeline.append_many``. Nothing calls back into this module.
 
-MLflow ``step`` is the optimizer step count of the run (1 after the first step). With
-several optimizers, the first one that steps defines the step.
+MLflow ``step`` is the optimizer's own step count in the run (1 after its first step).
+The first optimizer that steps logs ``train/loss``, ``train/lr``, step time and
+throughput; every other one logs ``train/<name>/loss`` and ``train/<name>/lr``, the name
+from the ``optimizer_names`` knob (by order of first step) or ``<class>_<k>``
+(``adam_1`` for the second optimizer, an Adam).
 """
 
 from __future__ import annotations
 
 import functools
 import logging
+import re
 import time
 import weakref
-from collections.abc import Mapping
-from typing import Any, Optional, Protocol
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any, Callable, Optional, Protocol
 
 import torch
 
@@ -46,6 +60,9 @@ _logger = logging.getLogger(__name__)
 
 _active: Optional["TorchAutolog"] = None  # read by the patched functions below
 
+_MAX_UNCONSUMED_BATCHES = 64
+IDLE_REPORT_FRACTION = 0.1  # train/idle_time_s is logged when the gap exceeds 10% of the step
+
 
 class TorchKnobs(Protocol):
     """The autolog knobs the torch hooks read."""
@@ -54,27 +71,44 @@ class TorchKnobs(Protocol):
     def log_every_n_steps(self) -> int: ...
     @property
     def log_grad_norm(self) -> bool: ...
+    @property
+    def optimizer_names(self) -> Optional[Sequence[str]]: ...
 
 
 class StepMetrics:
-    """The values of one optimizer step, kept as tensors until the flusher reads them."""
+    """The values of one optimizer step, kept as tensors until the flusher reads them.
 
-    __slots__ = ("loss_sum", "loss_count", "samples", "grad_norm", "last_step_end")
+    ``loss_sum`` is the sum of the losses added since the last :meth:`collect`; the step
+    time runs from ``step_start`` (the first training batch's fetch, else the previous
+    step's end) to the step's end; the gap before it is idle time.
+    """
+
+    __slots__ = ("loss_sum", "samples", "grad_norm", "last_step_end", "step_start", "skipped", "skipped_dirty")
 
     def __init__(self) -> None:
         self.loss_sum: Any = None
-        self.loss_count = 0
         self.samples = 0
         self.grad_norm: Any = None
         self.last_step_end: Optional[float] = None
+        self.step_start: Optional[float] = None
+        self.skipped = 0  # AMP steps skipped for inf/nan grads (cumulative, this run)
+        self.skipped_dirty = False
 
-    def add_loss(self, loss: torch.Tensor) -> None:
-        """Add one loss: a 0-dim floating tensor (anything else is not a loss); no device sync."""
-        if loss.dim() != 0 or not loss.is_floating_point():
+    def add_loss(self, loss: Any) -> None:
+        """Add one loss: a 0-dim floating tensor or a Python number (a closure's value);
+        anything else is not a loss. No device sync."""
+        if isinstance(loss, torch.Tensor):
+            if loss.dim() != 0 or not loss.is_floating_point():
+                return
+            loss = loss.detach()
+        elif isinstance(loss, bool) or not isinstance(loss, (int, float)):
             return
-        loss = loss.detach()
         self.loss_sum = loss if self.loss_sum is None else self.loss_sum + loss
-        self.loss_count += 1
+
+    def mark_start(self, t: float) -> None:
+        """The training step began at ``t`` (the first call wins until :meth:`collect`)."""
+        if self.step_start is None:
+            self.step_start = t
 
     def add_grad_norm(self, parameters: Any) -> None:
         """Global L2 norm of the gradients of ``parameters``, as a tensor (no sync)."""
@@ -82,30 +116,44 @@ class StepMetrics:
         if grads:
             self.grad_norm = _total_norm(grads)
 
+    def drop(self, now: float) -> None:
+        """A step that did not happen (AMP skip): forget its losses, batches and time."""
+        self.loss_sum, self.samples, self.grad_norm, self.step_start = None, 0, None, None
+        self.last_step_end = now
+        self.skipped += 1
+        self.skipped_dirty = True
+
     def collect(self, param_groups: list[dict], now: float) -> dict[str, Any]:
         """This step's metrics; resets the accumulators for the next step."""
         metrics: dict[str, Any] = {}
-        if self.loss_count:
-            loss = self.loss_sum
-            metrics["train/loss"] = loss if self.loss_count == 1 else loss / self.loss_count
+        if self.loss_sum is not None:
+            metrics["train/loss"] = self.loss_sum
         metrics.update(lr_metrics(param_groups))
-        if self.last_step_end is not None:
-            step_time = now - self.last_step_end
+        prev_end = self.last_step_end
+        if prev_end is not None:
+            start = prev_end if self.step_start is None else max(prev_end, self.step_start)
+            step_time = now - start
             metrics["train/step_time_s"] = step_time
             if self.samples and step_time > 0:
                 metrics["train/samples_per_s"] = self.samples / step_time
+            idle = start - prev_end
+            if idle > IDLE_REPORT_FRACTION * step_time:
+                metrics["train/idle_time_s"] = idle
         if self.grad_norm is not None:
             metrics["train/grad_norm"] = self.grad_norm
-        self.loss_sum, self.loss_count, self.samples, self.grad_norm = None, 0, 0, None
+        if self.skipped_dirty:
+            metrics["train/amp_skipped_steps"] = self.skipped
+            self.skipped_dirty = False
+        self.loss_sum, self.samples, self.grad_norm, self.step_start = None, 0, None, None
         self.last_step_end = now
         return metrics
 
 
-def lr_metrics(param_groups: list[dict]) -> dict[str, Any]:
+def lr_metrics(param_groups: list[dict], prefix: str = "train/") -> dict[str, Any]:
     """``train/lr`` for one param group, ``train/lr/group_<i>`` for several."""
     if len(param_groups) == 1:
-        return {"train/lr": _lr_value(param_groups[0].get("lr"))}
-    return {f"train/lr/group_{i}": _lr_value(g.get("lr")) for i, g in enumerate(param_groups)}
+        return {f"{prefix}lr": _lr_value(param_groups[0].get("lr"))}
+    return {f"{prefix}lr/group_{i}": _lr_value(g.get("lr")) for i, g in enumerate(param_groups)}
 
 
 def _lr_value(lr: Any) -> Any:
@@ -135,6 +183,20 @@ def batch_size(batch: Any, _depth: int = 0) -> Optional[int]:
     return None
 
 
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9_.\-]+")
+
+
+class _Secondary:
+    """An optimizer other than the first: its name, own step count and grad norm."""
+
+    __slots__ = ("prefix", "step", "grad_norm")
+
+    def __init__(self, name: str) -> None:
+        self.prefix = f"train/{name}/"
+        self.step = 0
+        self.grad_norm: Any = None
+
+
 class TorchAutolog:
     """The plain-PyTorch hooks. One instance is installed at a time."""
 
@@ -142,21 +204,39 @@ class TorchAutolog:
         self.runs = runs
         self.log_every_n_steps = 1
         self.log_grad_norm = False
+        self.optimizer_names: tuple[str, ...] = ()
         self.configure(knobs)
         self.suspended = 0  # > 0 while a Lightning fit runs (its callback logs instead)
-        self.step_metrics = StepMetrics()
+        self.step_metrics = StepMetrics()  # the first optimizer's step
         self._primary: Optional[weakref.ref] = None
+        self._secondary: "weakref.WeakKeyDictionary[Any, _Secondary]" = weakref.WeakKeyDictionary()
+        self._n_optimizers = 0
         self._run_id: Optional[str] = None
         self._step = 0
         self._dist_resolved = False
         self._run_id_dist: Optional[str] = None
         self._log_here = True  # False on non-zero DDP ranks
         self._warned: set[str] = set()
+        # losses since the last optimizer step: they belong to the next one that steps
+        self._pending_loss: Any = None
+        self._consumed_loss: Any = None  # the last step's losses, for optimizers stepping right after it
+        self._consumed_by: set[int] = set()
+        # training batches of the current loader, fetched and not yet trained on: (size, fetch start)
+        self._fetch_iter = 0
+        self._fetched: deque[tuple[int, float]] = deque(maxlen=_MAX_UNCONSUMED_BATCHES)
+        # inside optimizer.step(closure): the closure's backward calls are the step's own
+        self._closure_depth = 0  # > 0 while a wrapped closure runs
+        self._closure_step = False  # the step in progress was given a closure
+        self._closure_value: Any = None
+        self.step_calls = 0  # every optimizer step seen (GradScaler.step compares it)
+        self._scaled_out: Optional[weakref.ref] = None  # GradScaler.scale(loss) -> loss
+        self._scaled_loss: Any = None
 
     def configure(self, knobs: TorchKnobs) -> None:
         """New knobs from a second ``autolog()`` call."""
         self.log_every_n_steps = max(1, int(knobs.log_every_n_steps))
         self.log_grad_norm = bool(knobs.log_grad_norm)
+        self.optimizer_names = tuple(getattr(knobs, "optimizer_names", None) or ())
 
     # -- install (undone by patches.undo_all()) -----------------------------------------
     def install(self, patches: PatchRegistry) -> None:
@@ -170,6 +250,10 @@ class TorchAutolog:
         patches.patch(torch.Tensor, "backward", _make_backward(torch.Tensor.backward))
         iterator = dataloader._BaseDataLoaderIter  # torch-private, stable since torch 1.x
         patches.patch(iterator, "__next__", _make_next(iterator.__next__))
+        scaler = _grad_scaler_class()
+        if scaler is not None:
+            patches.patch(scaler, "scale", _make_scale(scaler.scale))
+            patches.patch(scaler, "step", _make_scaler_step(scaler.step))
         patches.add_hook(register_optimizer_step_pre_hook(self._pre_step))
         patches.add_hook(register_optimizer_step_post_hook(self._post_step))
         global _active
@@ -181,49 +265,179 @@ class TorchAutolog:
             _active = None
 
     # -- hooks (training thread: never raise, never sync) -----------------------------
-    def on_batch(self, batch: Any) -> None:
+    def on_batch(self, iterator: Any, batch: Any, fetch_start: float) -> None:
         if self.suspended or not torch.is_grad_enabled():
             return
         try:
             n = batch_size(batch)
-            if n:
-                self.step_metrics.samples += n
+            if not n:
+                return
+            if id(iterator) != self._fetch_iter:  # another loader: its batches were not trained on
+                self._fetch_iter = id(iterator)
+                self._fetched.clear()
+            self._fetched.append((n, fetch_start))
         except Exception:
             self._warn_once("dataloader")
 
-    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self.suspended or not self.log_grad_norm or not self._is_primary(optimizer):
+    def on_backward(self, loss: torch.Tensor) -> None:
+        if self._closure_depth:  # inside optimizer.step(closure): the closure's value is the loss
             return
+        if loss.dim() != 0 or not loss.is_floating_point():
+            return
+        scaled = self._scaled_out() if self._scaled_out is not None else None
+        if scaled is not None and scaled is loss:  # scaler.scale(loss).backward(): the unscaled loss
+            loss = self._scaled_loss
+            self._scaled_out, self._scaled_loss = None, None
+        loss = loss.detach()
+        self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss
+        if self._fetched:  # this backward trained on the oldest batch fetched (loaders may prefetch)
+            n, fetch_start = self._fetched.popleft()
+            step = self.step_metrics
+            step.samples += n
+            step.mark_start(fetch_start)
+
+    def on_scaled(self, loss: Any, scaled: Any) -> None:
+        if isinstance(scaled, torch.Tensor) and scaled is not loss and isinstance(loss, torch.Tensor):
+            self._scaled_out, self._scaled_loss = weakref.ref(scaled), loss
+
+    def on_skipped_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """GradScaler skipped ``optimizer.step()`` (inf/nan grads): that step never happened."""
+        self._pending_loss = None
+        if self._is_primary(optimizer):
+            self.step_metrics.drop(time.perf_counter())
+
+    def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
+        if self.suspended or (not self.log_grad_norm and len(args) < 2 and not kwargs):
+            return None  # the common step(): no closure, no grad norm
         try:
-            self.step_metrics.add_grad_norm(p for g in optimizer.param_groups for p in g["params"])
+            if self.log_grad_norm:
+                params = (p for g in optimizer.param_groups for p in g["params"])
+                if self._is_primary(optimizer):
+                    self.step_metrics.add_grad_norm(params)
+                else:
+                    grads = [p.grad for p in params if p.grad is not None]
+                    if grads:
+                        self._secondary_state(optimizer).grad_norm = _total_norm(grads)
+            # args[0] is the optimizer itself (torch's step wrapper passes (self, *args))
+            closure = kwargs.get("closure") if kwargs else (args[1] if len(args) > 1 else None)
+            if callable(closure):
+                self._closure_step = True
+                return self._wrap_closure(closure, args, kwargs)
         except Exception:
-            self._warn_once("grad_norm")
+            self._warn_once("optimizer_pre_step")
+        return None
+
+    def _wrap_closure(self, closure: Callable[[], Any], args: Any, kwargs: Any) -> Any:
+        self._closure_value = None
+        first = [True]
+
+        def recording_closure() -> Any:
+            self._closure_depth += 1
+            try:
+                value = closure()
+            finally:
+                self._closure_depth -= 1
+            if first[0]:
+                first[0] = False
+                if isinstance(value, torch.Tensor):  # only a scalar loss is a loss
+                    value = value.detach() if value.dim() == 0 and value.is_floating_point() else None
+                self._closure_value = value
+            return value
+
+        if kwargs and "closure" in kwargs:
+            return args, {**kwargs, "closure": recording_closure}
+        return (args[0], recording_closure, *args[2:]), kwargs
 
     def _post_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> None:
-        if self.suspended or not self._is_primary(optimizer):
+        self.step_calls += 1
+        if self.suspended:
             return
         try:
+            loss = self._take_loss(optimizer)
             run_id = self._resolve_run()
             now = time.perf_counter()  # after the (one-off) run start, not charged to a step
             if run_id != self._run_id:  # a new run: steps count from 1 again
-                self._run_id, self._step = run_id, 0
-                self.step_metrics.last_step_end = None
-            self._step += 1
-            self.runs.set_current_step(self._step)
-            metrics = self.step_metrics.collect(optimizer.param_groups, now)
-            if run_id is None or not self._log_here or self._step % self.log_every_n_steps:
-                return
-            self.runs.log_step(run_id, metrics, self._step)
+                self._new_run(run_id)
+            if self._is_primary(optimizer):
+                self._log_primary(optimizer, run_id, loss, now)
+            else:
+                self._log_secondary(optimizer, run_id, loss)
         except Exception:
             self._warn_once("optimizer_step")
+
+    def _take_loss(self, optimizer: torch.optim.Optimizer) -> Any:
+        """The loss ``optimizer``'s step consumed: its closure's value, or the losses
+        backwarded since the last step (shared with optimizers stepping right after)."""
+        if self._closure_step:
+            self._closure_step = False
+            value, self._closure_value = self._closure_value, None
+            self._pending_loss = None
+            self._consumed_loss, self._consumed_by = None, set()
+            return value
+        if self._pending_loss is not None:
+            loss, self._pending_loss = self._pending_loss, None
+            self._consumed_loss, self._consumed_by = loss, {id(optimizer)}
+            return loss
+        if self._consumed_loss is not None and id(optimizer) not in self._consumed_by:
+            self._consumed_by.add(id(optimizer))
+            return self._consumed_loss
+        return None
+
+    def _new_run(self, run_id: Optional[str]) -> None:
+        self._run_id, self._step = run_id, 0
+        self.step_metrics.last_step_end = None
+        self.step_metrics.step_start = None
+        self.step_metrics.skipped, self.step_metrics.skipped_dirty = 0, False
+        for state in list(self._secondary.values()):
+            state.step = 0
+
+    def _log_primary(self, optimizer: torch.optim.Optimizer, run_id: Optional[str], loss: Any, now: float) -> None:
+        self._step += 1
+        self.runs.set_current_step(self._step)
+        step = self.step_metrics
+        if isinstance(loss, torch.Tensor):  # already detached (on_backward / the closure)
+            step.loss_sum = loss if step.loss_sum is None else step.loss_sum + loss
+        elif loss is not None:
+            step.add_loss(loss)
+        metrics = step.collect(optimizer.param_groups, now)
+        if run_id is None or not self._log_here or self._step % self.log_every_n_steps:
+            return
+        self.runs.log_step(run_id, metrics, self._step)
+
+    def _log_secondary(self, optimizer: torch.optim.Optimizer, run_id: Optional[str], loss: Any) -> None:
+        state = self._secondary_state(optimizer)
+        state.step += 1
+        grad_norm, state.grad_norm = state.grad_norm, None
+        if run_id is None or not self._log_here or state.step % self.log_every_n_steps:
+            return
+        metrics = lr_metrics(optimizer.param_groups, state.prefix)
+        if isinstance(loss, (torch.Tensor, float, int)) and not isinstance(loss, bool):
+            metrics[f"{state.prefix}loss"] = loss
+        if grad_norm is not None:
+            metrics[f"{state.prefix}grad_norm"] = grad_norm
+        self.runs.log_step(run_id, metrics, state.step)
 
     # -- helpers -----------------------------------------------------------------------
     def _is_primary(self, optimizer: torch.optim.Optimizer) -> bool:
         primary = self._primary() if self._primary is not None else None
         if primary is None:
             self._primary = weakref.ref(optimizer)
+            self._n_optimizers = max(self._n_optimizers, 1)
             return True
         return primary is optimizer
+
+    def _secondary_state(self, optimizer: torch.optim.Optimizer) -> _Secondary:
+        state = self._secondary.get(optimizer)
+        if state is None:
+            index = self._n_optimizers
+            self._n_optimizers += 1
+            if index < len(self.optimizer_names):
+                name = self.optimizer_names[index]
+            else:
+                name = f"{type(optimizer).__name__.lower()}_{index}"
+            state = _Secondary(_NAME_CHARS.sub("_", name))
+            self._secondary[optimizer] = state
+        return state
 
     def _resolve_run(self) -> Optional[str]:
         if not distributed.is_distributed():
@@ -245,13 +459,21 @@ def active_hooks() -> Optional[TorchAutolog]:
     return _active
 
 
+def _grad_scaler_class() -> Any:
+    try:
+        from torch.amp.grad_scaler import GradScaler
+    except Exception:  # torch without torch.amp.GradScaler: no AMP handling
+        return None
+    return GradScaler
+
+
 def _make_backward(original: Any) -> Any:
     @functools.wraps(original)
     def backward(self: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
         hooks = _active
         if hooks is not None and not hooks.suspended:
             try:
-                hooks.step_metrics.add_loss(self)
+                hooks.on_backward(self)
             except Exception:
                 hooks._warn_once("backward")
         return original(self, *args, **kwargs)
@@ -262,10 +484,44 @@ def _make_backward(original: Any) -> Any:
 def _make_next(original: Any) -> Any:
     @functools.wraps(original)
     def __next__(self: Any) -> Any:
+        start = time.perf_counter()
         batch = original(self)
         hooks = _active
         if hooks is not None:
-            hooks.on_batch(batch)
+            hooks.on_batch(self, batch, start)
         return batch
 
     return __next__
+
+
+def _make_scale(original: Any) -> Any:
+    @functools.wraps(original)
+    def scale(self: Any, outputs: Any) -> Any:
+        scaled = original(self, outputs)
+        hooks = _active
+        if hooks is not None and not hooks.suspended:
+            try:
+                hooks.on_scaled(outputs, scaled)
+            except Exception:
+                hooks._warn_once("grad_scaler")
+        return scaled
+
+    return scale
+
+
+def _make_scaler_step(original: Any) -> Any:
+    @functools.wraps(original)
+    def step(self: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
+        hooks = _active
+        if hooks is None or hooks.suspended:
+            return original(self, optimizer, *args, **kwargs)
+        before = hooks.step_calls
+        result = original(self, optimizer, *args, **kwargs)
+        try:
+            if hooks.step_calls == before and self.is_enabled():  # the scaler skipped optimizer.step()
+                hooks.on_skipped_step(optimizer)
+        except Exception:
+            hooks._warn_once("grad_scaler")
+        return result
+
+    return step

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Sequence
 from typing import Any, Callable, Optional, Union
 
 from mlflow_monitor import events
@@ -46,6 +47,7 @@ class AutologConfig:
 
     log_every_n_steps: int = 1
     log_grad_norm: bool = False
+    optimizer_names: Optional[tuple[str, ...]] = None
     system_metrics: bool = True
     system_metrics_interval_s: float = 1.0
     health: bool = True
@@ -153,6 +155,7 @@ def autolog(
     *,
     log_every_n_steps: int = 1,
     log_grad_norm: bool = False,
+    optimizer_names: Optional[Sequence[str]] = None,
     system_metrics: bool = True,
     system_metrics_interval_s: float = 1.0,
     health: bool = True,
@@ -168,6 +171,9 @@ def autolog(
     Args:
         log_every_n_steps: log the training metrics of every n-th optimizer step.
         log_grad_norm: also log ``train/grad_norm``, the global L2 norm of the gradients.
+        optimizer_names: names of the optimizers, in the order they first step; the first
+            one logs ``train/loss``, ``train/lr``, ..., the others ``train/<name>/loss`` and
+            ``train/<name>/lr`` (default name: ``<class>_<k>``, e.g. ``adam_1``).
         system_metrics: sample CPU, memory, disk, network and GPU into ``system/*``.
         system_metrics_interval_s: seconds between two system samples.
         health: run the training-health rules (NaN loss, divergence, ...).
@@ -194,9 +200,16 @@ def autolog(
         raise ValueError(f"log_every_n_steps must be an int >= 1, got {log_every_n_steps!r}")
     if not system_metrics_interval_s or system_metrics_interval_s <= 0:
         raise ValueError(f"system_metrics_interval_s must be > 0 seconds, got {system_metrics_interval_s!r}")
+    if optimizer_names is not None:
+        if isinstance(optimizer_names, str) or not all(
+            isinstance(n, str) and n and "/" not in n for n in optimizer_names
+        ):
+            raise ValueError(f"optimizer_names must be a list of non-empty names without '/', got {optimizer_names!r}")
+        optimizer_names = tuple(optimizer_names)
     config = AutologConfig(
         log_every_n_steps=log_every_n_steps,
         log_grad_norm=log_grad_norm,
+        optimizer_names=optimizer_names,
         system_metrics=system_metrics,
         system_metrics_interval_s=float(system_metrics_interval_s),
         health=health,

@@ -60,6 +60,26 @@ class _Patch:
         return f"patch {getattr(self.owner, '__name__', self.owner)}.{self.name}"
 
 
+class _SignalHandler:
+    """``signal.signal(signum, handler)``; removing it puts the previous handler back,
+    unless someone installed another handler since (theirs stays: it may chain to ours)."""
+
+    def __init__(self, signum: int, handler: Callable[..., Any]) -> None:
+        import signal
+
+        self.signum, self.handler = signum, handler
+        self.previous = signal.signal(signum, handler)
+
+    def remove(self) -> None:
+        import signal
+
+        if signal.getsignal(self.signum) is self.handler:
+            signal.signal(self.signum, self.previous if self.previous is not None else signal.SIG_DFL)
+
+    def __repr__(self) -> str:
+        return f"signal handler {self.signum}"
+
+
 class PatchRegistry:
     """The patches and hooks of one ``autolog()``; :meth:`undo_all` removes them all."""
 
@@ -87,6 +107,17 @@ class PatchRegistry:
         with self._lock:
             self._installed.append(handle)
         return handle
+
+    def set_signal_handler(self, signum: int, handler: Callable[..., Any]) -> Any:
+        """``signal.signal(signum, handler)``, recorded; returns the previous handler.
+
+        Only from the main thread (``signal.signal`` raises ``ValueError`` elsewhere).
+        :meth:`undo_all` restores the previous handler if ``handler`` is still installed.
+        """
+        with self._lock:
+            entry = _SignalHandler(signum, handler)
+            self._installed.append(entry)
+            return entry.previous
 
     def add_undo(self, fn: Callable[[], Any]) -> None:
         """Record ``fn`` to call at :meth:`undo_all` (for hooks that return no handle)."""

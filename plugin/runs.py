@@ -13,6 +13,14 @@ each run, and the :class:`~mlflow_monitor.events.RunSummary` published when it e
 - ``mlflow.end_run`` is wrapped (:meth:`MonitoredRuns.install`, through the patch
   registry) so the sampler stops, the pipeline is flushed and the summary is published
   exactly when the run ends, with its status.
+- SIGTERM (preemption, ``kill``, torchrun tearing a job down after a rank died): a
+  handler, installed through the patch registry when the first run is monitored (main
+  thread only), ends every monitored run ``KILLED`` with an end time and its summary,
+  within :data:`SIGNAL_END_TIMEOUT_S` (on a helper thread, joined with that bound), then
+  chains to the handler that was there before: the user's or the framework's own
+  handler runs; with none (``SIG_DFL``) the process then dies of the signal as it would
+  have. A signal that lands while a run is being ended (``end_run``, exit) waits for that
+  end, then goes on. After it, no new run is started for this process.
 """
 
 from __future__ import annotations
@@ -22,7 +30,9 @@ import dataclasses
 import functools
 import logging
 import math
+import os
 import re
+import signal
 import sys
 import threading
 import time
@@ -39,6 +49,7 @@ from mlflow_monitor.patching import PatchRegistry
 _logger = logging.getLogger(__name__)
 
 END_RUN_FLUSH_TIMEOUT_S = 10.0
+SIGNAL_END_TIMEOUT_S = 15.0  # ending every run at SIGTERM (flush + end), before the signal goes on
 
 
 @dataclasses.dataclass
@@ -149,6 +160,12 @@ class MonitoredRuns:
         self._atexit_registered = False
         self._cached_active: Any = None
         self._cached_run_id: Optional[str] = None
+        self._patches: Optional[PatchRegistry] = None
+        self._signal_installed = False
+        self._previous_sigterm: Any = None
+        self._ending = 0  # > 0 while a run is being ended on the main thread (end_run, exit)
+        self._pending_signal: Optional[int] = None
+        self.terminated_by: Optional[str] = None  # the signal's name once one ended the runs
 
     # -- install ---------------------------------------------------------------------
     def install(self, patches: PatchRegistry) -> None:
@@ -157,6 +174,7 @@ class MonitoredRuns:
         Undone by ``patches.undo_all()``, which also forgets every run (:meth:`shutdown`).
         """
         patches.add_undo(self.shutdown)  # undone last: after end_run is restored
+        self._patches = patches
         owners = end_run_owners()
         wrapper = _end_run_wrapper(self, owners[0].end_run)
         for owner in owners:
@@ -174,7 +192,7 @@ class MonitoredRuns:
                 self.begin(run_id, owned=False, info=active.info)
             self._cached_active, self._cached_run_id = active, run_id
             return run_id
-        if not start_if_missing:
+        if not start_if_missing or self.terminated_by is not None:
             return None
         return self.start_owned_run()
 
@@ -249,7 +267,8 @@ class MonitoredRuns:
             if self.options.system_metrics and sample_system:
                 run.sampler = self._start_sampler(run_id, pipeline, node_id)
             self._runs[run_id] = run
-            return run
+        self._install_signal_handler()
+        return run
 
     def is_monitored(self, run_id: str) -> bool:
         return run_id in self._runs
@@ -277,7 +296,7 @@ class MonitoredRuns:
         run.peaks.update(peaks)
         return peaks
 
-    def finish(self, run_id: str, status: str = "FINISHED") -> None:
+    def finish(self, run_id: str, status: str = "FINISHED", flush_timeout: float = END_RUN_FLUSH_TIMEOUT_S) -> None:
         """The run ends: stop sampling, flush (bounded), publish its RunSummary."""
         run = self._runs.get(run_id)
         if run is None:
@@ -290,7 +309,7 @@ class MonitoredRuns:
                 if self._cached_run_id == run_id:
                     self._cached_active, self._cached_run_id = None, None
         try:
-            if not get_pipeline().flush(END_RUN_FLUSH_TIMEOUT_S):
+            if not get_pipeline().flush(flush_timeout):
                 _logger.warning(
                     "mlflow-monitor: metrics of run %s not all in the store yet at run end; "
                     "they stay in the spool and are replayed when the store is back", run_id,
@@ -317,6 +336,93 @@ class MonitoredRuns:
                 error=run.failed_error,
             )
         )
+
+    # -- SIGTERM ---------------------------------------------------------------------
+    def _install_signal_handler(self) -> None:
+        if self._signal_installed or self._patches is None:
+            return
+        if threading.current_thread() is not threading.main_thread():
+            return  # signal.signal works only there; the next run begun there installs it
+        self._signal_installed = True
+        try:
+            if signal.getsignal(signal.SIGTERM) is signal.SIG_IGN:
+                return  # the process ignores SIGTERM: it does not end the process, nor the runs
+            self._previous_sigterm = self._patches.set_signal_handler(signal.SIGTERM, self._on_signal)
+        except (ValueError, OSError):
+            _logger.debug("mlflow-monitor: could not install the SIGTERM handler", exc_info=True)
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        """SIGTERM: end every monitored run KILLED (bounded), then chain."""
+        if self._ending:  # it interrupted a run's end: let that end finish first
+            self._pending_signal = signum
+            return
+        try:
+            self.terminate(signal.Signals(signum).name)
+        except Exception:
+            _logger.warning("mlflow-monitor: ending the runs at signal %s failed", signum, exc_info=True)
+        self._chain(signum, frame)
+
+    def _chain(self, signum: int, frame: Any) -> None:
+        previous = self._previous_sigterm
+        if callable(previous):
+            previous(signum, frame)
+        elif previous is not signal.SIG_IGN:  # SIG_DFL (or unknown): die of the signal as before
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def terminate(self, reason: str, status: str = "KILLED") -> None:
+        """End every monitored run ``status`` now, within :data:`SIGNAL_END_TIMEOUT_S`.
+
+        Runs whose summary this process publishes (rank 0, or no DDP) get ``status`` and an
+        end time; on other ranks only their points are flushed and their sampler stopped.
+        """
+        self.terminated_by = reason
+        runs = list(self._runs.values())
+        if not runs:
+            return
+        for run in runs:
+            run.failed_error = run.failed_error or f"terminated by {reason}"
+        self._ending += 1
+        try:
+            ended: list[str] = []
+            worker = threading.Thread(target=self._end_runs, args=(runs, status, ended),
+                                      name="mlflow-monitor-terminate", daemon=True)
+            worker.start()
+            worker.join(SIGNAL_END_TIMEOUT_S)
+            if worker.is_alive():
+                _logger.warning("mlflow-monitor: runs not all ended within %.0f s of %s", SIGNAL_END_TIMEOUT_S, reason)
+            active = mlflow.active_run()
+            if active is not None and active.info.run_id in ended and callable(self._previous_sigterm):
+                # the process may go on (a handler chains): take the ended run off MLflow's stack
+                mlflow.end_run(status)
+        finally:
+            self._ending -= 1
+
+    def _end_runs(self, runs: list[MonitoredRun], status: str, ended: list[str]) -> None:
+        for run in runs:
+            try:
+                self.finish(run.run_id, status, flush_timeout=SIGNAL_END_TIMEOUT_S * 0.6)
+                if run.publish_summary:
+                    mlflow.MlflowClient().set_terminated(run.run_id, status)
+                    ended.append(run.run_id)
+            except Exception:
+                _logger.warning("mlflow-monitor: could not end run %s", run.run_id, exc_info=True)
+
+    def begin_ending(self) -> None:
+        """A run's end starts on this thread: a SIGTERM now waits for :meth:`end_ending`."""
+        if threading.current_thread() is threading.main_thread():
+            self._ending += 1
+
+    def end_ending(self) -> None:
+        if threading.current_thread() is threading.main_thread():
+            self._ending -= 1
+            self._ending_done()
+
+    def _ending_done(self) -> None:
+        """After a run's end that a signal interrupted: the signal goes on now."""
+        if not self._ending and self._pending_signal is not None:
+            signum, self._pending_signal = self._pending_signal, None
+            self._on_signal(signum, None)
 
     def end_owned_runs(self, status: Optional[str] = None) -> None:
         """End the runs we started (at exit): FAILED if the process dies of an exception."""
@@ -365,12 +471,16 @@ class MonitoredRuns:
             self._atexit_registered = True
 
     def _at_exit(self) -> None:
+        self._ending += 1
         try:
             self.end_owned_runs()
             for run_id in list(self._runs):
                 self.finish(run_id, "FAILED" if getattr(sys, "last_value", None) is not None else "FINISHED")
         except Exception:
             _logger.debug("mlflow-monitor: ending runs at exit failed", exc_info=True)
+        finally:
+            self._ending -= 1
+        self._ending_done()
 
     def _start_sampler(self, run_id: str, pipeline: Any, node_id: Optional[str]) -> Any:
         try:
@@ -394,12 +504,16 @@ def _end_run_wrapper(runs: MonitoredRuns, original: Callable[..., Any]) -> Calla
 
     @functools.wraps(original)
     def end_run(status: str = "FINISHED") -> Any:
+        runs.begin_ending()
         try:
-            active = mlflow.active_run()
-            if active is not None and runs.is_monitored(active.info.run_id):
-                runs.finish(active.info.run_id, status)
-        except Exception:
-            _logger.debug("mlflow-monitor: finishing the run at end_run failed", exc_info=True)
-        return original(status)
+            try:
+                active = mlflow.active_run()
+                if active is not None and runs.is_monitored(active.info.run_id):
+                    runs.finish(active.info.run_id, status)
+            except Exception:
+                _logger.debug("mlflow-monitor: finishing the run at end_run failed", exc_info=True)
+            return original(status)
+        finally:
+            runs.end_ending()
 
     return end_run

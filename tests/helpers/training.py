@@ -16,9 +16,12 @@ def tiny_data(n: int = 64, batch: int = 8, seed: int = 0) -> torch.utils.data.Da
 
 
 def train_loop(steps: int, lr: float = 0.05, seed: int = 0, accumulate: int = 1,
-               loss_hook=None) -> list[float]:
+               loss_hook=None, divide: bool = True) -> list[float]:
     """A plain PyTorch loop of ``steps`` optimizer steps; returns the loss of each step
-    (mean over the accumulated micro-batches), read in the test, not in the hot path."""
+    (mean over the accumulated micro-batches), read in the test, not in the hot path.
+
+    With ``accumulate > 1`` it uses the standard idiom ``(loss / accumulate).backward()``,
+    or ``loss.backward()`` on the undivided loss with ``divide=False``."""
     torch.manual_seed(seed)
     model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 1))
     opt = torch.optim.SGD(model.parameters(), lr=lr)
@@ -28,7 +31,7 @@ def train_loop(steps: int, lr: float = 0.05, seed: int = 0, accumulate: int = 1,
         loss = torch.nn.functional.mse_loss(model(x), y)
         if loss_hook is not None:
             loss = loss_hook(i, loss)
-        loss.backward()
+        (loss / accumulate if divide and accumulate > 1 else loss).backward()
         micro.append(loss.detach().item())
         if len(micro) == accumulate:
             opt.step()

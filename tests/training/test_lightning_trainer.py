@@ -86,3 +86,88 @@ def test_lightning_fit_exception_propagates_unchanged_and_marks_the_run_failed()
     assert mlflow.MlflowClient().get_run(run_id).info.status == "FAILED"
     flush()
     assert [s for s, _ in history(run_id, "train/loss")] == [1, 2, 3]
+
+
+def test_lightning_accumulation_logs_the_same_train_loss_as_a_plain_loop_with_divided_loss():
+    _autolog()
+    torch.manual_seed(0)
+    with mlflow.start_run() as lit:
+        _trainer(accumulate_grad_batches=2).fit(TinyModule(), tiny_data(n=80, batch=8))
+    torch.manual_seed(0)
+    net = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05)
+    with mlflow.start_run() as plain:
+        for i, (x, y) in enumerate(tiny_data(n=80, batch=8)):
+            (torch.nn.functional.mse_loss(net(x), y) / 2).backward()
+            if i % 2 == 1:
+                opt.step()
+                opt.zero_grad()
+    flush()
+    lit_loss, plain_loss = history(lit.info.run_id, "train/loss"), history(plain.info.run_id, "train/loss")
+    assert [s for s, _ in lit_loss] == [1, 2, 3, 4, 5]
+    assert lit_loss == [(s, pytest.approx(v, rel=1e-5)) for s, v in plain_loss]
+
+
+class EpochLoggingModule(TinyModule):
+    def __init__(self, on_step):
+        super().__init__()
+        self.on_step = on_step
+
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        loss = torch.nn.functional.mse_loss(self.net(x), y)
+        self.log("train/loss", loss, on_step=self.on_step, on_epoch=True)
+        return loss
+
+
+def _fit_with_mlflow_logger(on_step):
+    from lightning.pytorch.loggers import MLFlowLogger
+
+    torch.manual_seed(0)
+    logger = MLFlowLogger(experiment_name="lt", tracking_uri=mlflow.get_tracking_uri())
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=2, logger=logger, log_every_n_steps=1,
+                         enable_progress_bar=False, enable_checkpointing=False, enable_model_summary=False)
+    trainer.fit(EpochLoggingModule(on_step), tiny_data(n=48, batch=8))  # 6 steps per epoch
+    return logger.run_id
+
+
+@pytest.mark.parametrize("on_step", [True, False])
+def test_lightning_mlflow_logger_keys_the_module_logs_keep_only_the_modules_values(on_step):
+    reference = _fit_with_mlflow_logger(on_step)  # autolog off: what Lightning alone stores
+    _autolog()
+    run_id = _fit_with_mlflow_logger(on_step)
+    flush()
+    client = mlflow.MlflowClient()
+    user_keys = set(client.get_run(reference).data.metrics)
+    assert any(k.startswith("train/loss") for k in user_keys)
+    for key in user_keys:  # every key Lightning stores for the module: the same points, no more
+        assert history(run_id, key) == [(s, pytest.approx(v, rel=1e-6)) for s, v in history(reference, key)], key
+    assert [s for s, _ in history(run_id, "train/lr")] == list(range(1, 13))  # autolog's own keys still there
+    assert client.get_run(run_id).info.status == "FINISHED"
+
+
+class ValidatingModule(TinyModule):
+    def validation_step(self, batch, batch_idx):
+        import time
+
+        x, y = batch
+        time.sleep(0.002)
+        return torch.nn.functional.mse_loss(self.net(x), y)
+
+
+def test_lightning_validation_between_steps_is_not_charged_to_the_next_step():
+    import statistics
+
+    _autolog()
+    with mlflow.start_run() as run:
+        _trainer(val_check_interval=5, num_sanity_val_steps=0).fit(
+            ValidatingModule(), tiny_data(n=160, batch=8), tiny_data(n=160, batch=8, seed=1))  # 20 steps
+    flush()
+    times = dict(history(run.info.run_id, "train/step_time_s"))
+    after = [6, 11, 16]  # validation ran after steps 5, 10, 15
+    plain = statistics.median(v for s, v in times.items() if s not in after)
+    assert all(times[s] < 5 * plain for s in after), (plain, [times[s] for s in after])
+    idle = dict(history(run.info.run_id, "train/idle_time_s"))
+    assert all(idle[s] > 5 * plain for s in after)
+    per_s = dict(history(run.info.run_id, "train/samples_per_s"))
+    assert all(per_s[s] * times[s] == pytest.approx(8, rel=1e-6) for s in times)

@@ -32,14 +32,24 @@ def test_each_optimizer_step_logs_its_loss_lr_step_time_and_throughput():
     assert all(v == pytest.approx(8 / times[s]) for s, v in per_s)  # batch of 8 per step
 
 
-def test_gradient_accumulation_logs_mean_of_the_steps_backward_losses():
+@pytest.mark.parametrize("accumulate", [1, 2, 4])
+def test_gradient_accumulation_with_divided_loss_logs_the_mean_micro_batch_loss(accumulate):
     _autolog()
     with mlflow.start_run() as run:
-        losses = train_loop(steps=5, accumulate=3)
+        losses = train_loop(steps=5, accumulate=accumulate)  # (loss / accumulate).backward()
     flush()
     logged = history(run.info.run_id, "train/loss")
     assert [s for s, _ in logged] == [1, 2, 3, 4, 5]
     assert [v for _, v in logged] == pytest.approx(losses, rel=1e-6)
+
+
+def test_gradient_accumulation_without_dividing_logs_the_sum_of_the_backwarded_losses():
+    _autolog()
+    with mlflow.start_run() as run:
+        losses = train_loop(steps=4, accumulate=3, divide=False)
+    flush()
+    logged = history(run.info.run_id, "train/loss")
+    assert [v for _, v in logged] == pytest.approx([3 * m for m in losses], rel=1e-6)
     per_s = dict(history(run.info.run_id, "train/samples_per_s"))
     times = dict(history(run.info.run_id, "train/step_time_s"))
     assert per_s[3] == pytest.approx(24 / times[3])  # 3 micro-batches of 8 samples
