@@ -122,8 +122,8 @@ def main() -> None:
         t0 = time.perf_counter()
         ok = mlflow_monitor.flush(timeout=300)
         drain_s = time.perf_counter() - t0
-        amortized = _amortized(args.amortized_steps, log_metrics, writer)
-        writer.close()
+    amortized = _amortized(args.amortized_steps, log_metrics, writer)
+    writer.close()
 
     tb_ns = results["SummaryWriter.add_scalar (anchor)"]
     ml_ns = results["mlflow.log_metric, sqlite (anchor)"]
