@@ -162,7 +162,7 @@ def guard_package_logs() -> None:
         previous = logging.getLogRecordFactory()
 
         def factory(*args: object, **kwargs: object) -> logging.LogRecord:
-            record = previous(*args, **kwargs)  # type: ignore[arg-type]
+            record = previous(*args, **kwargs)
             name = record.name
             if name == _PACKAGE or name.startswith(_PACKAGE + "."):
                 _redact_record(record)
