@@ -14,12 +14,19 @@ CPU time is read per thread from its POSIX thread CPU clock (``pthread_getcpuclo
 over a window that starts after the first sample, so start-up is excluded. ``--children``
 idle child processes stand in for DataLoader workers (ours also samples them).
 
+Then what a user pays: the whole process's extra CPU (``time.process_time``: every thread,
+user and system time, so the sampler, its points' materialisation, the flusher's sqlite
+writes and whatever they cost the interpreter) with our sampler writing into a sqlite
+run, against the same process idle. Windows alternate idle / sampling to share the
+machine's noise; the target (< 0.5% of one core) is checked on this figure.
+
 Usage: python benchmarks/sampler_cost.py [--seconds 30] [--interval 1.0] [--children 4]
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import os
 import platform
 import subprocess
@@ -99,6 +106,35 @@ def _machine_info() -> list[str]:
         f"cpus: {psutil.cpu_count()} logical, load average {load} (shared hosts inflate every row alike)",
         f"python {platform.python_version()}, psutil {psutil.__version__}, mlflow {mlflow.__version__}",
     ]
+
+
+def _whole_process_extra(uri: str, client, exp: str, interval: float, seconds: float,
+                         windows: int = 6) -> tuple[float, float, int]:
+    """(idle % of a core, sampling % of a core, samples stored): alternating windows."""
+    from mlflow_monitor.metrics import get_pipeline
+    from mlflow_monitor.system.sampler import SystemSampler
+
+    pipeline = get_pipeline()
+    run_id = client.create_run(exp).info.run_id
+    idle, busy = [], []
+    each = seconds / windows
+    sampler = None
+    for w in range(windows * 2):
+        sampling = w % 2 == 1
+        if sampling:
+            sampler = SystemSampler(run_id, interval_s=interval, sink=pipeline).start()
+            time.sleep(interval * 1.5)  # past start-up and the first sample
+        w0, c0 = time.monotonic(), time.process_time()
+        time.sleep(each)
+        if sampling:
+            pipeline.flush(timeout=30)  # the window pays for writing its own samples
+        (busy if sampling else idle).append((time.process_time() - c0) / (time.monotonic() - w0) * 100)
+        if sampler is not None:
+            sampler.stop()
+            pipeline.flush(timeout=30)
+            sampler = None
+    stored = len(client.get_metric_history(run_id, "system/cpu_utilization_percentage"))
+    return statistics.median(idle), statistics.median(busy), stored
 
 
 def main() -> int:
@@ -199,10 +235,24 @@ def main() -> int:
             f"| {name:<16}| {args.interval:>10g} | {per_sample[name]:>14} | {samples:>7} | "
             f"{cpu * 1000 / samples:>13.2f} | {pct:>12.3f}% | {ratio:>14.2f}x |"
         )
-    ok = results["ours"] < TARGET_PERCENT_OF_CORE
+    children = [
+        subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
+        for _ in range(args.children)
+    ]
+    try:
+        idle_pct, busy_pct, stored = _whole_process_extra(uri, client, exp, args.interval, args.seconds)
+    finally:
+        for c in children:
+            c.stdin.close()
+            c.wait(10)
+    extra = busy_pct - idle_pct
+    print(f"\nwhole process, {args.seconds:g} s in alternating windows: idle {idle_pct:.3f}% of one core, "
+          f"sampling into sqlite {busy_pct:.3f}% -> extra {extra:.3f}% ({stored} samples stored)")
+    print(f"sampler thread alone (table above): {results['ours']:.3f}%")
+    ok = extra < TARGET_PERCENT_OF_CORE
     print(
-        f"\ntarget: ours < {TARGET_PERCENT_OF_CORE}% of one core -> {'PASS' if ok else 'FAIL'} "
-        f"({results['ours']:.3f}%)"
+        f"\ntarget: whole-process extra CPU < {TARGET_PERCENT_OF_CORE}% of one core -> {'PASS' if ok else 'FAIL'} "
+        f"({extra:.3f}%)"
     )
     return 0 if ok else 1
 

@@ -76,8 +76,10 @@ def _train_with_reference() -> str:
     frame = data.frame.iloc[:, list(range(8)) + [-1]]
     features = [c for c in frame.columns if c != "target"]
     model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=500))
-    model.fit(frame[features], frame["target"])
+    # fit inside the run: with autolog on (mlflow.sklearn.autolog among it), a fit outside any
+    # run gets a run of its own -- a stray run next to the one the model is logged in
     with mlflow.start_run(run_name="gate-demo-train") as run:
+        model.fit(frame[features], frame["target"])
         mlflow_monitor.log_reference(frame, target="target", task="classification")
         mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
     return run.info.run_id

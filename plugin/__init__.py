@@ -12,6 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from mlflow_monitor import redaction as _redaction
+
+_redaction.guard_package_logs()  # every mlflow_monitor.* log record is redacted (stdlib only: cheap)
+
 __version__ = "0.1.0"
 
 __all__ = ["autolog", "log_metrics", "flush", "log_reference", "enable_gating", "disable_gating", "__version__"]

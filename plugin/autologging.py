@@ -150,6 +150,77 @@ class _Autolog:
 
 _state: Optional[_Autolog] = None
 
+# -- knob validation ----------------------------------------------------------------------
+MIN_SYSTEM_METRICS_INTERVAL_S = 0.1  # faster sampling costs a visible share of a core
+MAX_SYSTEM_METRICS_INTERVAL_S = 86_400.0
+
+#: What each knob allows, as the error message says it.
+KNOB_RULES: dict[str, str] = {
+    "log_every_n_steps": "an int >= 1",
+    "log_grad_norm": "True or False",
+    "optimizer_names": "None or a list of distinct non-empty names without '/'",
+    "system_metrics": "True or False",
+    "system_metrics_interval_s": (f"a number of seconds from {MIN_SYSTEM_METRICS_INTERVAL_S:g} to "
+                                  f"{MAX_SYSTEM_METRICS_INTERVAL_S:g}"),
+    "health": "True or False",
+    "notify": "True, False, None or a dict of notifier settings with str keys",
+    "log_reference": "True or False",
+    "sklearn": "True or False",
+    "log_models": "True or False",
+    "disable": "True or False",
+    "silent": "True or False",
+}
+
+
+def _knob_error(kind: type, name: str, value: Any) -> Exception:
+    return kind(f"autolog({name}=...): got {value!r:.80} ({type(value).__name__}); {name} must be {KNOB_RULES[name]}")
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if type(value) is not bool:  # 'no', 0, None and numpy bools are refused: say what you mean
+        raise _knob_error(TypeError, name, value)
+    return value
+
+
+def validated_config(**knobs: Any) -> AutologConfig:
+    """An :class:`AutologConfig` from ``autolog()``'s knobs, or TypeError/ValueError naming the bad one.
+
+    Nothing is changed when a knob is refused: this runs before any state is touched.
+    """
+    unknown = set(knobs) - {f.name for f in dataclasses.fields(AutologConfig)}
+    if unknown:
+        raise TypeError(f"autolog(): unknown knob(s) {sorted(unknown)}; known: {sorted(KNOB_RULES)}")
+    n = knobs.get("log_every_n_steps", 1)
+    if type(n) is not int:
+        raise _knob_error(TypeError, "log_every_n_steps", n)
+    if n < 1:
+        raise _knob_error(ValueError, "log_every_n_steps", n)
+    interval = knobs.get("system_metrics_interval_s", 1.0)
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)):
+        raise _knob_error(TypeError, "system_metrics_interval_s", interval)
+    if not MIN_SYSTEM_METRICS_INTERVAL_S <= interval <= MAX_SYSTEM_METRICS_INTERVAL_S:  # also refuses nan
+        raise _knob_error(ValueError, "system_metrics_interval_s", interval)
+    notify = knobs.get("notify", True)
+    if not (notify is None or type(notify) is bool or isinstance(notify, dict)):
+        raise _knob_error(TypeError, "notify", notify)
+    if isinstance(notify, dict) and not all(isinstance(k, str) for k in notify):
+        raise _knob_error(ValueError, "notify", notify)
+    names = knobs.get("optimizer_names")
+    if names is not None:
+        if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)):
+            raise _knob_error(TypeError, "optimizer_names", names)
+        if not all(isinstance(n, str) and n and "/" not in n for n in names) or len(set(names)) != len(names):
+            raise _knob_error(ValueError, "optimizer_names", names)
+    values = dict(knobs)
+    if names is not None:
+        values["optimizer_names"] = tuple(names)
+    for name, value in knobs.items():
+        if KNOB_RULES.get(name) == "True or False":
+            _check_bool(name, value)
+    values["system_metrics_interval_s"] = float(interval)
+    return AutologConfig(**values)
+
+
 
 def autolog(
     *,
@@ -188,30 +259,23 @@ def autolog(
         disable: undo every patch and hook this function installed.
         silent: no info logs from autolog itself.
 
-    Calling it again changes the knobs; it never installs anything twice.
+    Calling it again changes the knobs; it never installs anything twice. A knob of the
+    wrong type or value raises ``TypeError``/``ValueError`` naming the knob, the value and
+    what is allowed, and nothing changes (see :data:`KNOB_RULES`).
     """
     global _state
+    _check_bool("disable", disable)
     if disable:
         if _state is not None:
             state, _state = _state, None
             state.disable()
         return
-    if isinstance(log_every_n_steps, bool) or not isinstance(log_every_n_steps, int) or log_every_n_steps < 1:
-        raise ValueError(f"log_every_n_steps must be an int >= 1, got {log_every_n_steps!r}")
-    if not system_metrics_interval_s or system_metrics_interval_s <= 0:
-        raise ValueError(f"system_metrics_interval_s must be > 0 seconds, got {system_metrics_interval_s!r}")
-    if optimizer_names is not None:
-        if isinstance(optimizer_names, str) or not all(
-            isinstance(n, str) and n and "/" not in n for n in optimizer_names
-        ):
-            raise ValueError(f"optimizer_names must be a list of non-empty names without '/', got {optimizer_names!r}")
-        optimizer_names = tuple(optimizer_names)
-    config = AutologConfig(
+    config = validated_config(
         log_every_n_steps=log_every_n_steps,
         log_grad_norm=log_grad_norm,
         optimizer_names=optimizer_names,
         system_metrics=system_metrics,
-        system_metrics_interval_s=float(system_metrics_interval_s),
+        system_metrics_interval_s=system_metrics_interval_s,
         health=health,
         notify=notify,
         log_reference=log_reference,

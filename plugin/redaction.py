@@ -12,6 +12,11 @@ Three kinds of secret are removed:
 Use :func:`redact` on any text before it is printed, logged, stored in a tag, a state
 file or an exception message; :func:`redact_uri` for a URI shown or stored as such; and
 :class:`SecretRedactor` as a logging filter on third-party loggers.
+
+Every log record of the ``mlflow_monitor`` loggers (``mlflow_monitor.*``) is redacted when
+it is created, message and traceback alike (:func:`guard_package_logs`, installed by
+``import mlflow_monitor``), so text quoted from an MLflow or slack-sdk exception never
+reaches a handler with a credential in it, whichever module logged it.
 """
 
 from __future__ import annotations
@@ -23,8 +28,8 @@ import threading
 from typing import Optional
 from urllib.parse import urlparse, urlsplit, urlunsplit
 
-__all__ = ["MASK", "REDACTED", "SecretRedactor", "install_on", "redact", "redact_uri", "register_proxy_credentials",
-           "register_secret", "strip_credentials"]
+__all__ = ["MASK", "REDACTED", "SecretRedactor", "guard_package_logs", "install_on", "redact", "redact_uri",
+           "register_proxy_credentials", "register_secret", "strip_credentials"]
 
 REDACTED = "[redacted]"  # a registered secret
 MASK = "***"  # a credential found by pattern (URL user:password, token=...)
@@ -107,16 +112,7 @@ class SecretRedactor(logging.Filter):
     """Logging filter that rewrites a record's message (and traceback) with secrets redacted."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        try:
-            message = record.getMessage()
-        except Exception:  # a broken format string: leave it to logging to report
-            return True
-        clean = redact(message)
-        if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
-            record.exc_info = None
-        if clean != message or record.args:
-            record.msg, record.args = clean, None
+        _redact_record(record)
         return True
 
 
@@ -130,3 +126,47 @@ def install_on(*logger_names: str) -> None:
             if name not in _installed:
                 logging.getLogger(name).addFilter(SecretRedactor())
                 _installed.add(name)
+
+
+_PACKAGE = "mlflow_monitor"
+_guarded = False
+
+
+def _redact_record(record: logging.LogRecord) -> logging.LogRecord:
+    """Rewrite one record's message and traceback with secrets redacted (in place)."""
+    try:
+        message = record.getMessage()
+    except Exception:  # a broken format string: leave it to logging to report
+        return record
+    record.msg, record.args = redact(message), None
+    if record.exc_info and record.exc_info[1] is not None:
+        record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+        record.exc_info = None
+    if record.stack_info:
+        record.stack_info = redact(record.stack_info)
+    return record
+
+
+def guard_package_logs() -> None:
+    """Redact every record of the ``mlflow_monitor`` logger tree at creation (idempotent).
+
+    A filter on the ``mlflow_monitor`` logger would not see records of its children
+    (logging consults only the emitting logger's filters), so the guard wraps the record
+    factory instead, chaining whatever factory was installed before, and touches only
+    records whose logger name is ``mlflow_monitor`` or starts with ``mlflow_monitor.``.
+    """
+    global _guarded
+    with _lock:
+        if _guarded:
+            return
+        previous = logging.getLogRecordFactory()
+
+        def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+            record = previous(*args, **kwargs)
+            name = record.name
+            if name == _PACKAGE or name.startswith(_PACKAGE + "."):
+                _redact_record(record)
+            return record
+
+        logging.setLogRecordFactory(factory)
+        _guarded = True

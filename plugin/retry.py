@@ -41,7 +41,8 @@ def is_permanent(exc: BaseException) -> bool:
     *what it carries* -- a bad name or value (HTTP 400: ``INVALID_PARAMETER_VALUE``,
     ``BAD_REQUEST``), something that does not exist (HTTP 404 with MLflow's
     ``RESOURCE_DOES_NOT_EXIST``), a run that is no longer active (``INVALID_STATE``) -- or
-    the value could not even be encoded (``TypeError``/``ValueError``). Retrying such a
+    the value could not even be encoded (``TypeError``/``ValueError``, ``OverflowError`` for a
+    number a column or ``float()`` cannot hold, such as a step of ``2**70`` in sqlite). Retrying such a
     request would block everything queued behind it for that store; setting it aside
     (the pipeline isolates the refused points by bisection) lets the rest through.
 
@@ -55,7 +56,7 @@ def is_permanent(exc: BaseException) -> bool:
     """
     if isinstance(exc, MlflowException):
         return exc.error_code in PERMANENT_ERROR_CODES
-    return isinstance(exc, (TypeError, ValueError))
+    return isinstance(exc, (TypeError, ValueError, OverflowError))
 
 
 class Backoff:

@@ -61,3 +61,12 @@ class Latch:
 
 def median(values: Iterable[float]) -> float:
     return statistics.median(values)
+
+
+MAD_TO_SIGMA = 1.4826  # MAD x this = the standard deviation, for normal noise
+
+
+def robust_spread(values: list[float], center: float) -> float:
+    """The noise of ``values`` around ``center`` as a standard deviation, from the median
+    absolute deviation: a few outliers (a hard mini-batch, a stalled step) do not move it."""
+    return MAD_TO_SIGMA * statistics.median(abs(v - center) for v in values)

@@ -23,7 +23,7 @@ from typing import Optional
 
 from mlflow_monitor import paths
 from mlflow_monitor.bounded_client import BoundedClient, StoreUnavailable, store_uri_for_run
-from mlflow_monitor.redaction import redact_uri
+from mlflow_monitor.redaction import redact, redact_uri
 
 __all__ = ["DEAD_LETTER_FILE", "MAX_PENDING", "MAX_TAG_VALUE", "RunTagWriter", "dead_letter_path"]
 
@@ -176,12 +176,13 @@ class RunTagWriter:
         path = self._dead_letter or dead_letter_path()
         now = time.time()
         try:
-            lines = "".join(json.dumps({"failed_at": now, "reason": reason[:500], "run_id": run_id, "key": key,
-                                        "value": value, "tracking_uri": redact_uri(store_uri_for_run(run_id))},
+            lines = "".join(json.dumps({"failed_at": now, "reason": redact(reason)[:500], "run_id": run_id,
+                                        "key": key, "value": redact(value),
+                                        "tracking_uri": redact_uri(store_uri_for_run(run_id))},
                                        default=str) + "\n" for run_id, key, value in items)
             with self._file_lock:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "a", encoding="utf-8") as fh:
+                paths.private_dir(path.parent)
+                with paths.open_private(path, "a", encoding="utf-8") as fh:
                     fh.write(lines)
         except Exception as exc:
             _logger.error("mlflow-monitor: %d health tag(s) lost (%s); could not write %s: %s",

@@ -77,7 +77,8 @@ class Destination:
             self.spool_points(points)
             return
         runs = _group_runs(points)
-        chunks = [(run_id, c) for run_id, rp in runs for c in _chunks(rp)]
+        size = getattr(self.sender, "max_batch", MAX_METRICS_PER_BATCH)
+        chunks = [(run_id, c) for run_id, rp in runs for c in _chunks(rp, size)]
         for i, (run_id, chunk) in enumerate(chunks):
             if should_spill():  # stopping, or the store is slower than training: keep RAM bounded
                 self.spool_points([p for _, c in chunks[i:] for p in c])

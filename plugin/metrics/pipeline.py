@@ -13,8 +13,11 @@ Flusher thread, every ``flush_interval_s`` or on demand:
      which sends ``log_batch`` requests of at most 1000 metrics per run, in order, and on
      a transient failure (server down, network, database locked) spools them on disk and
      replays the spool, in order, with backoff, before any newer point of that store;
-  4. points a store rejects outright (invalid key, deleted run) are isolated and written to
-     ``rejected.jsonl`` with a warning naming it.
+  4. one bad point stays alone: a point that cannot be stored (a value ``float()`` cannot
+     hold such as ``10**400``, a step outside MLflow's int64 column such as ``2**70``; found
+     while materialising) or that a store rejects outright (invalid key, deleted run;
+     isolated by bisection) is written to ``rejected.jsonl`` with the reason, and a warning
+     names it. It never blocks, spools or costs its neighbours.
 
 Memory is bounded: if the buffer grows past ``max_buffered_points`` while a store is
 slow, the flusher spills it to the spool instead of holding it in RAM. At exit,
@@ -34,11 +37,11 @@ import time
 from typing import Any, Callable, Mapping, Optional, Union
 
 from mlflow_monitor.metrics.destination import Destination
-from mlflow_monitor.metrics.materialize import materialize
+from mlflow_monitor.metrics.materialize import Rejected, materialize
 from mlflow_monitor.metrics.point import FlushMarker, MetricPoint, PointGroup, PointRow
 from mlflow_monitor.metrics.spool import Spool
-from mlflow_monitor.paths import monitor_home
-from mlflow_monitor.redaction import redact
+from mlflow_monitor.paths import monitor_home, open_private
+from mlflow_monitor.redaction import redact, strip_credentials
 
 __all__ = ["MetricsPipeline", "Observer", "get_pipeline", "instance", "replay_spools", "reset_pipeline"]
 
@@ -75,6 +78,7 @@ class MetricsPipeline:
         self._stop = False
         self._closed = False
         self._io_lock = threading.Lock()  # the flusher's cycle vs close()
+        self._warned_rejects: set[tuple[str, str]] = set()  # (run_id, key) already named in a warning
         self._thread = threading.Thread(target=self._run, name="mlflow-monitor-flusher", daemon=True)
         self._thread.start()
 
@@ -217,7 +221,10 @@ class MetricsPipeline:
     def _place_segment(self, entries: list[Union[PointRow, PointGroup]], spill_only: bool) -> None:
         if not entries:
             return
-        points = materialize(entries)
+        rejected: list[Rejected] = []
+        points = materialize(entries, rejected)
+        if rejected:
+            self._set_aside(rejected)
         self._notify(points)
         for uri, uri_points in self._group(points):
             if spill_only:
@@ -245,7 +252,11 @@ class MetricsPipeline:
     def _park_without_lock(self) -> list[tuple[str, int]]:
         entries = [e for e in self._drain(len(self._buffer) + 1) if type(e) is not FlushMarker]
         left = []
-        for uri, uri_points in self._group(materialize(entries)):  # type: ignore[arg-type]
+        rejected: list[Rejected] = []
+        points = materialize(entries, rejected)  # type: ignore[arg-type]
+        if rejected:
+            self._set_aside(rejected)
+        for uri, uri_points in self._group(points):
             spool = Spool.create(uri)
             spool.append(uri_points)
             left.append((str(spool.path), len(uri_points)))
@@ -287,14 +298,31 @@ class MetricsPipeline:
         return list(out.items())
 
     def _reject(self, points: list[MetricPoint], exc: BaseException) -> None:
+        """A store refused ``points`` outright (the destination isolated them)."""
+        reason = redact(exc)[:500]
+        self._set_aside([(p, reason) for p in points], by_store=True)
+
+    def _set_aside(self, rejected: list[Rejected], by_store: bool = False) -> None:
+        """Write refused points to ``rejected.jsonl`` (mode 0600) with their reason; warn once per key."""
         path = monitor_home() / "rejected.jsonl"
-        with open(path, "a") as fh:
-            for p in points:
-                fh.write(json.dumps({"point": p.to_row(), "error": redact(exc)[:500]}) + "\n")
+        try:
+            with open_private(path, "a", encoding="utf-8") as fh:
+                for p, reason in rejected:
+                    row = [p.run_id, p.key, _json_value(p.value), p.timestamp_ms, _json_value(p.step)]
+                    fh.write(json.dumps({"point": row, "error": redact(reason)[:500]}) + "\n")
+        except OSError as exc:
+            _logger.warning("mlflow-monitor: could not write %s: %s", path, redact(exc))
+        fresh = [(p, r) for p, r in rejected if (p.run_id, p.key) not in self._warned_rejects]
+        if not fresh:
+            return
+        if len(self._warned_rejects) < 10_000:
+            self._warned_rejects.update((p.run_id, p.key) for p, _ in fresh)
+        first, reason = fresh[0]
         _logger.warning(
-            "mlflow-monitor: the tracking store rejected %d point(s) of run %s (first: %r): %s; "
-            "they are kept in %s",
-            len(points), points[0].run_id, points[0].key, redact(exc)[:200], path,
+            "mlflow-monitor: %s %d metric point(s) of run %s (first: %r at step %s: %s); the other points "
+            "are stored as usual, the refused ones are kept in %s",
+            "the tracking store rejected" if by_store else "cannot store",
+            len(rejected), first.run_id, first.key, _json_value(first.step), redact(reason)[:200], path,
         )
 
     def _adopt_orphans(self) -> None:
@@ -304,15 +332,44 @@ class MetricsPipeline:
             _logger.exception("mlflow-monitor: could not scan the spool directory")
             return
         for spool in orphans:
+            spool.tracking_uri = self._with_known_credentials(spool.tracking_uri)
             self._destination(spool.tracking_uri).orphans.append(spool)
         if orphans:
             _logger.info("mlflow-monitor: replaying %d spool file(s) left by an earlier process", len(orphans))
+
+    def _with_known_credentials(self, uri: str) -> str:
+        """A spool header's URI (stored without ``user:password@``) as this process knows it.
+
+        When this process uses the same store with credentials in its URI, that URI is
+        used; otherwise the stored one (MLflow then takes credentials from
+        ``MLFLOW_TRACKING_USERNAME``/``MLFLOW_TRACKING_PASSWORD`` or a token, as usual).
+        """
+        import mlflow
+
+        candidates = [*self._destinations, *self._run_uris.values(), os.environ.get("MLFLOW_TRACKING_URI") or ""]
+        try:
+            candidates.append(mlflow.get_tracking_uri())
+        except Exception:
+            pass
+        for known in candidates:
+            if known and known != uri and strip_credentials(known) == uri:
+                return known
+        return uri
 
     def rescan_orphans(self) -> None:
         """Adopt spool files whose process has gone since this pipeline started."""
         with self._io_lock:
             self._adopt_orphans()
         self._wake.set()
+
+
+def _json_value(value: Any) -> Any:
+    """``value`` as rejected.jsonl stores it: JSON numbers as they are, anything else as short text."""
+    if isinstance(value, (bool, float)) or value is None:
+        return value
+    if isinstance(value, int):
+        return value if value.bit_length() <= 256 else f"an int of {value.bit_length()} bits"
+    return f"{value!r:.80}"
 
 
 # ---------------------------------------------------------------------- module API --

@@ -18,9 +18,10 @@ from mlflow.entities import Metric
 from mlflow_monitor import mlflow_compat
 from mlflow_monitor.metrics.point import MetricPoint
 
-__all__ = ["LOG_BATCH_ENDPOINT", "MAX_METRICS_PER_BATCH", "MetricSender"]
+__all__ = ["LOG_BATCH_ENDPOINT", "MAX_METRICS_PER_BATCH", "MAX_SQL_POINTS_PER_WRITE", "MetricSender"]
 
 MAX_METRICS_PER_BATCH = 1000  # MLflow's log_batch limit
+MAX_SQL_POINTS_PER_WRITE = 20_000  # one SQL-writer transaction (not a request: no size limit but memory)
 LOG_BATCH_ENDPOINT = "/api/2.0/mlflow/runs/log-batch"
 
 
@@ -37,15 +38,19 @@ class MetricSender:
             from mlflow_monitor.metrics.sql_writer import make_sql_writer
 
             self._sql_writer = make_sql_writer(tracking_uri)
+        #: Points per request: MLflow's log_batch limit, or more in one transaction for the
+        #: SQL writer (a commit costs as much as ~200 rows on sqlite).
+        self.max_batch = MAX_SQL_POINTS_PER_WRITE if self._sql_writer is not None else MAX_METRICS_PER_BATCH
 
     def send(self, run_id: str, points: Sequence[MetricPoint]) -> None:
-        """Log ``points`` (<= 1000, all of ``run_id``, float values); raises on failure."""
+        """Log ``points`` (<= :attr:`max_batch`, all of ``run_id``, float values); raises on failure."""
+        if self._sql_writer is not None:
+            self._sql_writer.write_points(run_id, points)
+            return
         metrics = [Metric(p.key, p.value, p.timestamp_ms, p.step) for p in points]
         if self._is_http:
             mlflow_compat.rest_call(self.tracking_uri, LOG_BATCH_ENDPOINT, "POST", self.timeout_s,
                                     json=mlflow_compat.log_batch_json(run_id, metrics))
-        elif self._sql_writer is not None:
-            self._sql_writer.write(run_id, metrics)
         else:
             if self._client is None:
                 from mlflow.tracking import MlflowClient

@@ -1,12 +1,12 @@
 """Append-only on-disk spool for metric points that could not reach the tracking store.
 
 One spool file per (process, tracking URI): ``<MLFLOW_MONITOR_HOME>/spool/<uuid>.jsonl``.
-The first line is a JSON header naming the tracking URI; every other line is one point,
+The first line is a JSON header naming the tracking URI (without ``user:password@``); every other line is one point,
 ``[run_id, key, value, timestamp_ms, step]`` (:meth:`MetricPoint.to_row`). A sidecar
 ``.offset`` file records how many bytes were already delivered, so a replay resumes
 where the last one stopped and points are sent in the order they were written. The
 owning process holds an exclusive ``flock`` on the file; another process adopts (and
-replays) only files nobody holds.
+replays) only files nobody holds. Files are mode 0600 in a 0700 folder.
 
 Only the flusher thread reads and writes a spool; :meth:`Spool.pending` reads two
 integers and is safe to call from any thread.
@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import IO, Iterator, Optional
 
 from mlflow_monitor.metrics.point import MetricPoint
-from mlflow_monitor.paths import spool_dir
+from mlflow_monitor.paths import open_private, spool_dir, write_private_text
+from mlflow_monitor.redaction import strip_credentials
 
 __all__ = ["Spool"]
 
@@ -42,10 +43,13 @@ class Spool:
         self.created = created or time.time()
         self._offset_path = self.path.with_suffix(".offset")
         if _fh is None:
-            _fh = open(self.path, "a+b")
+            _fh = open_private(self.path, "a+b")
             fcntl.flock(_fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             if _fh.seek(0, os.SEEK_END) == 0:
-                header = {_HEADER_KEY: 1, "tracking_uri": tracking_uri, "pid": os.getpid(), "created": self.created}
+                # the header never holds credentials: a URI's user:password@ is left out, and the
+                # process that adopts the file supplies its own (see MetricsPipeline._adopt_orphans)
+                header = {_HEADER_KEY: 1, "tracking_uri": strip_credentials(tracking_uri), "pid": os.getpid(),
+                          "created": self.created}
                 _fh.write((json.dumps(header) + "\n").encode())
                 _fh.flush()
         self._fh = _fh
@@ -144,7 +148,7 @@ class Spool:
             self._truncate()
             return
         tmp = self._offset_path.with_suffix(".offset.tmp")
-        tmp.write_text(str(offset))
+        write_private_text(tmp, str(offset))
         os.replace(tmp, self._offset_path)
 
     def close(self) -> None:

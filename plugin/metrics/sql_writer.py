@@ -54,23 +54,39 @@ class SqlMetricWriter:
         )
 
     def write(self, run_id: str, metrics: Sequence[Metric]) -> None:
+        """Write ``mlflow.entities.Metric`` objects of one run (same rows as ``log_batch``)."""
+        self._write_rows(run_id, [(m.key, float(m.value), int(m.timestamp), int(m.step)) for m in metrics])
+
+    def write_points(self, run_id: str, points: Sequence[Any]) -> None:
+        """Write :class:`~mlflow_monitor.metrics.point.MetricPoint` s of one run (float values,
+        int steps and timestamps), without building an MLflow entity per point."""
+        self._write_rows(run_id, [(p[1], p[2], p[4], p[3]) for p in points])
+
+    def _write_rows(self, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
+        """``points``: ``(key, value, timestamp, step)``. One transaction, one executemany."""
         import sqlalchemy as sa
 
-        rows = []
-        newest: dict[str, dict] = {}
-        for key in {m.key for m in metrics} - self._valid_keys:
+        if not points:
+            return
+        keys = {p[0] for p in points}
+        for key in keys - self._valid_keys:
             validate_metric_name(key)  # MLflow's own rule and error (INVALID_PARAMETER_VALUE)
             self._valid_keys.add(key)
-        for m in metrics:
-            is_nan, value = _sanitize(float(m.value))
-            row = {"key": m.key, "value": value, "timestamp": int(m.timestamp), "step": int(m.step),
-                   "is_nan": is_nan, "run_uuid": run_id}
-            rows.append(row)
-            cur = newest.get(m.key)
-            if cur is None or (row["step"], row["timestamp"], value) > (cur["step"], cur["timestamp"], cur["value"]):
-                newest[m.key] = row
-        if not rows:
-            return
+        isnan, isinf = math.isnan, math.isinf
+        rows = []
+        append = rows.append
+        newest: dict[str, tuple] = {}  # key -> (step, timestamp, value, is_nan) of the greatest point
+        for key, value, ts, step in points:
+            if isnan(value):
+                value, is_nan = 0.0, True
+            elif isinf(value):
+                value, is_nan = (_MAX_FLOAT if value > 0 else -_MAX_FLOAT), False
+            else:
+                is_nan = False
+            append((key, value, ts, step, is_nan, run_id))  # the order of _COLUMNS
+            cur = newest.get(key)
+            if cur is None or (step, ts, value) > cur[:3]:
+                newest[key] = (step, ts, value, is_nan)
         runs, latest = self._runs, self._latest
         with self._engine.begin() as conn:
             found = conn.execute(sa.select(runs.c.lifecycle_stage).where(runs.c.run_uuid == run_id)).first()
@@ -82,30 +98,35 @@ class SqlMetricWriter:
                     INVALID_PARAMETER_VALUE,
                 )
             if self._sqlite:  # plain DBAPI executemany: no per-row SQLAlchemy processing
-                conn.exec_driver_sql(self._sqlite_insert, [tuple(r[c] for c in _COLUMNS) for r in rows])
+                conn.exec_driver_sql(self._sqlite_insert, rows)
             else:
-                conn.execute(self._insert_ignore(self._metrics), rows)
-            keys = sorted(newest)
+                conn.execute(self._insert_ignore(self._metrics), [dict(zip(_COLUMNS, r)) for r in rows])
+            ordered = sorted(newest)
             current = {
                 r.key: r
                 for r in conn.execute(
                     sa.select(latest.c.key, latest.c.step, latest.c.timestamp, latest.c.value)
-                    .where(latest.c.run_uuid == run_id, latest.c.key.in_(keys))
+                    .where(latest.c.run_uuid == run_id, latest.c.key.in_(ordered))
                     .order_by(latest.c.key)
                     .with_for_update()
                 )
             }
-            inserts = [newest[k] for k in keys if k not in current]
+            inserts = [_latest_row(run_id, k, newest[k]) for k in ordered if k not in current]
             if inserts:
                 conn.execute(self._insert_ignore(latest), inserts)
-            for key in keys:
-                old, new = current.get(key), newest[key]
-                if old is not None and (new["step"], new["timestamp"], new["value"]) > (old.step, old.timestamp, old.value):
+            for key in ordered:
+                old, (step, ts, value, is_nan) = current.get(key), newest[key]
+                if old is not None and (step, ts, value) > (old.step, old.timestamp, old.value):
                     conn.execute(
                         latest.update()
                         .where(latest.c.run_uuid == run_id, latest.c.key == key)
-                        .values(value=new["value"], step=new["step"], timestamp=new["timestamp"], is_nan=new["is_nan"])
+                        .values(value=value, step=step, timestamp=ts, is_nan=is_nan)
                     )
+
+
+def _latest_row(run_id: str, key: str, newest: tuple) -> dict[str, Any]:
+    step, ts, value, is_nan = newest
+    return {"key": key, "value": value, "timestamp": ts, "step": step, "is_nan": is_nan, "run_uuid": run_id}
 
 
 def make_sql_writer(tracking_uri: str) -> Optional[SqlMetricWriter]:
@@ -124,14 +145,6 @@ def make_sql_writer(tracking_uri: str) -> Optional[SqlMetricWriter]:
     except Exception:
         _logger.debug("mlflow-monitor: SQL fast path unavailable for this store", exc_info=True)
         return None
-
-
-def _sanitize(value: float) -> tuple[bool, float]:
-    if math.isnan(value):
-        return True, 0.0
-    if math.isinf(value):
-        return False, _MAX_FLOAT if value > 0 else -_MAX_FLOAT
-    return False, value
 
 
 def _insert_ignore(dialect: str) -> Callable[[Any], Any]:

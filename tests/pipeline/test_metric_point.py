@@ -47,15 +47,32 @@ def test_rows_and_groups_become_points_in_order_with_float_values_and_int_steps(
     assert all(type(p) is MetricPoint and type(p.value) is float and type(p.step) is int for p in points)
 
 
-def test_tensors_are_read_as_floats_and_unreadable_values_become_nan():
+def test_tensors_are_read_as_floats_and_unreadable_values_are_rejected_alone():
+    rejected: list = []
     points = materialize([
         ("r", "t", torch.tensor(2.5), 1, 10),
         ("r", {"u": torch.tensor([4.0]), "v": torch.ones(3)}, 1, 10),  # [4.0]: one number; ones(3): not a scalar
         ("r", "w", "high", 1, 10),
-    ])
-    assert [p.key for p in points] == ["t", "u", "v", "w"]
-    assert points[0].value == 2.5 and points[1].value == 4.0
-    assert math.isnan(points[2].value) and math.isnan(points[3].value)
+        ("r", "x", 10**400, 1, 10),
+    ], rejected)
+    assert [(p.key, p.value) for p in points] == [("t", 2.5), ("u", 4.0)]
+    reasons = {p.key: reason for p, reason in rejected}
+    assert set(reasons) == {"v", "w", "x"}
+    assert "shape (3,)" in reasons["v"] and "not a number" in reasons["w"]
+    assert "1e400" in reasons["x"] and "out of the range" in reasons["x"]
+
+
+@pytest.mark.parametrize("step, why", [
+    (2**70, "out of range"), (-(2**63) - 1, "out of range"), (math.nan, "not a finite integer"),
+    (1.5, "not a finite integer"), ("3", "not an integer"),
+])
+def test_a_step_mlflow_cannot_store_is_rejected_alone(step, why):
+    rejected: list = []
+    points = materialize([("r", "a", 1.0, 0, 10), ("r", "b", 2.0, step, 10), ("r", {"c": 3.0, "d": 4.0}, step, 10),
+                          ("r", {"e": 5.0}, 7.0, 10)], rejected)
+    assert [(p.key, p.step) for p in points] == [("a", 0), ("e", 7)]
+    assert [p.key for p, _ in rejected] == ["b", "c", "d"]
+    assert all(why in reason for _, reason in rejected)
 
 
 def test_points_that_are_already_floats_pass_through_unchanged():
