@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Iterator, Optional
 
 from mlflow_monitor import paths
+from mlflow_monitor.paths import open_private, private_dir
 from mlflow_monitor.integrations.slack.messages import SlackMessage
 from mlflow_monitor.redaction import redact
 
@@ -39,7 +40,7 @@ def file_lock(path: Path, timeout: Optional[float] = LOCK_WAIT_S, without_lock: 
     lock was not had: the caller decides (an appender appends anyway: a message is
     worth more than the race; a claim backs off).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     locked = False
     try:
@@ -90,8 +91,8 @@ class DeadLetterFile:
         try:
             line = redact(_entry_line(message, reason)) + "\n"
             with self._lock, file_lock(lock_path(path)):
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "a", encoding="utf-8") as fh:
+                private_dir(path.parent)
+                with open_private(path, "a", encoding="utf-8") as fh:
                     fh.write(line)
                 self.count += 1
         except Exception as exc:
@@ -158,14 +159,14 @@ def claim(path: Path, lock_timeout: float = LOCK_WAIT_S) -> Optional[Path]:
 def append_entries(path: Path, entries: list[dict[str, Any]]) -> None:
     lines = "".join(json.dumps(entry, default=str) + "\n" for entry in entries)
     with file_lock(lock_path(path)):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(path, "a", encoding="utf-8") as fh:
+        private_dir(path.parent)
+        with open_private(path, "a", encoding="utf-8") as fh:
             fh.write(lines)
 
 
 def rewrite_entries(path: Path, entries: list[dict[str, Any]]) -> None:
     """Replace ``path`` atomically with ``entries`` (a replay's progress)."""
     tmp = path.with_name(f".{path.name}.tmp")  # a dot name: not matched by the replay-* glob
-    with open(tmp, "w", encoding="utf-8") as fh:
+    with open_private(tmp, "w", encoding="utf-8") as fh:
         fh.write("".join(json.dumps(entry, default=str) + "\n" for entry in entries))
     os.replace(tmp, path)

@@ -149,7 +149,7 @@ def _release(conn: Any, sql: str, params: dict[str, Any]) -> None:
 
 def _lock_dir(db: Any) -> Path:
     """Beside the sqlite file when we may write there, else under ``MLFLOW_MONITOR_HOME``."""
-    from mlflow_monitor.paths import monitor_home
+    from mlflow_monitor.paths import monitor_home, private_dir
 
     path = db.sqlite_path if db is not None else None
     if path is not None:
@@ -159,14 +159,14 @@ def _lock_dir(db: Any) -> Path:
             return beside
         except OSError:
             pass
-    d = monitor_home() / "locks"
-    d.mkdir(mode=0o700, parents=True, exist_ok=True)
-    return d
+    return private_dir(monitor_home() / "locks")
 
 
 @contextmanager
 def _file_lock(folder: Path, key: str, deadline: float) -> Iterator[bool]:
-    with open(folder / f"{key}.lock", "a+") as fh:
+    from mlflow_monitor.paths import open_private
+
+    with open_private(folder / f"{key}.lock", "a+") as fh:
         while True:
             try:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)

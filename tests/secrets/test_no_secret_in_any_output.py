@@ -88,17 +88,6 @@ def test_spool_header_names_the_store_without_credentials(scenario):
     assert header["tracking_uri"].startswith("http://127.0.0.1:")
 
 
-# State files written by other parts, not yet created 0600 (their folders, under the 0700
-# home, are not reachable by other users meanwhile): pinned so a fix shows up here.
-_NOT_YET_PRIVATE = {
-    "audit": "plugin/gate/audit.py:25 mkdir with the umask",
-    "audit/gate.jsonl": "plugin/gate/audit.py:40 open(..., 'a') with the umask",
-    "locks": "plugin/gate/promotion_lock.py:45 mkdir with the umask",
-    "locks/*.lock": "plugin/gate/promotion_lock.py:46 open(..., 'a+') with the umask",
-    "dead_letter/slack.jsonl": "integrations/slack/dead_letter.py:94 open(..., 'a') with the umask",
-}
-
-
 def _wide(home: Path) -> dict[str, str]:
     out = {}
     for p in [home, *home.rglob("*")]:
@@ -116,12 +105,4 @@ def test_our_state_files_are_0600_in_a_0700_home(scenario):
     assert home.stat().st_mode & 0o777 == 0o700
     for must_be_private in ("spool", "dead_letter", "dead_letter/health_tags.jsonl", "rejected.jsonl"):
         assert must_be_private not in _wide(home)
-    assert set(_wide(home)) <= set(_NOT_YET_PRIVATE), _wide(home)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", sorted(_NOT_YET_PRIVATE))
-@pytest.mark.xfail(strict=True, reason="written by another part with the umask (see _NOT_YET_PRIVATE)")
-def test_other_parts_state_files_are_private(scenario, name):
-    workdir, _, _, _ = scenario
-    assert name not in _wide(workdir / "home"), _NOT_YET_PRIVATE[name]
+    assert _wide(home) == {}  # every folder 0700 and every file 0600: audit, locks, dead letters too
