@@ -43,7 +43,7 @@ def test_gated_promotions_record_the_champion_they_were_compared_with(tmp_path):
     except MlflowException:
         pass
 
-    records = [r for r in read_audit_log() if r.get("model_name") == "audited"]
+    records = [r for r in read_audit_log() if r.get("model_name") == "audited" and r.get("event") == "verdict"]
 
     assert [(r["event"], r["version"], r["verdict"], r["champion_before"]) for r in records] == [
         ("verdict", first, "PASSED", None), ("verdict", second, "BLOCKED", first)]

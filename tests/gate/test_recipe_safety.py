@@ -117,7 +117,11 @@ def test_plain_recipes_still_load():
 def test_alias_bomb_tag_blocks_the_promotion_quickly_and_changes_nothing():
     client = gated_client()
     version = reference_only_version(client, "bomb")
-    client.set_registered_model_tag("bomb", T.RECIPE, _alias_bomb())
+    with pytest.raises(MlflowException, match="YAML anchors are not allowed"):  # the policy API refuses it
+        client.set_registered_model_tag("bomb", T.RECIPE, _alias_bomb())
+    # a tag already in the database (written around the plugin) still cannot hang the gate
+    inner = mlflow.get_registry_uri().split(":", 1)[1]
+    MlflowClient(registry_uri=inner).set_registered_model_tag("bomb", T.RECIPE, _alias_bomb())
 
     exc = _finishes(lambda: client.set_registered_model_alias("bomb", "champion", version))
 
@@ -240,7 +244,9 @@ def test_real_server_refuses_a_host_file_with_http_400_and_no_contents(tmp_path)
         mlflow.set_registry_uri(srv.url)
         client = MlflowClient(srv.url, srv.url)
         version = reference_only_version(client, "host-file")
-        client.set_registered_model_tag("host-file", T.RECIPE, recipe_yaml(secret_file))
+        # the operator sets the policy against the database (no REST caller may, without auth)
+        MlflowClient(registry_uri=f"sqlite:///{tmp_path / 'srv' / 'server.db'}").set_registered_model_tag(
+            "host-file", T.RECIPE, recipe_yaml(secret_file))
 
         resp = requests.post(srv.url + "/api/2.0/mlflow/registered-models/alias",
                              json={"name": "host-file", "alias": "champion", "version": version}, timeout=120)
