@@ -56,7 +56,9 @@ def drifted_version(server, tmp_path_factory):
         client = MlflowClient(server.url, server.url)
         version = train_version(client, MODEL)
         path = write_current(tmp_path_factory.mktemp("ui_data"), drifted(breast_cancer_frames()[1]))
-        client.set_registered_model_tag(MODEL, T.RECIPE, recipe_yaml(path))
+        # the operator attaches the policy against the database (no REST caller may, without auth)
+        operator = MlflowClient(registry_uri=server.registry_store_uri.split(":", 1)[1])
+        operator.set_registered_model_tag(MODEL, T.RECIPE, recipe_yaml(path))
     finally:
         mlflow.set_tracking_uri(None)
         mlflow.set_registry_uri(None)
