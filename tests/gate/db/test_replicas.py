@@ -69,11 +69,13 @@ def test_replicas_serialise_promotions_and_keep_one_chain(replicas):
     client = MlflowClient(tracking_uri=servers[0].url, registry_uri=servers[0].url)
     good, bad, current = _versions(client)
     rules = ["drift_share < 0.5", "accuracy >= 0.8", "{metric: accuracy, max_drop_vs_champion: 0.05}"]
-    client.set_registered_model_tag(MODEL, T.RECIPE, recipe_yaml(current, rules=rules, sample_size=100))
-    # break glass on one bad version, set by an operator straight in the database
+    # the policy and an approved break glass on one bad version, set by operators straight in
+    # the database (the servers run without auth: no REST caller may change policy or approve)
     operator = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    operator.set_registered_model_tag(MODEL, T.RECIPE, recipe_yaml(current, rules=rules, sample_size=100))
     operator.set_model_version_tag(MODEL, bad[0], T.OVERRIDE_USER, "operator")
     operator.set_model_version_tag(MODEL, bad[0], T.OVERRIDE, "incident 42: roll forward")
+    operator.set_model_version_tag(MODEL, bad[0], T.OVERRIDE_APPROVED_BY, "second-operator")
 
     order = [(good + bad)[i % 4] for i in range(PROMOTIONS)]
     barrier = threading.Barrier(PROMOTIONS)
