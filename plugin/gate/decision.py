@@ -147,8 +147,9 @@ class Decision:
         if self.report_uri:
             lines.append(f"  report: {self.report_uri}/report.html (summary.json alongside)")
         if not self.allowed:
-            lines.append(f"  break glass: mlflow-monitor override '{safe_text(self.model_name)}' "
-                         f"{safe_text(self.version)} --reason '...'")
+            lines.append(f"  break glass (four eyes): mlflow-monitor override '{safe_text(self.model_name)}' "
+                         f"{safe_text(self.version)} --reason '...', then a second person with MANAGE "
+                         f"runs it with --approve")
         return "\n".join(lines)
 
 

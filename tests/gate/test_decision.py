@@ -54,7 +54,7 @@ def test_blocked_message_lists_failed_rules_escaped_and_the_break_glass_command(
     assert "FAILED drift_share < 0.3: actual 0.5, threshold 0.3" in message
     assert "n_drifted" not in message
     assert "report: runs:/r1/mlflow_monitor/gate/x/report.html" in message
-    assert "break glass: mlflow-monitor override 'm&lt;x>' 3 --reason '...'" in message
+    assert "break glass (four eyes): mlflow-monitor override 'm&lt;x>' 3 --reason '...', then a second person" in message
 
 
 def test_summary_is_plain_json_with_nan_as_null():
