@@ -13,7 +13,8 @@ The supported floor is stated in ``pyproject.toml`` and tested by ``.ci/run``.
 from __future__ import annotations
 
 import os
-from typing import Optional
+import sys
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 import mlflow
 
@@ -75,7 +76,6 @@ def server_artifacts_destination() -> Optional[str]:
 # REST request without MLflow's retry schedule, the log-batch proto, and the SQL models
 # and engine the bulk writer writes through.
 
-from typing import Any, Sequence  # noqa: E402  (kept in this section so the sections merge cleanly)
 
 __all__ += ["active_run_stack_local", "log_batch_json", "rest_call", "sql_metric_tables",
             "sql_store_engine", "validate_metric_name"]
@@ -196,7 +196,6 @@ def sql_store_engine(tracking_uri: str) -> Any:
 # ------------------------------------------------------------------------------ runs --
 # The run lifecycle (mlflow_monitor.runs) wraps the fluent `end_run` and stops MLflow's
 # own system-metrics monitor on runs our sampler covers.
-from typing import Any, Callable  # noqa: E402  (per section, so the area merges stay apart)
 
 __all__ += ["end_run_owners", "pop_mlflow_system_metrics_monitor"]
 
@@ -292,7 +291,6 @@ def autologging_event_logger_class() -> Optional[type]:
 # (model-registry store builder, artifact repository registry, stage names, dataset
 # input tags, the model-evaluator plugin base classes)
 
-from typing import Any, Callable  # noqa: E402  (imported here so each area's section merges cleanly)
 
 __all__ += [
     "artifact_repository",
@@ -425,7 +423,6 @@ def evaluation_artifact_classes() -> tuple[type, type]:
     return TextEvaluationArtifact, JsonEvaluationArtifact
 
 
-
 # ------------------------------------------------------------------------- gate auth --
 # Who is calling the `monitor:` store inside `mlflow server --app-name basic-auth`, and what
 # MLflow's own permission store lets them do on a registered model; plus the registry URI of
@@ -434,8 +431,6 @@ def evaluation_artifact_classes() -> tuple[type, type]:
 # (MLflow >= 2.5; the resolver names changed in 3.x, both are tried). Every fallback fails
 # closed: no identity, no permission.
 
-import sys  # noqa: E402  (kept in this section so the area merges stay apart)
-from typing import Any, NamedTuple, Optional  # noqa: E402
 
 __all__ += ["AuthGrant", "client_registry_uri", "live_mlflow_clients", "server_auth_grant",
             "server_auth_user", "server_request_active", "set_client_registry_uri"]

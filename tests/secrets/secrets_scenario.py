@@ -13,7 +13,6 @@ server is down again (points left in the spool).
 from __future__ import annotations
 
 import logging
-import os
 import sys
 from pathlib import Path
 
