@@ -27,6 +27,8 @@ def password_of(user: str) -> str:
 class AuthServer(MlflowServer):
     """``mlflow server --app-name basic-auth`` on 127.0.0.1; ``session(user)`` talks as a user."""
 
+    app_args = ("--app-name", "basic-auth")
+
     def __init__(self, workdir: Path, *, registry_store_uri: Optional[str] = None,
                  env: Optional[dict[str, str]] = None) -> None:
         workdir = Path(workdir)
@@ -47,40 +49,6 @@ class AuthServer(MlflowServer):
         env = {"MLFLOW_AUTH_CONFIG_PATH": str(ini),
                "MLFLOW_FLASK_SERVER_SECRET_KEY": secrets.token_hex(16), **(env or {})}
         super().__init__(workdir, registry_store_uri=registry_store_uri, env=env)
-
-    def start(self, timeout: float = 240.0) -> "AuthServer":
-        """Like ``MlflowServer.start`` with ``--app-name basic-auth``; waits for /health."""
-        import os
-        import subprocess
-        import sys
-        import time
-        import urllib.request
-
-        cmd = [sys.executable, "-m", "mlflow", "server", "--app-name", "basic-auth",
-               "--host", "127.0.0.1", "--port", str(self.port),
-               "--backend-store-uri", self.backend_store_uri,
-               "--artifacts-destination", str(self.artifacts), "--workers", "1"]
-        if self.registry_store_uri:
-            cmd += ["--registry-store-uri", self.registry_store_uri]
-        env = {**os.environ, **self.env}
-        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
-                    "MLFLOW_TRACKING_PASSWORD"):
-            env.pop(var, None)
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(cmd, cwd=self.workdir, env=env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"mlflow server exited early:\n{self.log_path.read_text()[-4000:]}")
-            try:
-                with urllib.request.urlopen(self.url + "/health", timeout=2) as r:
-                    if r.status == 200:
-                        return self
-            except OSError:
-                time.sleep(0.25)
-        self.stop()
-        raise TimeoutError(f"mlflow server not ready in {timeout}s:\n{self.log_path.read_text()[-4000:]}")
 
     def session(self, user: str) -> requests.Session:
         s = requests.Session()

@@ -43,9 +43,14 @@ class MlflowServer:
         self.proc: Optional[subprocess.Popen] = None
         self.log_path = self.workdir / "server.log"
 
+    app_args: tuple[str, ...] = ()  # e.g. ("--app-name", "basic-auth")
+    # client credentials a server process must not inherit from the test's environment
+    _CLIENT_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_TRACKING_USERNAME",
+                   "MLFLOW_TRACKING_PASSWORD")
+
     def start(self, timeout: float = 240.0) -> "MlflowServer":
         cmd = [
-            sys.executable, "-m", "mlflow", "server",
+            sys.executable, "-m", "mlflow", "server", *self.app_args,
             "--host", "127.0.0.1", "--port", str(self.port),
             "--backend-store-uri", self.backend_store_uri,
             "--artifacts-destination", str(self.artifacts),
@@ -54,8 +59,8 @@ class MlflowServer:
         if self.registry_store_uri:
             cmd += ["--registry-store-uri", self.registry_store_uri]
         env = {**os.environ, **self.env}
-        env.pop("MLFLOW_TRACKING_URI", None)
-        env.pop("MLFLOW_REGISTRY_URI", None)
+        for var in self._CLIENT_ENV:
+            env.pop(var, None)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(
             cmd, cwd=self.workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
