@@ -19,6 +19,7 @@ from mlflow.store.model_registry.abstract_store import AbstractStore
 
 from mlflow_monitor.gate import store_methods
 from mlflow_monitor.gate.registry_store import MonitorRegistryStore
+from mlflow_monitor.mlflow_compat import MLFLOW_VERSION
 
 
 def _public_methods(cls: type) -> set[str]:
@@ -33,6 +34,8 @@ def test_every_abstract_store_method_is_classified():
         "the gated/guarded ones on MonitorRegistryStore")
 
 
+@pytest.mark.skipif(MLFLOW_VERSION < (3, 17), reason="an older MLflow lacks methods added later (3.3.2: "
+                    "supports_workspaces); the classification is kept against the pinned MLflow")
 def test_no_classified_method_is_missing_from_abstract_store():
     stale = sorted(set(store_methods.METHODS) - _public_methods(AbstractStore))
     assert not stale, f"classified but not in this MLflow's AbstractStore: {stale}"
