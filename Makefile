@@ -15,7 +15,17 @@ FLOOR_STAMP := $(FLOOR_VENV)/.installed-$(LAYOUT)
 EDITABLE := --config-settings editable_mode=strict -e
 # The representative subset run on the floor MLflow: metrics pipeline, gate, recipes,
 # health rules and the boundaries (no Lightning/DDP/Slack-only suites).
-FLOOR_TESTS ?= tests/architecture tests/core tests/pipeline tests/recipes tests/gate tests/health
+FLOOR_TESTS ?= tests/architecture tests/core tests/pipeline tests/recipes tests/gate tests/health \
+	$(FLOOR_NOT_YET)
+# Verified on the pinned MLflow only, not yet on the floor (docs/gate.md, "MLflow versions"):
+# the basic-auth server tests (the auth config they write is 3.17's), the MLflow UI test
+# (3.3's UI differs), the registry differential test (3.3's store lacks supports_workspaces)
+# and the PostgreSQL/MariaDB replicas test (fails on 3.3.2 with a PostgreSQL operator error).
+FLOOR_NOT_YET := --ignore=tests/gate/trust/test_trust_server.py --ignore=tests/gate/ui \
+	--ignore=tests/gate/db/test_replicas.py \
+	--deselect=tests/gate/test_registry_contract.py::test_monitor_store_without_recipe_matches_stock_store_on_sqlite \
+	--deselect=tests/gate/test_registry_contract.py::test_monitor_store_without_recipe_matches_stock_store_on_postgresql \
+	--deselect=tests/gate/test_registry_contract.py::test_monitor_store_without_recipe_matches_stock_store_on_mariadb
 
 .PHONY: demo test test-fast test-floor typecheck install bench clean
 
