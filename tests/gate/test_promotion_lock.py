@@ -3,33 +3,17 @@
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from mlflow.exceptions import MlflowException
 
 from mlflow_monitor.gate import promotion_lock as lock_module
 from mlflow_monitor.gate.promotion_lock import promotion_lock
+from helpers.gate import overlapping_promotions
 
 
 def test_promotions_of_one_target_run_one_at_a_time():
-    inside, overlaps = [], []
-
-    def promote():
-        with promotion_lock("store", "m", "alias:champion"):
-            if inside:
-                overlaps.append(True)
-            inside.append(1)
-            time.sleep(0.05)
-            inside.pop()
-
-    threads = [threading.Thread(target=promote) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-    assert overlaps == []
+    assert overlapping_promotions("store") == 0
 
 
 def test_other_targets_are_not_held_up():

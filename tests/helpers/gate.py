@@ -127,3 +127,28 @@ def reference_only_version(client, model_name: str, reference: Optional[pd.DataF
     mv = client.create_model_version(model_name, f"runs:/{run.info.run_id}/no_model_here",
                                      run.info.run_id)
     return str(mv.version)
+
+
+def overlapping_promotions(store_uri: str, threads: int = 4, name: str = "m", target: str = "alias:champion") -> int:
+    """Run ``threads`` threads that each hold ``promotion_lock`` briefly; how many overlapped."""
+    import threading
+    import time
+
+    from mlflow_monitor.gate.promotion_lock import promotion_lock
+
+    inside, overlaps = [], []
+
+    def promote() -> None:
+        with promotion_lock(store_uri, name, target):
+            if inside:
+                overlaps.append(True)
+            inside.append(1)
+            time.sleep(0.05)
+            inside.pop()
+
+    workers = [threading.Thread(target=promote) for _ in range(threads)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(60)
+    return len(overlaps)

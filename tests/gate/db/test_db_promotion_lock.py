@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import multiprocessing
-import threading
-import time
 
 import pytest
 import sqlalchemy as sa
@@ -13,6 +11,7 @@ from sqlalchemy.pool import NullPool
 
 from mlflow_monitor.gate import promotion_lock as lock_module
 from mlflow_monitor.gate.promotion_lock import promotion_lock
+from helpers.gate import overlapping_promotions
 
 
 def _hold(uri: str, name: str, target: str, held, release) -> None:
@@ -70,23 +69,7 @@ def test_postgres_lock_is_a_session_advisory_lock_held_outside_any_transaction(p
 
 
 def test_threads_on_a_database_lock_take_turns(postgres_uri):
-    inside, overlaps = [], []
-
-    def promote():
-        with promotion_lock(postgres_uri, "m", "alias:champion"):
-            if inside:
-                overlaps.append(True)
-            inside.append(1)
-            time.sleep(0.05)
-            inside.pop()
-
-    threads = [threading.Thread(target=promote) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(60)
-
-    assert overlaps == []
+    assert overlapping_promotions(postgres_uri) == 0
 
 
 def test_sqlite_lock_file_lives_beside_the_database_not_in_the_monitor_home(tmp_path):
