@@ -16,6 +16,8 @@ from typing import Any, Optional
 
 import click
 
+from mlflow_monitor.formatting import format_number
+
 _RUN_ID_LEN = 32
 
 
@@ -176,7 +178,7 @@ def _print_summary(recipe: Any, drift: Any, perf: dict[str, float], artifacts: A
                f"(share {drift.drift_share:.3f})")
     for col in drift.top(10):
         flag = "DRIFT" if col.drifted else "ok"
-        click.echo(f"  {flag:5}  {_printable(col.column)}: {col.method} {col.score:.4g} "
+        click.echo(f"  {flag:5}  {_printable(col.column)}: {col.method} {format_number(col.score)} "
                    f"(threshold {col.threshold:g})")
     for name, value in perf.items():
         click.echo(f"{name}: {value:.4f}")

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 import pandas as pd
 
+from mlflow_monitor.formatting import format_number
 from mlflow_monitor.gate.data import split_columns
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -254,7 +255,7 @@ def _current_only_metrics(task: str, current: pd.DataFrame, target: str, predict
         values = compute_performance(current, task=task, target=target, prediction=prediction)
     except ValueError as exc:
         return f"performance on current data not computed: {exc}"
-    shown = ", ".join(f"{k} {v:.4g}" for k, v in values.items())
+    shown = ", ".join(f"{k} {format_number(v)}" for k, v in values.items())
     return f"performance on all current rows: {shown}"
 
 
