@@ -1,0 +1,27 @@
+"""Production monitoring (a service package): capture served traffic into windows, merge
+them across workers and replicas, and log them to the model version's monitoring run.
+
+- :class:`Capture` (:mod:`.capture`): the request path (one ``deque.append``), the
+  aggregator thread (:mod:`.aggregator`), the window spool on disk (:mod:`.window_spool`)
+  and the delivery thread (:mod:`.delivery`);
+- :class:`WindowCloser` (:mod:`.closer`): merges the partials of each window and logs its
+  ``prod/*`` metrics (:mod:`.window_metrics`) and drift (:mod:`.window_drift`, the gate's
+  engine) in the monitoring run (:mod:`.monitoring_run`, artifact layout in :mod:`.layout`).
+
+See ``docs/production.md``.
+"""
+
+from mlflow_monitor.production.capture import Capture, new_prediction_ids
+from mlflow_monitor.production.closer import CloserThread, WindowCloser, default_grace_s
+from mlflow_monitor.production.monitoring_run import PROD_RUN_TAG, PROD_TAG, monitoring_run_id
+
+__all__ = [
+    "PROD_RUN_TAG",
+    "PROD_TAG",
+    "Capture",
+    "CloserThread",
+    "WindowCloser",
+    "default_grace_s",
+    "monitoring_run_id",
+    "new_prediction_ids",
+]

@@ -1,0 +1,191 @@
+"""The aggregator thread: drains the capture buffer, folds records into per-window state,
+and closes windows by time into the window spool (``window_spool.py``)."""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from typing import Any, Callable, Deque, Optional
+
+import pandas as pd
+
+from mlflow_monitor.production.records import BATCH, ERROR, CaptureRecord
+from mlflow_monitor.production.window_spool import WindowSpool
+from mlflow_monitor.redaction import redact
+from mlflow_monitor.windows import WindowKey, WindowState, id_hashes, inputs_frame, predictions_frame, window_start
+
+__all__ = ["Aggregator"]
+
+_logger = logging.getLogger(__name__)
+MAX_UNWRITTEN = 10_000  # closed partials kept in memory while the disk refuses them
+
+
+class Aggregator:
+    """Folds the buffer into open windows; a window closes ``lateness_s`` after its end."""
+
+    def __init__(self, buffer: Deque[tuple], spool: WindowSpool, *, model_name: str, version: str,
+                 granularity_s: int, fraction: float, sample_rows: int, clock: Callable[[], float],
+                 worker_id: str, dropped: Callable[[], int], on_closed: Callable[[], None],
+                 tick_s: Optional[float] = None) -> None:
+        self._buffer = buffer
+        self._spool = spool
+        self._model_name = model_name
+        self._version = str(version)
+        self._granularity = granularity_s
+        self._fraction = fraction
+        self._sample_rows = sample_rows
+        self._clock = clock
+        self._worker_id = worker_id
+        self._dropped = dropped
+        self._dropped_seen = 0
+        self._on_closed = on_closed
+        self.lateness_s = min(2.0, granularity_s / 2)
+        self._tick = tick_s if tick_s is not None else min(0.2, granularity_s / 5)
+        self._open: dict[WindowKey, WindowState] = {}
+        self._seq: dict[WindowKey, int] = {}
+        self._unwritten: Deque[tuple[WindowState, int]] = collections.deque()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # one fold/close at a time (thread loop vs flush())
+        self.malformed = 0  # records whose predictions did not match their inputs
+        self.write_failures = 0
+        self._thread = threading.Thread(target=self._run, name="mlflow-monitor-capture-aggregator", daemon=True)
+        self._thread.start()
+
+    # -- the loop ------------------------------------------------------------------------
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._tick)
+            self._wake.clear()
+            try:
+                self.step()
+            except Exception:  # never dies: the next tick tries again
+                _logger.warning("mlflow-monitor: capture aggregation failed", exc_info=True)
+
+    def step(self, *, close_all: bool = False) -> int:
+        """Fold what is buffered and close due windows (every open one with ``close_all``);
+        returns how many partials were closed."""
+        with self._lock:
+            self._fold()
+            return self._close(close_all)
+
+    def stop(self, timeout_s: float) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout_s)
+
+    @property
+    def open_windows(self) -> list[WindowKey]:
+        return sorted(self._open)
+
+    # -- folding ---------------------------------------------------------------------------
+    def _key(self, ts: float) -> WindowKey:
+        return WindowKey(self._model_name, self._version, window_start(ts, self._granularity), self._granularity)
+
+    def _state(self, key: WindowKey) -> WindowState:
+        state = self._open.get(key)
+        if state is None:
+            state = self._open[key] = WindowState(key, sample_rows=self._sample_rows)
+        return state
+
+    def _fold(self) -> None:
+        groups: dict[WindowKey, list[CaptureRecord]] = {}
+        buf = self._buffer
+        while True:
+            try:
+                raw = buf.popleft()
+            except IndexError:
+                break
+            rec = CaptureRecord(*raw)
+            try:
+                key = self._key(float(rec.timestamp))
+            except (TypeError, ValueError):
+                self.malformed += 1
+                continue
+            groups.setdefault(key, []).append(rec)
+        dropped = self._dropped()
+        if dropped > self._dropped_seen:
+            key = self._key(self._clock())
+            self._state(key).dropped += dropped - self._dropped_seen
+            self._dropped_seen = dropped
+        for key, recs in groups.items():
+            self._fold_window(self._state(key), recs)
+
+    def _fold_window(self, state: WindowState, recs: list[CaptureRecord]) -> None:
+        inputs: list[pd.DataFrame] = []
+        preds: list[pd.DataFrame] = []
+        ids: list[str] = []
+        for rec in recs:
+            if rec.kind != BATCH:
+                state.add_request(rec.latency_ms, rec.status, float(rec.timestamp))
+            if rec.kind == ERROR or rec.inputs is None:
+                continue
+            try:
+                x = inputs_frame(rec.inputs)
+                y = predictions_frame(rec.predictions, len(x))
+                if rec.ids is None or len(rec.ids) != len(x):
+                    raise ValueError(f"{0 if rec.ids is None else len(rec.ids)} prediction ids for {len(x)} rows")
+            except (TypeError, ValueError) as exc:
+                self.malformed += 1
+                _logger.warning("mlflow-monitor: skipped a captured request of '%s' version %s: %s",
+                                self._model_name, self._version, redact(str(exc)))
+                continue
+            if rec.kind == BATCH:
+                state.seen(float(rec.timestamp))
+            inputs.append(x)
+            preds.append(y)
+            ids.extend(str(i) for i in rec.ids)
+        if not ids:
+            return
+        x_all = inputs[0] if len(inputs) == 1 else pd.concat(inputs, ignore_index=True, sort=False)
+        y_all = preds[0] if len(preds) == 1 else pd.concat(preds, ignore_index=True, sort=False)
+        state.add_rows(x_all.reset_index(drop=True), y_all.reset_index(drop=True), ids,
+                       id_hashes(ids), self._fraction)
+
+    # -- closing ----------------------------------------------------------------------------
+    def _close(self, close_all: bool) -> int:
+        now = self._clock()
+        due = [k for k in self._open if close_all or now >= k.end + self.lateness_s]
+        for key in sorted(due):
+            state = self._open.pop(key)
+            seq = self._seq.get(key, 0)
+            self._seq[key] = seq + 1
+            self._unwritten.append((state, seq))
+        closed = len(due)
+        written = self._write_unwritten()
+        if written:
+            self._on_closed()
+        self._forget_old(now)
+        return closed
+
+    def _write_unwritten(self) -> int:
+        written = 0
+        while self._unwritten:
+            state, seq = self._unwritten[0]
+            meta: dict[str, Any] = {"worker_id": self._worker_id, "seq": seq, "written": time.time()}
+            try:
+                self._spool.write(state, seq, meta)
+            except OSError as exc:  # disk full, read-only: keep it in memory and try again later
+                self.write_failures += 1
+                if self.write_failures == 1 or self.write_failures % 100 == 0:
+                    _logger.warning("mlflow-monitor: cannot write a closed window to %s (%s); kept in memory",
+                                    self._spool.folder, redact(str(exc)))
+                while len(self._unwritten) > MAX_UNWRITTEN:
+                    lost, _ = self._unwritten.popleft()
+                    _logger.warning("mlflow-monitor: dropped closed window %s: the disk refused it and "
+                                    "%d are waiting in memory", lost.key.window_id, MAX_UNWRITTEN)
+                break
+            self._unwritten.popleft()
+            written += 1
+        return written
+
+    def _forget_old(self, now: float) -> None:
+        horizon = now - 2 * 86_400 - self._granularity
+        for key in [k for k in self._seq if k.end < horizon]:
+            del self._seq[key]
+
+    @property
+    def unwritten(self) -> int:
+        return len(self._unwritten)

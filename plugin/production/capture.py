@@ -1,0 +1,206 @@
+"""``Capture``: what a serving process calls per request; everything else runs behind it.
+
+``record()`` on the request thread builds one tuple and does one ``deque.append``: no
+I/O, no lock, no pandas, no model of ours. The aggregator thread (``aggregator.py``)
+folds records into per-window state and closes windows by time into the window spool
+on disk; the delivery thread (``delivery.py``) sends closed partials to the version's
+monitoring run and, where this process is a closer, merges and logs the windows.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence, Union
+
+from mlflow_monitor.production.aggregator import Aggregator
+from mlflow_monitor.production.records import BATCH, ERROR, REQUEST
+from mlflow_monitor.production.window_spool import WindowSpool, default_state_dir
+from mlflow_monitor.windows import DEFAULT_SAMPLE_ROWS, parse_granularity
+
+__all__ = ["DEFAULT_MAX_PENDING", "Capture", "new_prediction_ids"]
+
+_logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_PENDING = 200_000  # records buffered for the aggregator before new ones are dropped (counted)
+
+
+def new_prediction_ids(rows: int) -> list[str]:
+    """Ids for ``rows`` rows: one random uuid, suffixed ``-<row>`` when there are several."""
+    base = uuid.uuid4().hex
+    return [base] if rows == 1 else [f"{base}-{i}" for i in range(rows)]
+
+
+def _rows(inputs: Any) -> int:
+    """Row count of ``inputs`` without building a frame (request thread)."""
+    if isinstance(inputs, dict):
+        first = next(iter(inputs.values()), None)
+        return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "__len__") and not isinstance(
+            first, (str, bytes)) else 1
+    shape = getattr(inputs, "shape", None)
+    if shape is not None and len(shape):
+        return int(shape[0])
+    return len(inputs)
+
+
+def _default_worker_id() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+class Capture:
+    """Capture the traffic of one model version into time windows.
+
+    ``window``: granularity, ``"1s"`` to ``"1d"``; ``sample``: the fraction of rows (by
+    prediction id) whose values are kept (requests, rows, latency and errors are always
+    counted in full); ``state_dir``: where closed windows wait for delivery (default
+    ``$MLFLOW_MONITOR_HOME/production``); ``clock``: seconds since the epoch (tests
+    inject one); ``worker_id``: this process's name in the merged windows (default
+    host-pid-random, unique per process). ``close_windows``: this process also merges
+    the windows of all workers and logs their metrics (a serving parent process does
+    it for its workers; see ``docs/production.md``).
+    """
+
+    def __init__(self, model_name: str, version: Union[str, int], *, window: Union[str, int] = "5m",
+                 sample: float = 1.0, tracking_uri: Optional[str] = None,
+                 state_dir: Optional[Union[str, Path]] = None, clock: Callable[[], float] = time.time,
+                 worker_id: Optional[str] = None, sample_rows: int = DEFAULT_SAMPLE_ROWS,
+                 max_pending: int = DEFAULT_MAX_PENDING, close_windows: bool = True,
+                 grace_s: Optional[float] = None, experiment_id: Optional[str] = None,
+                 run_id: Optional[str] = None, deliver: bool = True) -> None:
+        if not isinstance(model_name, str) or not model_name.strip():
+            raise ValueError(f"model_name must be a registered model's name, got {model_name!r}")
+        if isinstance(version, bool) or not str(version).strip().isdigit():
+            raise ValueError(f"version must be a model version number, got {version!r}")
+        if isinstance(sample, bool) or not isinstance(sample, (int, float)) or not 0.0 < float(sample) <= 1.0:
+            raise ValueError(f"sample must be a fraction in (0, 1], got {sample!r}")
+        if isinstance(sample_rows, bool) or not isinstance(sample_rows, int) or sample_rows < 1:
+            raise ValueError(f"sample_rows must be a positive integer, got {sample_rows!r}")
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(f"max_pending must be a positive integer, got {max_pending!r}")
+        self.model_name = model_name
+        self.version = str(int(str(version).strip()))
+        self.granularity_s = parse_granularity(window)
+        self.sample = float(sample)
+        self.worker_id = worker_id or _default_worker_id()
+        self.tracking_uri = tracking_uri
+        self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
+        self._clock = clock
+        self._max_pending = max_pending
+        self._buffer: collections.deque = collections.deque()
+        self._dropped = itertools.count()
+        self._dropped_n = 0
+        self._closed = False
+        self._spool = WindowSpool(self.state_dir, model_name, self.version, self.worker_id)
+        self._delivery: Any = None
+        if deliver:
+            from mlflow_monitor.production.delivery import Delivery
+
+            self._delivery = Delivery(self, close_windows=close_windows, grace_s=grace_s,
+                                      experiment_id=experiment_id, run_id=run_id)
+        self._aggregator = Aggregator(
+            self._buffer, self._spool, model_name=model_name, version=self.version,
+            granularity_s=self.granularity_s, fraction=self.sample, sample_rows=sample_rows, clock=clock,
+            worker_id=self.worker_id, dropped=lambda: self._dropped_n,
+            on_closed=self._delivery.wake if self._delivery is not None else (lambda: None))
+        self._flush_lock = threading.Lock()
+
+    # -- the request thread ------------------------------------------------------------------
+    def record(self, inputs: Any, predictions: Any, *, latency_ms: float, status: int = 200,
+               prediction_ids: Optional[Sequence[str]] = None, timestamp: Optional[float] = None) -> list[str]:
+        """Capture one request: its input rows, predictions and latency. Returns the
+        prediction ids (given ones, else generated). One ``deque.append``; never does I/O.
+
+        Raises ``ValueError`` only for an id count that differs from the row count.
+        """
+        n = _rows(inputs)
+        if prediction_ids is None:
+            ids = new_prediction_ids(n)
+        else:
+            ids = [str(i) for i in prediction_ids]
+            if len(ids) != n:
+                raise ValueError(f"got {len(ids)} prediction ids for {n} input rows; give one id per row")
+        ts = self._clock() if timestamp is None else timestamp
+        if len(self._buffer) >= self._max_pending or self._closed:
+            self._dropped_n = next(self._dropped) + 1
+            return ids
+        self._buffer.append((REQUEST, ts, inputs, predictions, latency_ms, status, ids))
+        return ids
+
+    def record_error(self, status: int, latency_ms: float, timestamp: Optional[float] = None) -> None:
+        """Capture a failed request (counted in ``prod/errors`` by status)."""
+        ts = self._clock() if timestamp is None else timestamp
+        if len(self._buffer) >= self._max_pending or self._closed:
+            self._dropped_n = next(self._dropped) + 1
+            return
+        self._buffer.append((ERROR, ts, None, None, latency_ms, int(status), None))
+
+    def record_batch(self, inputs: Any, predictions: Any, *, prediction_ids: Optional[Sequence[str]] = None,
+                     timestamp: Optional[float] = None) -> list[str]:
+        """Capture rows scored offline (no request, no latency): counted in ``prod/rows``."""
+        n = _rows(inputs)
+        ids = new_prediction_ids(n) if prediction_ids is None else [str(i) for i in prediction_ids]
+        if len(ids) != n:
+            raise ValueError(f"got {len(ids)} prediction ids for {n} input rows; give one id per row")
+        ts = self._clock() if timestamp is None else timestamp
+        self._buffer.append((BATCH, ts, inputs, predictions, 0.0, 200, ids))
+        return ids
+
+    # -- control ---------------------------------------------------------------------------------
+    def flush(self, timeout_s: float = 30.0, *, close_open: bool = False) -> bool:
+        """Fold what is buffered, close due windows now (every open window with
+        ``close_open``), and wait up to ``timeout_s`` for their delivery (and, on a
+        closer, their merge). True when nothing is left waiting."""
+        deadline = time.monotonic() + timeout_s
+        with self._flush_lock:
+            self._aggregator.step(close_all=close_open)
+            if self._delivery is None:
+                return self._aggregator.unwritten == 0
+            return self._delivery.drain(max(0.0, deadline - time.monotonic()), force=close_open)
+
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Close every open window, deliver what can be delivered in ``timeout_s``, stop
+        the threads. Windows not delivered stay on disk for the next process."""
+        if self._closed:
+            return True
+        deadline = time.monotonic() + timeout_s
+        ok = self.flush(timeout_s, close_open=True)
+        self._closed = True
+        self._aggregator.stop(max(0.1, deadline - time.monotonic()))
+        if self._delivery is not None:
+            self._delivery.stop(max(0.1, deadline - time.monotonic()))
+        self._spool.close()
+        return ok
+
+    # -- what the threads read ------------------------------------------------------------------------
+    @property
+    def spool(self) -> WindowSpool:
+        return self._spool
+
+    @property
+    def aggregator(self) -> Aggregator:
+        return self._aggregator
+
+    @property
+    def delivery(self) -> Any:
+        return self._delivery
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped because the buffer was full (also counted in ``prod/dropped``)."""
+        return self._dropped_n
+
+    def clock(self) -> float:
+        return self._clock()
+
+    def __enter__(self) -> "Capture":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,261 @@
+"""``WindowCloser``: merges the delivered partials of each window and logs the window.
+
+Rule (also in ``docs/production.md``): a window is merged once ``grace_s`` has passed
+after its end. Its value is the merge of every partial under
+``partials/<day>/<window_id>/``; partials are named ``<worker_id>__<seq>``, so a
+re-delivered partial replaces itself and is never counted twice, and each worker's
+late rows arrive as a new ``seq``. When the set of partials changes (a late one), the
+window is merged again from all its partials and re-logged at the same timestamp and
+step. ``summary.json`` records the partials each merge used; two closers merging the same
+set log identical values (idempotent in SQL stores, which keep one row per identical
+metric).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from mlflow_monitor.production import layout
+from mlflow_monitor.production.window_drift import drift_summary, window_drift
+from mlflow_monitor.production.window_metrics import window_metrics
+from mlflow_monitor.redaction import redact
+from mlflow_monitor.reference import ReferenceData, ReferenceNotFoundError, load_reference
+from mlflow_monitor.windows import WindowKey, WindowState, format_granularity, parse_granularity
+
+__all__ = ["DEFAULT_SAMPLE_RETENTION", "SUMMARY_FORMAT", "CloserThread", "WindowCloser", "default_grace_s"]
+
+_logger = logging.getLogger(__name__)
+
+SUMMARY_FORMAT = "mlflow_monitor.prod_window/1"
+DEFAULT_SAMPLE_RETENTION = 96  # merged window samples kept (slots, overwritten in turn)
+MAX_BATCH = 1000  # metrics per log_batch
+
+
+def default_grace_s(granularity_s: int) -> float:
+    """How long after a window's end the closer waits for partials: 2 s .. 60 s."""
+    return float(max(2.0, min(60.0, granularity_s * 0.5)))
+
+
+def _parse_window_id(window_id: str, model_name: str, version: str) -> Optional[WindowKey]:
+    import datetime as dt
+
+    stamp, _, gran = window_id.partition("-")
+    try:
+        start = dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=dt.timezone.utc)
+        return WindowKey(model_name, version, int(start.timestamp()), parse_granularity(gran))
+    except ValueError:
+        return None
+
+
+class WindowCloser:
+    """Merge-and-log for one model version's monitoring run (one pass per :meth:`run_once`)."""
+
+    def __init__(self, client: Any, run_id: Callable[[], str], model_name: str, version: str, *,
+                 granularity_s: int, grace_s: Optional[float] = None, clock: Callable[[], float] = time.time,
+                 late_s: Optional[float] = None, sample_retention: int = DEFAULT_SAMPLE_RETENTION) -> None:
+        self._client = client
+        self._run_id = run_id
+        self.model_name = model_name
+        self.version = str(version)
+        self.granularity_s = granularity_s
+        self.grace_s = default_grace_s(granularity_s) if grace_s is None else float(grace_s)
+        self._clock = clock
+        # how long a merged window is re-checked for late partials
+        self.late_s = float(late_s) if late_s is not None else max(600.0, 10.0 * granularity_s)
+        self.sample_retention = sample_retention
+        self._merged: dict[str, frozenset[str]] = {}  # window_id -> partials merged
+        self._reference: Optional[ReferenceData] = None
+        self._reference_note = ""
+        self._reference_loaded = False
+        self._hints: set[WindowKey] = set()  # windows this process delivered (any age)
+        self._lock = threading.Lock()
+        self.windows_logged = 0
+
+    def hint(self, key: WindowKey) -> None:
+        """A partial of ``key`` was delivered: look at it on the next pass, however old."""
+        self._hints.add(key)
+
+    # -- reference --------------------------------------------------------------------
+    def reference(self) -> Optional[ReferenceData]:
+        if not self._reference_loaded:
+            mv = self._client.get_model_version(self.model_name, self.version)
+            try:
+                self._reference = load_reference(mv.run_id, self._client) if mv.run_id else None
+                self._reference_note = "" if mv.run_id else "the version has no source run"
+            except ReferenceNotFoundError as exc:
+                self._reference, self._reference_note = None, redact(str(exc))
+            self._reference_loaded = True
+        return self._reference
+
+    # -- one pass -----------------------------------------------------------------------
+    def run_once(self, *, force: bool = False) -> int:
+        """Merge every window that is due (all of them with ``force``: no grace) and new or
+        changed; returns windows logged. Raises what the store raises (retry later)."""
+        with self._lock:
+            run_id = self._run_id()
+            now = self._clock()
+            grace = 0.0 if force else self.grace_s
+            logged = 0
+            hinted = {k for k in self._hints if now >= k.end + grace}
+            days = sorted({_day(now), _day(now - 86_400)} | {k.day for k in hinted})
+            for day in days:
+                done = self._summarised(run_id, day)
+                for entry in self._list(run_id, f"{layout.PARTIALS}/{day}"):
+                    window_id = Path(entry.path).name
+                    key = _parse_window_id(window_id, self.model_name, self.version)
+                    if key is None or key.granularity_s != self.granularity_s or now < key.end + grace:
+                        continue
+                    recent = now < key.end + self.grace_s + self.late_s
+                    if not recent and key not in hinted and (window_id in self._merged or window_id in done):
+                        continue
+                    if self._merge_if_changed(run_id, key, window_id in done):
+                        logged += 1
+            self._hints -= hinted
+            self.windows_logged += logged
+            return logged
+
+    def _list(self, run_id: str, path: str) -> list[Any]:
+        try:
+            return list(self._client.list_artifacts(run_id, path))
+        except Exception as exc:
+            if _not_found(exc):
+                return []
+            raise
+
+    def _summarised(self, run_id: str, day: str) -> set[str]:
+        return {Path(e.path).name for e in self._list(run_id, f"{layout.WINDOWS}/{day}")}
+
+    def _merge_if_changed(self, run_id: str, key: WindowKey, has_summary: bool) -> bool:
+        folder = layout.partial_folder(key)
+        files = {Path(e.path).name for e in self._list(run_id, folder)}
+        names = frozenset(n[:-5] for n in files if n.endswith(".json") and f"{n[:-5]}.parquet" in files)
+        if not names:
+            return False
+        previous = self._merged.get(key.window_id)
+        if previous is None and has_summary:
+            previous = self._remote_partials(run_id, key)
+        if previous == names:
+            self._merged[key.window_id] = names
+            return False
+        merged = self._merge(run_id, key, folder, names)
+        self._log(run_id, merged, sorted(names), revision=previous is not None)
+        self._merged[key.window_id] = names
+        return True
+
+    def _remote_partials(self, run_id: str, key: WindowKey) -> Optional[frozenset[str]]:
+        with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
+            try:
+                local = self._client.download_artifacts(run_id, f"{layout.summary_folder(key)}/summary.json", tmp)
+                return frozenset(json.loads(Path(local).read_text(encoding="utf-8"))["partials"])
+            except Exception as exc:
+                if _not_found(exc) or isinstance(exc, (KeyError, ValueError)):
+                    return None
+                raise
+
+    def _merge(self, run_id: str, key: WindowKey, folder: str, names: frozenset[str]) -> WindowState:
+        merged: Optional[WindowState] = None
+        with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
+            local = Path(self._client.download_artifacts(run_id, folder, tmp))
+            for name in sorted(names):
+                data = json.loads((local / f"{name}.json").read_text(encoding="utf-8"))
+                part = WindowState.from_dict(data["state"], (local / f"{name}.parquet").read_bytes())
+                if part.key != key:
+                    _logger.warning("mlflow-monitor: partial %s/%s belongs to another window; ignored", folder, name)
+                    continue
+                if merged is None:
+                    merged = part
+                else:
+                    merged.merge(part)
+        assert merged is not None
+        return merged
+
+    def _log(self, run_id: str, state: WindowState, partials: list[str], revision: bool) -> None:
+        from mlflow.entities import Metric
+
+        drift, note = window_drift(state, self.reference())
+        if self._reference is None and self._reference_note:
+            note = self._reference_note
+        metrics = window_metrics(state, drift)
+        ts_ms = state.key.end * 1000
+        entities = [Metric(k, v, ts_ms, state.key.index) for k, v in sorted(metrics.items())]
+        for i in range(0, len(entities), MAX_BATCH):
+            self._client.log_batch(run_id, metrics=entities[i:i + MAX_BATCH])
+        summary = {
+            "format": SUMMARY_FORMAT,
+            "model_name": self.model_name,
+            "version": self.version,
+            "window_id": state.key.window_id,
+            "start": state.key.start,
+            "end": state.key.end,
+            "granularity": format_granularity(state.key.granularity_s),
+            "partials": partials,
+            "workers": sorted({p.rpartition("__")[0] for p in partials}),
+            "revision": revision,
+            "merged_at": time.time(),
+            "metrics": metrics,
+            "drift": drift_summary(drift),
+            "drift_note": note,
+            "sample_artifact": layout.sample_path(state.key, self.sample_retention),
+            "sample_rows": len(state.sample),
+            "state": state.to_dict(),
+        }
+        with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
+            path = Path(tmp) / "summary.json"
+            path.write_text(json.dumps(summary, indent=1, allow_nan=True, default=str), encoding="utf-8")
+            sample = Path(tmp) / Path(layout.sample_path(state.key, self.sample_retention)).name
+            sample.write_bytes(state.sample.to_parquet())
+            self._client.log_artifact(run_id, str(sample), layout.SAMPLES)
+            self._client.log_artifact(run_id, str(path), layout.summary_folder(state.key))
+
+
+def _day(ts: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ts, tz=dt.timezone.utc).strftime("%Y-%m-%d")
+
+
+def _not_found(exc: BaseException) -> bool:
+    code = getattr(exc, "error_code", None)
+    return code == "RESOURCE_DOES_NOT_EXIST" or isinstance(exc, (FileNotFoundError, NotADirectoryError))
+
+
+class CloserThread:
+    """Runs :meth:`WindowCloser.run_once` every ``interval_s`` on its own thread (the
+    serving parent process uses it for all its workers)."""
+
+    def __init__(self, closer: WindowCloser, interval_s: Optional[float] = None) -> None:
+        self.closer = closer
+        self.interval_s = interval_s if interval_s is not None else min(15.0, max(0.5, closer.granularity_s / 2))
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="mlflow-monitor-window-closer", daemon=True)
+        self.failures = 0
+
+    def start(self) -> "CloserThread":
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            try:
+                self.closer.run_once()
+            except Exception as exc:
+                self.failures += 1
+                if self.failures == 1 or self.failures % 50 == 0:
+                    _logger.warning("mlflow-monitor: merging windows of '%s' version %s failed (%s); will retry",
+                                    self.closer.model_name, self.closer.version, redact(str(exc)))
+
+    def stop(self, timeout_s: float = 10.0, final_pass: bool = True) -> None:
+        self._stop.set()
+        self._thread.join(timeout_s)
+        if final_pass:
+            try:
+                self.closer.run_once()
+            except Exception as exc:
+                _logger.warning("mlflow-monitor: last window merge failed (%s); the partials stay in the run",
+                                redact(str(exc)))

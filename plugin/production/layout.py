@@ -1,0 +1,35 @@
+"""Where production monitoring writes in the monitoring run's artifacts.
+
+``mlflow_monitor/prod/``:
+
+- ``partials/<day>/<window_id>/<worker_id>__<seq>.json`` (+ ``.parquet``): the partial
+  state each worker delivered (``<day>`` = UTC day of the window start);
+- ``windows/<day>/<window_id>/summary.json``: the merged window's numbers and which
+  partials were merged;
+- ``samples/slot-<n>.parquet``: the merged row sample of a window; ``n`` is the window's
+  index modulo the retention cap, so at most that many samples are kept (a slot is
+  overwritten by a later window; ``summary.json`` names the window a slot holds).
+"""
+
+from __future__ import annotations
+
+from mlflow_monitor.windows import WindowKey
+
+__all__ = ["PARTIALS", "PROD_ROOT", "SAMPLES", "WINDOWS", "partial_folder", "sample_path", "summary_folder"]
+
+PROD_ROOT = "mlflow_monitor/prod"
+PARTIALS = f"{PROD_ROOT}/partials"
+WINDOWS = f"{PROD_ROOT}/windows"
+SAMPLES = f"{PROD_ROOT}/samples"
+
+
+def partial_folder(key: WindowKey) -> str:
+    return f"{PARTIALS}/{key.day}/{key.window_id}"
+
+
+def summary_folder(key: WindowKey) -> str:
+    return f"{WINDOWS}/{key.day}/{key.window_id}"
+
+
+def sample_path(key: WindowKey, retention: int) -> str:
+    return f"{SAMPLES}/slot-{key.index % retention:05d}.parquet"
