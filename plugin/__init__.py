@@ -6,6 +6,8 @@ Public API (kept small):
 - :func:`log_metrics` / :func:`flush` -- non-blocking metric logging on the same pipeline.
 - :func:`log_reference` -- log the reference data a later promotion is checked against.
 - :func:`enable_gating` / :func:`disable_gating` -- gate Model Registry promotions in this client.
+- :func:`log_predictions` -- log rows scored offline as production traffic of a model version
+  (served traffic: ``mlflow-monitor serve``; other hosts: :mod:`mlflow_monitor.production`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ _redaction.guard_package_logs()  # every mlflow_monitor.* log record is redacted
 
 __version__ = "0.1.0"
 
-__all__ = ["autolog", "log_metrics", "flush", "log_reference", "enable_gating", "disable_gating", "__version__"]
+__all__ = ["autolog", "log_metrics", "flush", "log_reference", "enable_gating", "disable_gating",
+           "log_predictions", "__version__"]
 
 _LAZY = {
     "autolog": "mlflow_monitor.autologging",
@@ -27,6 +30,7 @@ _LAZY = {
     "log_reference": "mlflow_monitor.reference",
     "enable_gating": "mlflow_monitor.gate.registry_store",
     "disable_gating": "mlflow_monitor.gate.registry_store",
+    "log_predictions": "mlflow_monitor.production.batch",
 }
 
 

@@ -18,6 +18,7 @@ _SUBCOMMANDS = {
     "recipe": "mlflow_monitor.gate.cli_commands:recipe",
     "override": "mlflow_monitor.gate.cli_commands:override",
     "report": "mlflow_monitor.gate.cli_report:report",
+    "serve": "mlflow_monitor.production.cli_serve:serve",
     "slack": "mlflow_monitor.integrations.slack.cli:slack",
 }
 

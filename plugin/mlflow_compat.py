@@ -581,3 +581,19 @@ def server_artifact_root() -> Optional[str]:
     """The ``--default-artifact-root`` of the ``mlflow server`` this process runs in, else None
     (same environment-variable hand-over as :func:`server_backend_store_uri`)."""
     return os.environ.get(_server_env_var("ARTIFACT_ROOT_ENV_VAR", "_MLFLOW_SERVER_ARTIFACT_ROOT")) or None
+
+# ----------------------------------------------------------------------- production --
+# `mlflow-monitor serve` is MLflow's own scoring server with capture around it: the
+# FastAPI app of `mlflow.pyfunc.scoring_server` (not public API; `mlflow models serve`
+# runs the same app), so /invocations, /ping, /health and /version answer exactly as
+# MLflow's do.
+
+__all__ += ["scoring_app"]
+
+
+def scoring_app(model: Any) -> Any:
+    """``mlflow.pyfunc.scoring_server.init(model)``: MLflow's scoring app for a loaded
+    pyfunc model (present, with this signature, from 3.0 on; FastAPI since 3.0)."""
+    from mlflow.pyfunc import scoring_server
+
+    return scoring_server.init(model)

@@ -11,9 +11,11 @@ them across workers and replicas, and log them to the model version's monitoring
 See ``docs/production.md``.
 """
 
+from mlflow_monitor.production.batch import log_predictions
 from mlflow_monitor.production.capture import Capture, new_prediction_ids
 from mlflow_monitor.production.closer import CloserThread, WindowCloser, default_grace_s
 from mlflow_monitor.production.monitoring_run import PROD_RUN_TAG, PROD_TAG, monitoring_run_id
+from mlflow_monitor.production.pyfunc_wrapper import capturing_model_class, wrap_model
 
 __all__ = [
     "PROD_RUN_TAG",
@@ -21,7 +23,10 @@ __all__ = [
     "Capture",
     "CloserThread",
     "WindowCloser",
+    "capturing_model_class",
     "default_grace_s",
+    "log_predictions",
     "monitoring_run_id",
     "new_prediction_ids",
+    "wrap_model",
 ]

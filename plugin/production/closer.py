@@ -253,9 +253,9 @@ class CloserThread:
     def stop(self, timeout_s: float = 10.0, final_pass: bool = True) -> None:
         self._stop.set()
         self._thread.join(timeout_s)
-        if final_pass:
+        if final_pass:  # every worker has stopped: no grace left to wait for
             try:
-                self.closer.run_once()
+                self.closer.run_once(force=True)
             except Exception as exc:
                 _logger.warning("mlflow-monitor: last window merge failed (%s); the partials stay in the run",
                                 redact(str(exc)))

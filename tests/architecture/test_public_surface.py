@@ -10,7 +10,8 @@ import pytest
 
 import mlflow_monitor
 
-PUBLIC_API = ["__version__", "autolog", "disable_gating", "enable_gating", "flush", "log_metrics", "log_reference"]
+PUBLIC_API = ["__version__", "autolog", "disable_gating", "enable_gating", "flush", "log_metrics", "log_predictions",
+              "log_reference"]
 
 ENTRY_POINTS = {
     ("mlflow.model_registry_store", "monitor"): "mlflow_monitor.gate.registry_store:build_monitor_registry_store",
@@ -25,11 +26,13 @@ CLI_COMMANDS = {
     "override": [],
     "recipe": ["remove", "set", "show"],
     "report": [],
+    "serve": [],
     "slack": ["replay"],
 }
 
 PUBLIC_MODULES = ["mlflow_monitor", "mlflow_monitor.integrations.slack", "mlflow_monitor.recipes",
-                  "mlflow_monitor.reference", "mlflow_monitor.events"]
+                  "mlflow_monitor.reference", "mlflow_monitor.events", "mlflow_monitor.production",
+                  "mlflow_monitor.windows"]
 
 
 def test_all_lists_exactly_the_public_api():
