@@ -14,6 +14,7 @@ metric).
 from __future__ import annotations
 
 import json
+import math
 import logging
 import tempfile
 import threading
@@ -95,12 +96,13 @@ class WindowCloser:
 
     # -- one pass -----------------------------------------------------------------------
     def run_once(self, *, force: bool = False) -> int:
-        """Merge every window that is due (all of them with ``force``: no grace) and new or
+        """Merge every window that is due (all of them with ``force``, ended or not) and new or
         changed; returns windows logged. Raises what the store raises (retry later)."""
         with self._lock:
             run_id = self._run_id()
             now = self._clock()
-            grace = 0.0 if force else self.grace_s
+            # force: this process is stopping (or flushing); windows not yet ended are merged too
+            grace = -math.inf if force else self.grace_s
             logged = 0
             hinted = {k for k in self._hints if now >= k.end + grace}
             days = sorted({_day(now), _day(now - 86_400)} | {k.day for k in hinted})
