@@ -41,9 +41,10 @@ def new_prediction_ids(rows: int) -> list[str]:
 def _rows(inputs: Any) -> int:
     """Row count of ``inputs`` without building a frame (request thread)."""
     if isinstance(inputs, dict):
-        first = next(iter(inputs.values()), None)
-        return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "__len__") and not isinstance(
-            first, (str, bytes)) else 1
+        first: Any = next(iter(inputs.values()), None)
+        if hasattr(first, "__len__") and not isinstance(first, (str, bytes)):
+            return len(first)
+        return 1
     shape = getattr(inputs, "shape", None)
     if shape is not None and len(shape):
         return int(shape[0])

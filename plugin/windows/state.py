@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlflow_monitor.windows.categories import DEFAULT_MAX_CATEGORIES
-from mlflow_monitor.windows.column import ColumnState
+from mlflow_monitor.windows.column import ColumnState, add_frame
 from mlflow_monitor.windows.key import WindowKey
 from mlflow_monitor.windows.latency import LatencyHistogram
 from mlflow_monitor.windows.sample import DEFAULT_SAMPLE_ROWS, RowSample, sampled_mask
@@ -72,12 +72,14 @@ class WindowState:
         if not len(ids):
             return
         self.sampled_rows += len(ids)
-        for table, frame in ((self.columns, inputs), (self.predictions, predictions)):
-            for col in frame.columns:
-                state = table.get(col)
-                if state is None:
-                    state = table[col] = ColumnState(self.max_categories)
-                state.add(frame[col])
+        add_frame(self.columns, inputs, self.max_categories)
+        add_frame(self.predictions, predictions, self.max_categories)
+        pos = self.sample.candidates(hashes)
+        if pos is not None:
+            if not len(pos):
+                return
+            inputs, predictions, hashes = inputs.iloc[pos], predictions.iloc[pos], hashes[pos]
+            ids = [ids[i] for i in pos]
         renamed = predictions.rename(columns=lambda c: PREDICTION_PREFIX + str(c))
         both = pd.concat([inputs.reset_index(drop=True), renamed.reset_index(drop=True)], axis=1)
         self.sample.add(both, ids, hashes)
