@@ -229,6 +229,8 @@ def test_a_worker_killed_with_sigkill_loses_at_most_its_open_windows(tracking, t
         os.kill(workers[0], signal.SIGKILL)
         for i in range(20):
             _send(requests, serve.url, rng, sent, n_rows=1 + i % 3, give_ids=False, retry=True)
+        # uvicorn replaced the dead worker
+        assert wait_for(lambda: len(set(serve.worker_pids()) - {workers[0]}) == 2, 30), serve.log()
         safe = {w for w in sent.requests if w + 1 + 1.0 < killed_at or w > killed_at + 0.5}
         assert wait_for(lambda: {s["start"] for s in window_summaries(client, run_id)} >= safe, 90, 2.0)
     finally:
