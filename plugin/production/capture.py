@@ -172,8 +172,10 @@ class Capture:
             return True
         deadline = time.monotonic() + timeout_s
         ok = self.flush(timeout_s, close_open=True)
-        self._closed = True
+        self._closed = True  # from here record() drops (and counts) what it is given
         self._aggregator.stop(max(0.1, deadline - time.monotonic()))
+        if self._buffer:  # records appended while the first flush ran
+            ok = self.flush(max(0.0, deadline - time.monotonic()), close_open=True) and ok
         if self._delivery is not None:
             self._delivery.stop(max(0.1, deadline - time.monotonic()))
         self._spool.close()

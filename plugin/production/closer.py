@@ -26,6 +26,7 @@ from mlflow_monitor.production import layout
 from mlflow_monitor.production.window_drift import drift_summary, window_drift
 from mlflow_monitor.production.window_metrics import window_metrics
 from mlflow_monitor.redaction import redact
+from mlflow_monitor.retry import is_permanent
 from mlflow_monitor.reference import ReferenceData, ReferenceNotFoundError, load_reference
 from mlflow_monitor.windows import WindowKey, WindowState, format_granularity, parse_granularity
 
@@ -116,8 +117,17 @@ class WindowCloser:
                     recent = now < key.end + self.grace_s + self.late_s
                     if not recent and key not in hinted and (window_id in self._merged or window_id in done):
                         continue
-                    if self._merge_if_changed(run_id, key, window_id in done):
-                        logged += 1
+                    try:
+                        if self._merge_if_changed(run_id, key, window_id in done):
+                            logged += 1
+                    except Exception as exc:
+                        if not is_permanent(exc):
+                            raise  # the store is down: the whole pass is retried later
+                        # a window the store refuses (or an unreadable partial) must not stop
+                        # the others: it is skipped until its partials change
+                        self._merged[window_id] = self._failed_names(run_id, key)
+                        _logger.warning("mlflow-monitor: window %s of '%s' version %s was not logged: %s",
+                                        window_id, self.model_name, self.version, redact(str(exc)))
             self._hints -= hinted
             self.windows_logged += logged
             return logged
@@ -149,6 +159,13 @@ class WindowCloser:
         self._log(run_id, merged, sorted(names), revision=previous is not None)
         self._merged[key.window_id] = names
         return True
+
+    def _failed_names(self, run_id: str, key: WindowKey) -> frozenset[str]:
+        try:
+            files = {Path(e.path).name for e in self._list(run_id, layout.partial_folder(key))}
+        except Exception:
+            return frozenset()
+        return frozenset(n[:-5] for n in files if n.endswith(".json"))
 
     def _remote_partials(self, run_id: str, key: WindowKey) -> Optional[frozenset[str]]:
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:

@@ -103,7 +103,7 @@ def test_log_predictions_windows_rows_by_timestamp(tmp_path):
     for start, s in merged.items():
         mask = (hours == pd.Timestamp(start, unit="s", tz="UTC"))
         assert s["metrics"]["prod/x/mean"] == pytest.approx(rows["x"][mask].mean(), rel=1e-12)
-        assert s["metrics"]["prod/prediction/prediction/share/True"] == pytest.approx((rows["x"][mask] > 0).mean())
+        assert s["metrics"]["prod/prediction/share/True"] == pytest.approx((rows["x"][mask] > 0).mean())
 
 
 @pytest.mark.parametrize("kwargs,error", [
@@ -144,3 +144,32 @@ def test_pyfunc_wrapper_captures_predictions(tmp_path):
     client = mlflow.MlflowClient()
     run_id = client.get_model_version("wrapped", mv.version).tags[PROD_RUN_TAG]
     assert sum(m.value for m in client.get_metric_history(run_id, "prod/rows")) == 50
+
+
+def test_unreadable_partials_are_set_aside_and_the_rest_delivered(tmp_path, clock, monitor_logs):
+    name, version, _ = register_version()
+    cap = Capture(name, version, window="1s", state_dir=tmp_path, clock=clock, worker_id="w1")
+    try:
+        cap.record(_rows(np.random.default_rng(0), 2), [0, 1], latency_ms=1.0)
+        (cap.spool.folder / "20251201T095959Z-1s__000000.json").write_text("{torn")  # a torn file on disk
+        clock.now += 5
+        assert cap.flush(30)
+        rejected = list((cap.spool.root.parent / "rejected").iterdir())
+        assert [p.name for p in rejected] == ["w1__20251201T095959Z-1s__000000.json"]
+        assert "moved unreadable window partial" in monitor_logs.text
+        client = mlflow.MlflowClient()
+        run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+        # a partial in the run that cannot be read: that window is skipped, the others are logged
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        (bad / "w9__000000.json").write_text("not json")
+        (bad / "w9__000000.parquet").write_bytes(b"")
+        client.log_artifacts(run_id, str(bad), "mlflow_monitor/prod/partials/2025-12-01/20251201T100003Z-1s")
+        cap.record(_rows(np.random.default_rng(1), 3), [0, 1, 0], latency_ms=1.0, timestamp=clock.now)
+        clock.now += 5
+        assert cap.flush(30)
+        merged = _summaries(client, run_id)
+        assert 1_764_583_203 not in merged and merged[int(clock.now - 5)]["state"]["rows"] == 3
+        assert "20251201T100003Z-1s" in monitor_logs.text and "was not logged" in monitor_logs.text
+    finally:
+        cap.close(10)
