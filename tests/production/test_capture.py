@@ -158,3 +158,29 @@ def test_capture_delivers_and_logs_windows_in_the_monitoring_run(tmp_path, clock
     assert client.get_metric_history(run_id, "prod/latency_p99_ms")[0].value == pytest.approx(2.0, rel=0.04)
     summaries = [a.path for a in client.list_artifacts(run_id, "mlflow_monitor/prod/windows/2025-12-01")]
     assert len(summaries) == 2
+
+
+class _Unfoldable:
+    """A value pandas can neither hash nor turn into text."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_rows_that_cannot_be_folded_are_counted_and_leave_the_window_intact(tmp_path, clock, monitor_logs):
+    cap = Capture("m", "1", window="1s", state_dir=tmp_path, clock=clock, deliver=False)
+    try:
+        cap.aggregator.stop(5)
+        cap.record([{"x": 1.0, "o": "a"}], [0], latency_ms=1.0)
+        cap.aggregator.step()
+        cap.record([{"x": 2.0, "o": _Unfoldable()}], [1], latency_ms=1.0)
+        cap.aggregator.step()
+        cap.aggregator.step(close_all=True)
+        state = json.loads(next(cap.spool.folder.glob("*.json")).read_text())["state"]
+        assert state["requests"] == 2 and state["rows"] == 2 and state["sampled_rows"] == 1
+        assert state["columns"]["x"]["numeric"]["count"] == 1 and state["columns"]["x"]["numeric"]["sum"] == 1.0
+        assert "could not fold 1 captured rows" in monitor_logs.text
+    finally:
+        cap.close(5)
