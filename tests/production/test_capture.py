@@ -184,3 +184,29 @@ def test_rows_that_cannot_be_folded_are_counted_and_leave_the_window_intact(tmp_
         assert "could not fold 1 captured rows" in monitor_logs.text
     finally:
         cap.close(5)
+
+
+def test_drift_stays_quiet_on_reference_like_traffic_and_flags_a_shifted_segment(tmp_path, clock):
+    """The windows' drift comes from the gate's engine against the logged reference: seven
+    windows drawn like the reference raise nothing, two with ``x`` shifted by 1 sd do."""
+    from conftest import reference_frame
+
+    name, version, _ = register_version()
+    cap = Capture(name, version, window="1s", state_dir=tmp_path, clock=clock, worker_id="w1")
+    try:
+        for w in range(9):
+            clock.now = 1_764_583_200.0 + w + 0.5
+            rows = reference_frame(600, seed=100 + w)
+            if w >= 7:
+                rows["x"] += 1.0
+            cap.record(rows, rows["x"] > 0, latency_ms=1.0)
+        clock.now += 10
+        assert cap.flush(60)
+    finally:
+        cap.close(30)
+    client = mlflow.MlflowClient()
+    run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+    drifted = {m.step - 1_764_583_200: m.value for m in client.get_metric_history(run_id, "prod/x/drifted")}
+    share = {m.step - 1_764_583_200: m.value for m in client.get_metric_history(run_id, "prod/drift_share")}
+    assert drifted == {w: float(w >= 7) for w in range(9)}
+    assert all(share[w] == 0.0 for w in range(7)) and all(share[w] > 0 for w in (7, 8))
