@@ -210,3 +210,24 @@ def test_drift_stays_quiet_on_reference_like_traffic_and_flags_a_shifted_segment
     share = {m.step - 1_764_583_200: m.value for m in client.get_metric_history(run_id, "prod/drift_share")}
     assert drifted == {w: float(w >= 7) for w in range(9)}
     assert all(share[w] == 0.0 for w in range(7)) and all(share[w] > 0 for w in (7, 8))
+
+
+def test_generated_ids_are_unique_and_ignore_the_users_random_seed():
+    import random
+
+    from mlflow_monitor.production import new_prediction_ids
+
+    random.seed(0)
+    first = new_prediction_ids(1)[0]
+    random.seed(0)
+    assert new_prediction_ids(1)[0] != first
+    many = [i for _ in range(20_000) for i in new_prediction_ids(3)]
+    assert len(set(many)) == len(many) and all(len(i.rpartition("-")[0]) == 32 for i in many)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a forked worker draws its own ids
+        os.write(w, new_prediction_ids(1)[0].encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(r, 64).decode()
+    assert child != new_prediction_ids(1)[0] and len(child) == 32
