@@ -2,8 +2,9 @@
 
 ``SqlAlchemyStore.log_batch`` builds one ORM object per point and costs ~0.15 ms of CPU
 per metric here, all of it holding the GIL of the *training* process when the store is
-embedded (sqlite in the working folder). This writer produces the same rows with
-SQLAlchemy Core in one transaction, ~20x cheaper:
+embedded (sqlite in the working folder). This writer produces the same rows in one
+transaction, ~30x cheaper (on sqlite: multi-row ``INSERT OR IGNORE`` statements on the
+DBAPI cursor, rows in index order; elsewhere SQLAlchemy Core):
 
 - ``metrics``: one row per point, identical points ignored (MLflow's primary key is
   ``(key, timestamp, step, run_uuid, value, is_nan)``, and MLflow also drops duplicates);
@@ -20,7 +21,6 @@ anything about them is not as expected, and the caller then uses ``MlflowClient.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Callable, Optional, Sequence
 
 from mlflow.entities import Metric
@@ -35,6 +35,7 @@ _logger = logging.getLogger(__name__)
 _MAX_FLOAT = 1.7976931348623157e308
 _DIALECTS = ("sqlite", "postgresql", "mysql")
 _COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+_SQLITE_ROWS_PER_STATEMENT = (100, 10, 1)  # 402 parameters at most: under any sqlite's limit (999)
 
 
 class SqlMetricWriter:
@@ -48,45 +49,54 @@ class SqlMetricWriter:
         self._insert_ignore = _insert_ignore(engine.dialect.name)
         self._sqlite = engine.dialect.name == "sqlite"
         self._valid_keys: set[str] = set()
-        self._sqlite_insert = (
-            f"INSERT OR IGNORE INTO {metrics_table.name} ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
-        )
+        self._sqlite_inserts: dict[int, str] = {}  # rows per statement -> SQL
 
     def write(self, run_id: str, metrics: Sequence[Metric]) -> None:
         """Write ``mlflow.entities.Metric`` objects of one run (same rows as ``log_batch``)."""
-        self._write_rows(run_id, [(m.key, float(m.value), int(m.timestamp), int(m.step)) for m in metrics])
+        self._write_rows(run_id, [(run_id, m.key, float(m.value), int(m.step), int(m.timestamp)) for m in metrics])
 
     def write_points(self, run_id: str, points: Sequence[Any]) -> None:
         """Write :class:`~mlflow_monitor.metrics.point.MetricPoint` s of one run (float values,
         int steps and timestamps), without building an MLflow entity per point."""
-        self._write_rows(run_id, [(p[1], p[2], p[4], p[3]) for p in points])
+        self._write_rows(run_id, points)
 
-    def _write_rows(self, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
-        """``points``: ``(key, value, timestamp, step)``. One transaction, one executemany."""
+    def _write_rows(self, run_id: str, points: Sequence[Any]) -> None:
+        """``points``: ``(run_id, key, value, step, timestamp)`` (a MetricPoint's order).
+
+        One transaction. Rows go in grouped by key, in log order within a key: that is the
+        order of the primary key ``(key, timestamp, step, ...)`` and of the ``(run_uuid,
+        key, step)`` index, so sqlite finds each row's place next to the previous one
+        (measured: ~20% less CPU per row than the log order, where the keys of a step
+        interleave).
+        """
         import sqlalchemy as sa
 
         if not points:
             return
-        keys = {p[0] for p in points}
-        for key in keys - self._valid_keys:
-            validate_metric_name(key)  # MLflow's own rule and error (INVALID_PARAMETER_VALUE)
-            self._valid_keys.add(key)
-        isnan, isinf = math.isnan, math.isinf
-        rows = []
-        append = rows.append
-        newest: dict[str, tuple] = {}  # key -> (step, timestamp, value, is_nan) of the greatest point
-        for key, value, ts, step in points:
-            if isnan(value):
-                value, is_nan = 0.0, True
-            elif isinf(value):
-                value, is_nan = (_MAX_FLOAT if value > 0 else -_MAX_FLOAT), False
+        # key -> its rows' values flattened, (value, timestamp, step, is_nan) per row
+        buckets: dict[str, list[Any]] = {}
+        for _, key, value, step, ts in points:
+            if value - value:  # NaN or +/-inf (a finite float gives 0.0)
+                if value != value:
+                    value, is_nan = 0.0, True
+                else:
+                    value, is_nan = (_MAX_FLOAT if value > 0 else -_MAX_FLOAT), False
             else:
                 is_nan = False
-            append((key, value, ts, step, is_nan, run_id))  # the order of _COLUMNS
-            cur = newest.get(key)
-            if cur is None or (step, ts, value) > cur[:3]:
-                newest[key] = (step, ts, value, is_nan)
+            flat = buckets.get(key)
+            if flat is None:
+                flat = buckets[key] = []
+            flat += (value, ts, step, is_nan)
+        for key in buckets.keys() - self._valid_keys:
+            validate_metric_name(key)  # MLflow's own rule and error (INVALID_PARAMETER_VALUE)
+            self._valid_keys.add(key)
+        ordered = sorted(buckets)
+        # key -> (step, timestamp, value, is_nan) of its greatest point, as MLflow keeps it
+        newest = {}
+        for key in ordered:
+            flat = buckets[key]
+            *_, i = max(zip(flat[2::4], flat[1::4], flat[0::4], range(0, len(flat), 4)))
+            newest[key] = (flat[i + 2], flat[i + 1], flat[i], flat[i + 3])
         runs, latest = self._runs, self._latest
         with self._engine.begin() as conn:
             found = conn.execute(sa.select(runs.c.lifecycle_stage).where(runs.c.run_uuid == run_id)).first()
@@ -97,11 +107,14 @@ class SqlMetricWriter:
                     f"The run {run_id} must be in the 'active' state. Current state is {found[0]}.",
                     INVALID_PARAMETER_VALUE,
                 )
-            if self._sqlite:  # plain DBAPI executemany: no per-row SQLAlchemy processing
-                conn.exec_driver_sql(self._sqlite_insert, rows)
+            if self._sqlite:
+                self._insert_sqlite(conn, run_id, ordered, buckets)
             else:
-                conn.execute(self._insert_ignore(self._metrics), [dict(zip(_COLUMNS, r)) for r in rows])
-            ordered = sorted(newest)
+                conn.execute(self._insert_ignore(self._metrics), [
+                    {"key": key, "value": flat[i], "timestamp": flat[i + 1], "step": flat[i + 2],
+                     "is_nan": flat[i + 3], "run_uuid": run_id}
+                    for key in ordered for flat in (buckets[key],) for i in range(0, len(flat), 4)
+                ])
             current = {
                 r.key: r
                 for r in conn.execute(
@@ -122,6 +135,42 @@ class SqlMetricWriter:
                         .where(latest.c.run_uuid == run_id, latest.c.key == key)
                         .values(value=value, step=step, timestamp=ts, is_nan=is_nan)
                     )
+
+
+    def _insert_sqlite(self, conn: Any, run_id: str, ordered: list[str], buckets: dict[str, list[Any]]) -> None:
+        """``INSERT OR IGNORE ... VALUES (...), (...), ...`` of up to 100 rows per statement,
+        on the DBAPI cursor of ``conn`` (same connection and transaction).
+
+        Measured against ``executemany`` of one row per execution: ~45% less CPU per row
+        (sqlite opens and seeks its four b-tree cursors, the table's and three indexes', once
+        per statement instead of once per row). Statements have 100, 10 or 1 rows, so a
+        handful of SQL texts is compiled once and then comes from the driver's statement
+        cache; the run id is bound once per statement (``?1``).
+        """
+        cursor = conn.connection.cursor()
+        try:
+            for key in ordered:
+                flat = buckets[key]
+                i, end = 0, len(flat)
+                for rows in _SQLITE_ROWS_PER_STATEMENT:
+                    width = 4 * rows
+                    sql = self._sqlite_statement(rows)
+                    while end - i >= width:
+                        params = [run_id, key]
+                        params += flat[i : i + width]
+                        cursor.execute(sql, params)
+                        i += width
+        finally:
+            cursor.close()
+
+    def _sqlite_statement(self, rows: int) -> str:
+        sql = self._sqlite_inserts.get(rows)
+        if sql is None:  # ?1: the run id, ?2: the key, then (value, timestamp, step, is_nan) per row
+            values = ", ".join(f"(?2, ?{3 + 4 * r}, ?{4 + 4 * r}, ?{5 + 4 * r}, ?{6 + 4 * r}, ?1)" for r in range(rows))
+            sql = self._sqlite_inserts[rows] = (
+                f"INSERT OR IGNORE INTO {self._metrics.name} ({', '.join(_COLUMNS)}) VALUES {values}"
+            )
+        return sql
 
 
 def _latest_row(run_id: str, key: str, newest: tuple) -> dict[str, Any]:
