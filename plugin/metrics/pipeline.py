@@ -288,13 +288,17 @@ class MetricsPipeline:
     def _group(self, points: list[MetricPoint]) -> list[tuple[str, list[MetricPoint]]]:
         """Group points by tracking URI, keeping their order."""
         out: dict[str, list[MetricPoint]] = {}
+        last_run, append = None, None
         for p in points:
-            uri = self._run_uris.get(p.run_id)
-            if uri is None:
-                import mlflow
+            run_id = p[0]
+            if run_id != last_run:  # points of one run come in long stretches: one lookup each
+                uri = self._run_uris.get(run_id)
+                if uri is None:
+                    import mlflow
 
-                uri = self._run_uris[p.run_id] = mlflow.get_tracking_uri()
-            out.setdefault(uri, []).append(p)
+                    uri = self._run_uris[run_id] = mlflow.get_tracking_uri()
+                append, last_run = out.setdefault(uri, []).append, run_id
+            append(p)  # type: ignore[misc]
         return list(out.items())
 
     def _reject(self, points: list[MetricPoint], exc: BaseException) -> None:
