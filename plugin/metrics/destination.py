@@ -56,6 +56,11 @@ class Destination:
         self._backoff = Backoff(FIRST_RETRY_S, max_retry_interval_s)
         self._reject = reject
 
+    @property
+    def embedded(self) -> bool:
+        """Writes go to a sqlite file in this process (see ``MetricSender.embedded``)."""
+        return bool(getattr(self.sender, "embedded", False))
+
     # -- state -------------------------------------------------------------------------
     def own_backlog(self) -> bool:
         """Points this process spooled and has not delivered yet."""

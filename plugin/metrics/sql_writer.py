@@ -49,6 +49,7 @@ class SqlMetricWriter:
         self._metrics = metrics_table
         self._latest = latest_table
         self._runs = runs_table
+        self.dialect: str = engine.dialect.name
         self._insert_ignore = _insert_ignore(engine.dialect.name)
         # sqlite >= 3.24 has upserts (and row values, 3.15); an older one gets the SQLAlchemy path
         self._sqlite = engine.dialect.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 24)
