@@ -102,7 +102,8 @@ class SqlMetricWriter:
         newest = {}
         for key in ordered:
             flat = buckets[key]
-            *_, i = max(zip(flat[2::4], flat[1::4], flat[0::4], range(0, len(flat), 4)))
+            *_, neg = max(zip(flat[2::4], flat[1::4], flat[0::4], range(0, -len(flat), -4)))
+            i = -neg  # of equal (step, timestamp, value), the first logged wins, as in MLflow
             newest[key] = (flat[i + 2], flat[i + 1], flat[i], flat[i + 3])
         if self._sqlite:
             with self._engine.begin() as conn:

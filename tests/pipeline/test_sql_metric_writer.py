@@ -19,6 +19,7 @@ def _batch(offset: int = 0) -> list[Metric]:
     ms += [Metric("odd", v, 5000, 7) for v in (math.nan, math.inf, -math.inf, 2.0)]
     ms += [Metric("loss", 0.5, 1003, 3 + offset)] * 2  # exact duplicates
     ms += [Metric("late", 9.0, 10, 100), Metric("late", 1.0, 99, 5)]  # latest = highest step
+    ms += [Metric("tie", math.nan, 70, 3), Metric("tie", 0.0, 70, 3)]  # equal once NaN is stored as 0: first wins
     return ms
 
 
@@ -26,7 +27,7 @@ def _state(client: MlflowClient, run_id: str) -> tuple:
     run = client.get_run(run_id)
     hist = {
         k: sorted(((m.step, m.timestamp, repr(m.value)) for m in client.get_metric_history(run_id, k)))
-        for k in ("loss", "odd", "late")
+        for k in ("loss", "odd", "late", "tie")
     }
     latest = {k: repr(v) for k, v in run.data.metrics.items()}
     return hist, latest
