@@ -19,12 +19,6 @@ Flusher thread, every ``flush_interval_s`` or on demand:
      isolated by bisection) is written to ``rejected.jsonl`` with the reason, and a warning
      names it. It never blocks, spools or costs its neighbours.
 
-The flusher gives way to the training thread: it materialises in slices of
-:data:`YIELD_EVERY_ENTRIES` entries with a ``time.sleep(0)`` between them, so a training
-thread waiting for the GIL (after a backward pass or a data-loader wait released it) gets
-it back within a fraction of a millisecond instead of after the interpreter's 5 ms switch
-interval; the SQL writer's statements release the GIL while sqlite works.
-
 While the flusher materialises and writes a batch to an embedded sqlite store, automatic
 garbage collection is paused (:func:`gc_paused`): the batch's points would otherwise be
 promoted to the oldest generation and set off full collections of the user's heap.
@@ -62,8 +56,6 @@ _logger = logging.getLogger(__name__)
 Observer = Callable[[MetricPoint], None]
 Entry = Union[PointRow, PointGroup, FlushMarker]  # what the buffer holds
 _time_ns = time.time_ns
-#: Entries materialised between two GIL hand-overs (~0.2 ms of work each, see the module doc).
-YIELD_EVERY_ENTRIES = 256
 
 
 class MetricsPipeline:
@@ -244,11 +236,7 @@ class MetricsPipeline:
 
     def _materialize_and_place(self, entries: list[Union[PointRow, PointGroup]], spill_only: bool) -> None:
         rejected: list[Rejected] = []
-        points: list[MetricPoint] = []
-        for i in range(0, len(entries), YIELD_EVERY_ENTRIES):
-            if i:
-                time.sleep(0)  # hand the GIL to the training thread if it waits (see the module doc)
-            points += materialize(entries[i : i + YIELD_EVERY_ENTRIES], rejected)
+        points = materialize(entries, rejected)
         if rejected:
             self._set_aside(rejected)
         self._notify(points)
