@@ -10,8 +10,12 @@ Then the amortized cost per *stored* point: ``--amortized-steps`` steps of 4 poi
 (the autolog shape: a loss tensor, lr, step time, samples/s) are logged and flushed, and
 the wall time and the whole process's CPU time (``time.process_time``: every thread,
 user and system) from the first call until every point is in the store are divided by
-the points; TensorBoard's ``add_scalar`` (until ``flush()`` returns) is timed the same
-way. Target: <= 5 us amortized CPU per point on the embedded sqlite store. Usage:
+the points, and split into the call (the caller's thread), the SQL write (timed inside
+the writer) and the rest of the pipeline; TensorBoard's ``add_scalar`` (until
+``flush()`` returns) is timed the same way, and sqlite's own insert of the same rows
+(raw ``sqlite3``, MLflow's table and indexes) is the floor. There is no writer process:
+every figure is the training process's, and that is the total. Target: <= 5 us
+amortized CPU per point on the embedded sqlite store. Usage:
 
     .venv/bin/python benchmarks/hot_path.py [--n 20000] [--repeats 7]
 """
@@ -36,8 +40,58 @@ def _median_ns_per_point(fn, n: int, repeats: int, points_per_call: int) -> floa
     return statistics.median(samples)
 
 
-def _amortized(steps: int, log_metrics, writer) -> dict[str, tuple[float, float, float]]:
-    """{logger: (call us, amortized wall us, amortized CPU us) per point}."""
+class _WriteClock:
+    """Wall and CPU time spent inside the SQL writer (the flusher thread's store write)."""
+
+    def __init__(self) -> None:
+        self.wall = self.cpu = 0.0
+
+    def install(self) -> None:
+        from mlflow_monitor.metrics.sql_writer import SqlMetricWriter
+
+        original, clock = SqlMetricWriter._write_rows, self
+
+        def timed(writer, run_id, points):
+            w0, c0 = time.perf_counter(), time.thread_time()
+            try:
+                return original(writer, run_id, points)
+            finally:
+                clock.wall += time.perf_counter() - w0
+                clock.cpu += time.thread_time() - c0
+
+        SqlMetricWriter._write_rows = timed
+
+
+def _sqlite_floor(db: str, run_id: str, steps: int, first_step: int) -> float:
+    """CPU us per row of sqlite itself inserting the same rows into MLflow's ``metrics``
+    table (raw ``sqlite3``, one transaction, the writer's multi-row statements): the floor
+    under any writer that keeps MLflow's schema and its three indexes."""
+    import sqlite3
+
+    con = sqlite3.connect(db, isolation_level=None)
+    keys = ("train/loss", "train/lr", "train/step_time_s", "train/samples_per_s")
+    base = int(time.time() * 1000)
+    sql = ("INSERT OR IGNORE INTO metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES "
+           + ", ".join(f"(?2, ?{3 + 4 * r}, ?{4 + 4 * r}, ?{5 + 4 * r}, ?{6 + 4 * r}, ?1)" for r in range(100)))
+    flats = {k: [v for i in range(steps) for v in (0.5, base + i // 5, first_step + i, False)] for k in keys}
+    c0 = time.process_time()
+    con.execute("BEGIN IMMEDIATE")
+    for key, flat in flats.items():
+        for i in range(0, len(flat) - 399, 400):
+            con.execute(sql, [run_id, key, *flat[i : i + 400]])
+    con.execute("COMMIT")
+    cpu = time.process_time() - c0
+    con.close()
+    return cpu / (4 * (steps // 100 * 100)) * 1e6
+
+
+def _amortized(steps: int, log_metrics, writer, db: str) -> dict[str, tuple[float, ...]]:
+    """{logger: (call wall, call CPU, pipeline CPU, write CPU, total wall, total CPU) in us per point}.
+
+    ``call``: the logging loop on the caller's thread (its thread CPU); ``write``: inside
+    the SQL writer; ``pipeline``: the rest of the process's CPU until every point is
+    stored (the flusher's materialising and grouping, the interpreter's GC, ...).
+    """
     import mlflow
     import torch
 
@@ -46,29 +100,36 @@ def _amortized(steps: int, log_metrics, writer) -> dict[str, tuple[float, float,
     out = {}
     points = 4 * steps
     loss = torch.tensor(0.5)
-    with mlflow.start_run():
+    clock = _WriteClock()
+    clock.install()
+    with mlflow.start_run() as run:
         log_metrics({"train/loss": loss}, step=0)
         mlflow_monitor.flush(timeout=60)  # run id cached, keys validated
-        w0, c0 = time.perf_counter(), time.process_time()
+        clock.wall = clock.cpu = 0.0
+        w0, c0, t0 = time.perf_counter(), time.process_time(), time.thread_time()
         for i in range(steps):
             log_metrics({"train/loss": loss, "train/lr": 0.01, "train/step_time_s": 2e-4,
                          "train/samples_per_s": 8e4}, step=i)
-        w1 = time.perf_counter()
+        w1, t1 = time.perf_counter(), time.thread_time()
         assert mlflow_monitor.flush(timeout=600)
         w2, c2 = time.perf_counter(), time.process_time()
-        out["mlflow_monitor.log_metrics -> sqlite"] = (
-            (w1 - w0) / points * 1e6, (w2 - w0) / points * 1e6, (c2 - c0) / points * 1e6)
+        call_cpu, total_cpu = t1 - t0, c2 - c0
+        out["mlflow_monitor.log_metrics -> sqlite"] = tuple(x / points * 1e6 for x in (
+            w1 - w0, call_cpu, total_cpu - call_cpu - clock.cpu, clock.cpu, w2 - w0, total_cpu))
+        floor = _sqlite_floor(db, run.info.run_id, steps, first_step=10**7)  # this round's own run: new rows
     n_tb = min(steps, 5000)
     w0, c0 = time.perf_counter(), time.process_time()
     for i in range(n_tb):
         for key, value in (("train/loss", loss), ("train/lr", 0.01), ("train/step_time_s", 2e-4),
                            ("train/samples_per_s", 8e4)):
             writer.add_scalar(key, value, i)
-    w1 = time.perf_counter()
+    w1, c1 = time.perf_counter(), time.process_time()
     writer.flush()
     w2, c2 = time.perf_counter(), time.process_time()
-    out["SummaryWriter.add_scalar (anchor)"] = (
-        (w1 - w0) / (4 * n_tb) * 1e6, (w2 - w0) / (4 * n_tb) * 1e6, (c2 - c0) / (4 * n_tb) * 1e6)
+    n = 4 * n_tb
+    out["SummaryWriter.add_scalar (anchor)"] = tuple(x / n * 1e6 for x in (
+        w1 - w0, c1 - c0, 0.0, c2 - c1, w2 - w0, c2 - c0))
+    out["sqlite's own insert of the same rows (floor)"] = (0.0, 0.0, 0.0, floor, 0.0, floor)
     return out
 
 
@@ -78,6 +139,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7)
     ap.add_argument("--mlflow-n", type=int, default=300, help="calls per block for mlflow.log_metric (slow)")
     ap.add_argument("--amortized-steps", type=int, default=25_000, help="steps of 4 points for the amortized cost")
+    ap.add_argument("--amortized-repeats", type=int, default=3, help="interleaved rounds (medians reported)")
     args = ap.parse_args()
 
     work = tempfile.mkdtemp(prefix="mm-bench-")
@@ -91,6 +153,7 @@ def main() -> None:
 
     mlflow.set_tracking_uri(f"sqlite:///{work}/bench.db")
     results: dict[str, float] = {}
+    loads = [os.getloadavg()[0]]
     with mlflow.start_run():
         get_pipeline()
         log_metrics = mlflow_monitor.log_metrics
@@ -122,7 +185,11 @@ def main() -> None:
         t0 = time.perf_counter()
         ok = mlflow_monitor.flush(timeout=300)
         drain_s = time.perf_counter() - t0
-    amortized = _amortized(args.amortized_steps, log_metrics, writer)
+    rounds = [_amortized(args.amortized_steps, log_metrics, writer, f"{work}/bench.db")
+              for _ in range(args.amortized_repeats)]  # ours, then the anchors, per round: interleaved
+    amortized = {name: tuple(statistics.median(r[name][i] for r in rounds) for i in range(6))
+                 for name in rounds[0]}
+    loads.append(os.getloadavg()[0])
     writer.close()
 
     tb_ns = results["SummaryWriter.add_scalar (anchor)"]
@@ -136,13 +203,17 @@ def main() -> None:
     print(f"\ntarget <= 1000 ns/point: {'PASS' if ours <= 1000 else 'FAIL'} ({ours:.0f} ns, 1 scalar/call); "
           f">= 50x cheaper than add_scalar: {'PASS' if tb_ns / ours >= 50 else 'FAIL'} ({tb_ns / ours:.0f}x)")
     print(f"all points delivered afterwards: {ok} (flush took {drain_s:.1f} s)")
-    print(f"\namortized per stored point ({args.amortized_steps} steps x 4 points, from the first call "
-          "until every point is stored; CPU = the whole process):")
-    print(f"{'logger':48s} {'call us':>8s} {'wall us':>8s} {'CPU us':>8s}")
-    for name, (call, wall, cpu) in amortized.items():
-        print(f"{name:48s} {call:8.2f} {wall:8.2f} {cpu:8.2f}")
-    ours_cpu = amortized["mlflow_monitor.log_metrics -> sqlite"][2]
-    print(f"target <= 5 us amortized CPU per point: {'PASS' if ours_cpu <= 5 else 'FAIL'} ({ours_cpu:.1f} us)")
+    print(f"\namortized per stored point (median of {args.amortized_repeats} interleaved rounds of "
+          f"{args.amortized_steps} steps x 4 points, from the first call "
+          "until every point is stored), us per point. All of it is in the training process (no writer "
+          "process), so its CPU is the total the machine pays; the target is judged on that total:")
+    print(f"{'logger':48s} {'call wall':>9s} {'call CPU':>9s} {'pipeline':>9s} {'write':>9s} "
+          f"{'total wall':>10s} {'total CPU':>10s}")
+    for name, row in amortized.items():
+        print(f"{name:48s} " + " ".join(f"{v:9.2f}" for v in row[:4]) + f" {row[4]:10.2f} {row[5]:10.2f}")
+    ours_cpu = amortized["mlflow_monitor.log_metrics -> sqlite"][5]
+    print(f"target <= 5 us amortized CPU per point: {'PASS' if ours_cpu <= 5 else 'FAIL'} ({ours_cpu:.1f} us); "
+          f"load avg (1 min) at start / after: {loads[0]:.2f} / {loads[-1]:.2f}")
     sys.exit(0)
 
 

@@ -1,8 +1,15 @@
 """scikit-learn: compose with ``mlflow.sklearn.autolog`` instead of duplicating it.
 
-- ``mlflow.sklearn.autolog`` keeps doing what it does (params, training metrics, model,
-  the run it creates when none is active). We turn it on unless it is on already
-  (then the user's settings stay) and turn it off again on disable if we turned it on.
+- ``mlflow.sklearn.autolog`` keeps doing what it does inside a run (params, training
+  metrics, model). We turn it on unless it is on already (then the user's settings stay,
+  including the run it creates for a fit outside any run) and turn it off again on
+  disable if we turned it on.
+- When *we* turn it on, a fit outside any run creates no run: MLflow would start one
+  (``with_managed_run``), which nobody asked for (a fit inside a library, a scaler fitted
+  before the run) and which Slack would then announce. Such a fit runs as the plain
+  original; fits inside a run are logged as MLflow logs them. Should MLflow's managed-run
+  wrapper move (:func:`~mlflow_monitor.mlflow_compat.managed_run_module` is None), we
+  leave sklearn autolog off with a warning rather than let it create runs.
 - We add, through MLflow's official ``AutologgingEventLogger`` hook (no patch of our
   own), around the *outermost* ``fit``/``fit_transform``/``fit_predict`` of a call:
   a system-stats sampler into the run the fit logs to, and, when ``X`` is a pandas
@@ -12,9 +19,14 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, Optional, Protocol
+from typing import Any, Callable, Optional, Protocol
 
-from mlflow_monitor.mlflow_compat import autologging_event_logger_class, autologging_is_disabled
+from mlflow_monitor.mlflow_compat import (
+    autologging_event_logger_class,
+    autologging_is_disabled,
+    has_active_training_session,
+    managed_run_module,
+)
 from mlflow_monitor.patching import PatchRegistry
 from mlflow_monitor.runs import MonitoredRuns
 
@@ -91,9 +103,8 @@ class SklearnAutolog:
     def install(self, patches: PatchRegistry) -> None:
         """Both steps are undone by ``patches.undo_all()``, newest first."""
         if autologging_is_disabled("sklearn"):
-            import mlflow.sklearn
-
-            mlflow.sklearn.autolog(log_models=self.knobs.log_models, silent=self.knobs.silent)
+            if not _enable_mlflow_sklearn_autolog_in_runs_only(self.knobs):
+                return
             patches.add_undo(_disable_mlflow_sklearn_autolog)
         event_logger = autologging_event_logger_class()
         if event_logger is None:
@@ -148,6 +159,47 @@ class SklearnAutolog:
             log_reference(frame, target=target)
         except Exception:
             _logger.warning("mlflow-monitor: could not log the reference data of this fit", exc_info=True)
+
+
+def _enable_mlflow_sklearn_autolog_in_runs_only(knobs: SklearnKnobs) -> bool:
+    """``mlflow.sklearn.autolog()`` with its patches logging only into an active run; False
+    (left off, with a warning) when this MLflow's managed-run wrapper cannot be replaced."""
+    import mlflow.sklearn
+
+    module = managed_run_module()
+    if module is None:
+        _logger.warning("mlflow-monitor: this MLflow's sklearn autolog cannot be kept from starting runs for "
+                        "fits outside a run, so autolog() leaves it off; call mlflow.sklearn.autolog() "
+                        "yourself to log sklearn fits")
+        return False
+    installing = PatchRegistry()  # only while mlflow.sklearn.autolog() installs its patches
+    installing.patch(module, "with_managed_run", _in_runs_only(module.with_managed_run))
+    try:
+        mlflow.sklearn.autolog(log_models=knobs.log_models, silent=knobs.silent)
+    finally:
+        installing.undo_all()
+    return True
+
+
+def _in_runs_only(with_managed_run: Callable[..., Any]) -> Callable[..., Any]:
+    """MLflow's ``with_managed_run``, except that the sklearn patch it wraps is skipped (the
+    original fit runs as it is) when no run is active and no autologged fit is under way."""
+
+    def wrap(autologging_integration: str, patch_function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        managed = with_managed_run(autologging_integration, patch_function, *args, **kwargs)
+        if autologging_integration != "sklearn":
+            return managed
+
+        def patch_in_active_run(original: Callable[..., Any], *call_args: Any, **call_kwargs: Any) -> Any:
+            import mlflow
+
+            if mlflow.active_run() is None and not has_active_training_session():
+                return original(*call_args, **call_kwargs)  # a fit outside any run: no run for it
+            return managed(original, *call_args, **call_kwargs)
+
+        return patch_in_active_run
+
+    return wrap
 
 
 def _disable_mlflow_sklearn_autolog() -> None:

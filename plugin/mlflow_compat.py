@@ -597,3 +597,37 @@ def scoring_app(model: Any) -> Any:
     from mlflow.pyfunc import scoring_server
 
     return scoring_server.init(model)
+
+# ------------------------------------------------------------------ sklearn in runs --
+# autolog() turns mlflow.sklearn.autolog on for fits inside a run; a fit outside any run
+# (the user's, or one inside a library such as a drift report) must not create a run that
+# nobody asked for (integrations/sklearn.py).
+
+__all__ += ["has_active_training_session", "managed_run_module"]
+
+
+def managed_run_module() -> Optional[Any]:
+    """The module whose ``with_managed_run`` MLflow's ``safe_patch`` wraps a
+    ``manage_run=True`` patch with, or None.
+
+    ``mlflow.utils.autologging_utils.safety.with_managed_run`` is private (there since
+    MLflow 1.14). ``safe_patch`` looks the name up in that module each time it installs a
+    patch, so a replacement set there while ``mlflow.sklearn.autolog()`` runs decides
+    whether the sklearn patches start runs; it is put back right after. None when the
+    module or the function is not there: the caller then leaves sklearn autolog off.
+    """
+    try:
+        from mlflow.utils.autologging_utils import safety
+    except ImportError:
+        return None
+    return safety if callable(getattr(safety, "with_managed_run", None)) else None
+
+
+def has_active_training_session() -> bool:
+    """MLflow's ``_has_active_training_session()`` (private): a fit is being autologged on
+    some thread, as ``with_managed_run`` checks before it starts a run. False when gone."""
+    try:
+        from mlflow.utils.autologging_utils import _has_active_training_session
+    except ImportError:
+        return False
+    return bool(_has_active_training_session())

@@ -16,6 +16,7 @@ import time
 from typing import Any, Mapping, Optional
 
 from mlflow_monitor.metrics import pipeline as pipelines
+from mlflow_monitor.metrics.materialize import read_cpu_scalars
 from mlflow_monitor.metrics.pipeline import get_pipeline
 from mlflow_monitor.mlflow_compat import validate_metric_name
 from mlflow_monitor.metrics.run_context import active_run_id, ensure_run_id
@@ -30,7 +31,8 @@ _time_ns = time.time_ns
 def log_metrics(metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
     """Log ``{name: value}`` to the active run without blocking (the autolog pipeline).
 
-    Values may be numbers or 0-dim tensors (read later, off the caller's thread).
+    Values may be numbers or 0-dim tensors: a CPU tensor is read at once (~0.4 us, no
+    device to wait for), an accelerator's later, off the caller's thread.
     ``step`` defaults to the current optimizer step under autolog, else 0. Starts a run
     when none is active, like ``mlflow.log_metric``. Invalid names or values raise
     ``ValueError``/``TypeError`` here, and nothing is logged.
@@ -50,18 +52,23 @@ def log_metrics(metrics: Mapping[str, Any], step: Optional[int] = None) -> None:
             t = type(value)
             if key not in _known_keys or (t is not float and t is not int):
                 _validate(metrics)
+                if getattr(value, "is_cpu", False):  # read now: see read_cpu_scalars
+                    value = read_cpu_scalars({key: value})[key]
             (pipelines.instance or get_pipeline()).push(
                 (active_run_id() or ensure_run_id(), key, value, step, _time_ns() // 1_000_000))
         return
     if not _known_keys.issuperset(metrics):
         _validate(metrics)
+    values = metrics
     for value in metrics.values():
         t = type(value)
         if t is not float and t is not int:
             _validate(metrics)
+            values = read_cpu_scalars(metrics)  # a new dict, CPU tensors read now (see there)
             break
     (pipelines.instance or get_pipeline()).push(
-        (active_run_id() or ensure_run_id(), metrics.copy(), step, _time_ns() // 1_000_000))
+        (active_run_id() or ensure_run_id(), values.copy() if values is metrics else values, step,
+         _time_ns() // 1_000_000))
 
 
 def flush(timeout: float = 10.0) -> bool:

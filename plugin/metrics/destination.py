@@ -56,6 +56,11 @@ class Destination:
         self._backoff = Backoff(FIRST_RETRY_S, max_retry_interval_s)
         self._reject = reject
 
+    @property
+    def embedded(self) -> bool:
+        """Writes go to a sqlite file in this process (see ``MetricSender.embedded``)."""
+        return bool(getattr(self.sender, "embedded", False))
+
     # -- state -------------------------------------------------------------------------
     def own_backlog(self) -> bool:
         """Points this process spooled and has not delivered yet."""
@@ -175,6 +180,10 @@ def _chunks(points: list[MetricPoint], size: int = MAX_METRICS_PER_BATCH) -> Ite
 def _group_runs(points: list[MetricPoint]) -> list[tuple[str, list[MetricPoint]]]:
     """Group by run, keeping each run's order."""
     groups: dict[str, list[MetricPoint]] = {}
+    last_run, append = None, None
     for p in points:
-        groups.setdefault(p.run_id, []).append(p)
+        if p[0] != last_run:  # points of one run come in long stretches: one lookup each
+            last_run = p[0]
+            append = groups.setdefault(last_run, []).append
+        append(p)  # type: ignore[misc]
     return list(groups.items())

@@ -38,6 +38,8 @@ class MetricSender:
             from mlflow_monitor.metrics.sql_writer import make_sql_writer
 
             self._sql_writer = make_sql_writer(tracking_uri)
+        #: The store is a sqlite file written in this process (no network in between).
+        self.embedded = self._sql_writer is not None and self._sql_writer.dialect == "sqlite"
         #: Points per request: MLflow's log_batch limit, or more in one transaction for the
         #: SQL writer (a commit costs as much as ~200 rows on sqlite).
         self.max_batch = MAX_SQL_POINTS_PER_WRITE if self._sql_writer is not None else MAX_METRICS_PER_BATCH

@@ -2,8 +2,9 @@
 
 ``SqlAlchemyStore.log_batch`` builds one ORM object per point and costs ~0.15 ms of CPU
 per metric here, all of it holding the GIL of the *training* process when the store is
-embedded (sqlite in the working folder). This writer produces the same rows with
-SQLAlchemy Core in one transaction, ~20x cheaper:
+embedded (sqlite in the working folder). This writer produces the same rows in one
+transaction, ~30x cheaper (on sqlite: multi-row ``INSERT OR IGNORE`` statements on the
+DBAPI cursor, rows in index order; elsewhere SQLAlchemy Core):
 
 - ``metrics``: one row per point, identical points ignored (MLflow's primary key is
   ``(key, timestamp, step, run_uuid, value, is_nan)``, and MLflow also drops duplicates);
@@ -20,7 +21,7 @@ anything about them is not as expected, and the caller then uses ``MlflowClient.
 from __future__ import annotations
 
 import logging
-import math
+import sqlite3
 from typing import Any, Callable, Optional, Sequence
 
 from mlflow.entities import Metric
@@ -35,6 +36,9 @@ _logger = logging.getLogger(__name__)
 _MAX_FLOAT = 1.7976931348623157e308
 _DIALECTS = ("sqlite", "postgresql", "mysql")
 _COLUMNS = ("key", "value", "timestamp", "step", "is_nan", "run_uuid")
+_INT64_MIN = -(2**63)
+_SQLITE_ROWS_PER_STATEMENT = (100, 10, 1)  # 402 parameters at most: under any sqlite's limit (999)
+_SQLITE_KEYS_PER_UPSERT = 100  # 501 parameters at most
 
 
 class SqlMetricWriter:
@@ -45,63 +49,75 @@ class SqlMetricWriter:
         self._metrics = metrics_table
         self._latest = latest_table
         self._runs = runs_table
+        self.dialect: str = engine.dialect.name
         self._insert_ignore = _insert_ignore(engine.dialect.name)
-        self._sqlite = engine.dialect.name == "sqlite"
+        # sqlite >= 3.24 has upserts (and row values, 3.15); an older one gets the SQLAlchemy path
+        self._sqlite = engine.dialect.name == "sqlite" and sqlite3.sqlite_version_info >= (3, 24)
         self._valid_keys: set[str] = set()
-        self._sqlite_insert = (
-            f"INSERT OR IGNORE INTO {metrics_table.name} ({', '.join(_COLUMNS)}) "
-            f"VALUES ({', '.join('?' for _ in _COLUMNS)})"
-        )
+        self._sqlite_inserts: dict[int, str] = {}  # rows per statement -> SQL
+        self._sqlite_upserts: dict[int, str] = {}  # keys -> latest_metrics upsert SQL
+        self._sqlite_run_state = f"SELECT lifecycle_stage FROM {runs_table.name} WHERE run_uuid = ?"
 
     def write(self, run_id: str, metrics: Sequence[Metric]) -> None:
         """Write ``mlflow.entities.Metric`` objects of one run (same rows as ``log_batch``)."""
-        self._write_rows(run_id, [(m.key, float(m.value), int(m.timestamp), int(m.step)) for m in metrics])
+        self._write_rows(run_id, [(run_id, m.key, float(m.value), int(m.step), int(m.timestamp)) for m in metrics])
 
     def write_points(self, run_id: str, points: Sequence[Any]) -> None:
         """Write :class:`~mlflow_monitor.metrics.point.MetricPoint` s of one run (float values,
         int steps and timestamps), without building an MLflow entity per point."""
-        self._write_rows(run_id, [(p[1], p[2], p[4], p[3]) for p in points])
+        self._write_rows(run_id, points)
 
-    def _write_rows(self, run_id: str, points: list[tuple[str, float, int, int]]) -> None:
-        """``points``: ``(key, value, timestamp, step)``. One transaction, one executemany."""
+    def _write_rows(self, run_id: str, points: Sequence[Any]) -> None:
+        """``points``: ``(run_id, key, value, step, timestamp)`` (a MetricPoint's order).
+
+        One transaction. Rows go in grouped by key, in log order within a key: that is the
+        order of the primary key ``(key, timestamp, step, ...)`` and of the ``(run_uuid,
+        key, step)`` index, so sqlite finds each row's place next to the previous one
+        (measured: ~20% less CPU per row than the log order, where the keys of a step
+        interleave).
+        """
         import sqlalchemy as sa
 
         if not points:
             return
-        keys = {p[0] for p in points}
-        for key in keys - self._valid_keys:
-            validate_metric_name(key)  # MLflow's own rule and error (INVALID_PARAMETER_VALUE)
-            self._valid_keys.add(key)
-        isnan, isinf = math.isnan, math.isinf
-        rows = []
-        append = rows.append
-        newest: dict[str, tuple] = {}  # key -> (step, timestamp, value, is_nan) of the greatest point
-        for key, value, ts, step in points:
-            if isnan(value):
-                value, is_nan = 0.0, True
-            elif isinf(value):
-                value, is_nan = (_MAX_FLOAT if value > 0 else -_MAX_FLOAT), False
+        # key -> its rows' values flattened, (value, timestamp, step, is_nan) per row
+        buckets: dict[str, list[Any]] = {}
+        for _, key, value, step, ts in points:
+            if value - value:  # NaN or +/-inf (a finite float gives 0.0)
+                if value != value:
+                    value, is_nan = 0.0, True
+                else:
+                    value, is_nan = (_MAX_FLOAT if value > 0 else -_MAX_FLOAT), False
             else:
                 is_nan = False
-            append((key, value, ts, step, is_nan, run_id))  # the order of _COLUMNS
-            cur = newest.get(key)
-            if cur is None or (step, ts, value) > cur[:3]:
-                newest[key] = (step, ts, value, is_nan)
+            flat = buckets.get(key)
+            if flat is None:
+                flat = buckets[key] = []
+            flat += (value, ts, step, is_nan)
+        for key in buckets.keys() - self._valid_keys:
+            validate_metric_name(key)  # MLflow's own rule and error (INVALID_PARAMETER_VALUE)
+            self._valid_keys.add(key)
+        ordered = sorted(buckets)
+        # key -> (step, timestamp, value, is_nan) of its greatest point, as MLflow keeps it
+        newest = {}
+        for key in ordered:
+            flat = buckets[key]
+            *_, neg = max(zip(flat[2::4], flat[1::4], flat[0::4], range(0, -len(flat), -4)))
+            i = -neg  # of equal (step, timestamp, value), the first logged wins, as in MLflow
+            newest[key] = (flat[i + 2], flat[i + 1], flat[i], flat[i + 3])
+        if self._sqlite:
+            with self._engine.begin() as conn:
+                self._write_sqlite(conn, run_id, ordered, buckets, newest)
+            return
         runs, latest = self._runs, self._latest
         with self._engine.begin() as conn:
             found = conn.execute(sa.select(runs.c.lifecycle_stage).where(runs.c.run_uuid == run_id)).first()
-            if found is None:
-                raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
-            if found[0] != "active":
-                raise MlflowException(
-                    f"The run {run_id} must be in the 'active' state. Current state is {found[0]}.",
-                    INVALID_PARAMETER_VALUE,
-                )
-            if self._sqlite:  # plain DBAPI executemany: no per-row SQLAlchemy processing
-                conn.exec_driver_sql(self._sqlite_insert, rows)
-            else:
-                conn.execute(self._insert_ignore(self._metrics), [dict(zip(_COLUMNS, r)) for r in rows])
-            ordered = sorted(newest)
+            _check_active(run_id, found)
+            conn.execute(self._insert_ignore(self._metrics), [
+                {"key": key, "value": flat[i], "timestamp": flat[i + 1], "step": flat[i + 2],
+                 "is_nan": flat[i + 3], "run_uuid": run_id}
+                for key in ordered for flat in (buckets[key],) for i in range(0, len(flat), 4)
+            ])
             current = {
                 r.key: r
                 for r in conn.execute(
@@ -122,6 +138,88 @@ class SqlMetricWriter:
                         .where(latest.c.run_uuid == run_id, latest.c.key == key)
                         .values(value=value, step=step, timestamp=ts, is_nan=is_nan)
                     )
+
+
+    def _write_sqlite(self, conn: Any, run_id: str, ordered: list[str], buckets: dict[str, list[Any]],
+                      newest: dict[str, tuple]) -> None:
+        """The whole write as a few statements on the DBAPI cursor of ``conn`` (same
+        connection and transaction as SQLAlchemy's): the run's state, the rows, then
+        ``latest_metrics`` in one upsert.
+
+        Rows go in as ``INSERT OR IGNORE ... VALUES (...), (...), ...`` of up to 100 rows per
+        statement. Measured against ``executemany`` of one row per execution: ~45% less CPU
+        per row (sqlite opens and seeks its four b-tree cursors, the table's and three
+        indexes', once per statement instead of once per row). Statements have 100, 10 or 1
+        rows, so a handful of SQL texts is compiled once and then comes from the driver's
+        statement cache; the run id and the key are bound once per statement (``?1``, ``?2``).
+        The upsert replaces a SELECT and one UPDATE per key (what a 1 s system-metrics flush
+        of ~15 keys spent most of its time on).
+        """
+        cursor = conn.connection.cursor()
+        try:
+            found = cursor.execute(self._sqlite_run_state, (run_id,)).fetchone()
+            _check_active(run_id, found)
+            for key in ordered:
+                flat = buckets[key]
+                i, end = 0, len(flat)
+                for rows in _SQLITE_ROWS_PER_STATEMENT:
+                    width = 4 * rows
+                    sql = self._sqlite_statement(rows)
+                    while end - i >= width:
+                        params = [run_id, key]
+                        params += flat[i : i + width]
+                        cursor.execute(sql, params)
+                        i += width
+            for k in range(0, len(ordered), _SQLITE_KEYS_PER_UPSERT):
+                keys = ordered[k : k + _SQLITE_KEYS_PER_UPSERT]
+                latest: list[Any] = [run_id]
+                for key in keys:
+                    step, ts, value, is_nan = newest[key]
+                    latest += (key, value, ts, step, is_nan)
+                cursor.execute(self._sqlite_latest_upsert(len(keys)), latest)
+        finally:
+            cursor.close()
+
+    def _sqlite_statement(self, rows: int) -> str:
+        sql = self._sqlite_inserts.get(rows)
+        if sql is None:  # ?1: the run id, ?2: the key, then (value, timestamp, step, is_nan) per row
+            values = ", ".join(f"(?2, ?{3 + 4 * r}, ?{4 + 4 * r}, ?{5 + 4 * r}, ?{6 + 4 * r}, ?1)" for r in range(rows))
+            sql = self._sqlite_inserts[rows] = (
+                f"INSERT OR IGNORE INTO {self._metrics.name} ({', '.join(_COLUMNS)}) VALUES {values}"
+            )
+        return sql
+
+    def _sqlite_latest_upsert(self, keys: int) -> str:
+        """One ``INSERT ... ON CONFLICT DO UPDATE`` for ``keys`` keys: a key's row is replaced
+        only by a greater ``(step, timestamp, value)``, as MLflow's
+        ``_update_latest_metrics_if_necessary`` decides (a NULL timestamp counts as smallest)."""
+        sql = self._sqlite_upserts.get(keys)
+        if sql is None:  # ?1: the run id, then (key, value, timestamp, step, is_nan) per key
+            t = self._latest.name
+            values = ", ".join(f"(?{2 + 5 * k}, ?{3 + 5 * k}, ?{4 + 5 * k}, ?{5 + 5 * k}, ?{6 + 5 * k}, ?1)"
+                               for k in range(keys))
+            sql = self._sqlite_upserts[keys] = (
+                f"INSERT INTO {t} ({', '.join(_COLUMNS)}) VALUES {values} "
+                "ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value, "
+                "timestamp = excluded.timestamp, step = excluded.step, is_nan = excluded.is_nan "
+                f"WHERE (excluded.step, excluded.timestamp, excluded.value) > "
+                f"({t}.step, COALESCE({t}.timestamp, {_INT64_MIN}), {t}.value)"
+            )
+            if len(self._sqlite_upserts) > 64:  # many different key counts: keep the cache small
+                self._sqlite_upserts.clear()
+        return sql
+
+
+def _check_active(run_id: str, found: Any) -> None:
+    """MLflow's errors for a missing run and for one that is not active (``found``: its
+    ``(lifecycle_stage,)`` row, or None)."""
+    if found is None:
+        raise MlflowException(f"Run with id={run_id} not found", RESOURCE_DOES_NOT_EXIST)
+    if found[0] != "active":
+        raise MlflowException(
+            f"The run {run_id} must be in the 'active' state. Current state is {found[0]}.",
+            INVALID_PARAMETER_VALUE,
+        )
 
 
 def _latest_row(run_id: str, key: str, newest: tuple) -> dict[str, Any]:
