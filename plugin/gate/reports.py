@@ -203,11 +203,14 @@ def verdict_header(summary: dict[str, Any]) -> str:
     esc = _html.escape
     verdict = str(summary.get("verdict") or "?")
     colour = _VERDICT_COLOURS.get(verdict, "#cf222e")
-    parts = [f'<h2 style="margin:4px 0;color:{colour}">mlflow-monitor gate: {esc(verdict)}</h2>',
-             f"<div>model <code>{esc(str(summary.get('model_name', '')))}</code> version "
-             f"<code>{esc(str(summary.get('version', '')))}</code> &rarr; "
-             f"<code>{esc(str(summary.get('target', '')))}</code> &middot; {esc(str(summary.get('timestamp', '')))}"
-             f" &middot; by {esc(str(summary.get('user', '')))}</div>"]
+    parts = [f'<h2 style="margin:4px 0;color:{colour}">mlflow-monitor gate: {esc(verdict)}</h2>']
+    if summary.get("model_name"):
+        parts.append(f"<div>model <code>{esc(str(summary['model_name']))}</code> version "
+                     f"<code>{esc(str(summary.get('version', '')))}</code> &rarr; "
+                     f"<code>{esc(str(summary.get('target', '')))}</code> &middot; "
+                     f"{esc(str(summary.get('timestamp', '')))} &middot; by {esc(str(summary.get('user', '')))}</div>")
+    elif summary.get("target"):
+        parts.append(f"<div>{esc(str(summary['target']))}</div>")
     if summary.get("error"):
         parts.append(f"<div><strong>evaluation error:</strong> {esc(str(summary['error']))}</div>")
     rules = summary.get("rules") or []
