@@ -34,7 +34,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from mlflow_monitor.recipes import Recipe
 
 __all__ = ["ReportArtifacts", "ReportError", "build_report", "drift_summary", "escape_embedded_data",
-           "verdict_header"]
+           "verdict_header", "with_verdict_header"]
 
 DEFAULT_SAMPLE_SIZE = 50_000
 
@@ -235,6 +235,12 @@ def verdict_header(summary: dict[str, Any]) -> str:
              "padding:2px 6px;text-align:left;font-size:13px}</style>")
     return (style + '<div id="mlflow-monitor-verdict" style="font-family:sans-serif;padding:8px 16px;'
             'border-bottom:1px solid #d0d7de">' + "".join(parts) + "</div>")
+
+
+def with_verdict_header(page: str, summary: dict[str, Any]) -> str:
+    """``page`` (a report's HTML) opening with :func:`verdict_header` of ``summary``, for
+    reports whose verdict is known only after Evidently ran."""
+    return _insert_banner(page, verdict_header(summary))
 
 
 def _drift_block(drift: dict[str, Any]) -> str:
