@@ -5,7 +5,7 @@
     python benchmarks/gate_promotion.py --profile       # also: where the call's time goes
 
 Setup, outside the timings: a sqlite MLflow store in a temp folder; two registered
-scikit-learn pipelines (scaler + one-hot + logistic regression) on 20 numeric and 5
+scikit-learn pipelines (scaler + ordinal encoder + logistic regression) on 20 numeric and 5
 categorical columns, each run logging a 100k-row reference; version 1 holds
 ``@champion``. The recipe is ``classification`` with ``drift_share < 0.3``, ``accuracy``
 and ``accuracy`` within 0.05 of the champion, so each promotion loads and scores two
@@ -61,7 +61,7 @@ def _train_version(client, frame, c_reg: float) -> str:
     from sklearn.compose import ColumnTransformer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import OrdinalEncoder, StandardScaler
 
     import mlflow_monitor
 
@@ -69,7 +69,8 @@ def _train_version(client, frame, c_reg: float) -> str:
     cat = [c for c in frame.columns if c.startswith("cat_")]
     model = make_pipeline(
         ColumnTransformer([("num", StandardScaler(), num),
-                           ("cat", OneHotEncoder(handle_unknown="ignore"), cat)]),
+                           ("cat", OrdinalEncoder(handle_unknown="use_encoded_value",
+                                                  unknown_value=-1), cat)]),
         LogisticRegression(max_iter=300, C=c_reg))
     model.fit(frame[num + cat], frame["target"])
     with mlflow.start_run() as run:

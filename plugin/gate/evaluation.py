@@ -169,7 +169,8 @@ class CandidateEvaluator:
         compares both sides. Raises on failure."""
         recipe = self._recipe
         report_ref, report_cur = inputs.reference, inputs.current
-        if inputs.scored is not inputs.current and _has_performance_preset(recipe) and inputs.model_uri:
+        if inputs.scored is not inputs.current and _has_performance_preset(recipe) and inputs.model_uri \
+                and inputs.prediction:
             # the performance presets compare both sides: score the reference too
             ref_frame = inputs.reference.frame
             ref_pred = _predict(inputs.model_uri, ref_frame, inputs.features, who="the candidate")

@@ -102,7 +102,7 @@ class DecisionRecorder:
         from mlflow.entities import Metric
 
         client = MlflowClient(tracking_uri=self._tracking_uri())
-        run = client.get_run(decision.run_id)
+        run = client.get_run(str(decision.run_id))
         decision.report_folder = _new_folder(client, decision)
         ev = decision.evaluation
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_gate_") as tmp:
@@ -111,7 +111,7 @@ class DecisionRecorder:
                 _write_report(folder, ev.report)
             (folder / "summary.json").write_text(
                 json.dumps(report_summary(decision), indent=2), encoding="utf-8")
-            client.log_artifacts(decision.run_id, str(folder), decision.report_folder)
+            client.log_artifacts(str(decision.run_id), str(folder), decision.report_folder)
         if ev is not None:
             ts = int(_dt.datetime.now(_dt.timezone.utc).timestamp() * 1000)
             step = int(run.data.metrics.get(CHECK_METRIC, 0)) + 1  # this run's next check
@@ -121,7 +121,7 @@ class DecisionRecorder:
             metrics = [Metric(T.METRIC_PREFIX + k, float(v), ts, step)
                        for k, v in values.items() if is_finite(v)]
             metrics.append(Metric(CHECK_METRIC, float(step), ts, step))
-            client.log_batch(decision.run_id, metrics=metrics)
+            client.log_batch(str(decision.run_id), metrics=metrics)
 
     # -- version tags and description -------------------------------------------------
     def _tag_version(self, decision: Decision) -> None:

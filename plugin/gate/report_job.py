@@ -102,7 +102,7 @@ class ReportJob:
                    if not record.get(n)]
         if missing:
             raise ValueError(f"pending report record lacks {', '.join(missing)}")
-        values = {n: record.get(n) for n in names}
+        values: dict[str, Any] = {n: record.get(n) for n in names}
         values["verdict"] = dict(record.get("verdict") or {})
         values["version_tags"] = bool(record.get("version_tags"))
         values["created"] = str(record.get("created") or "")
