@@ -68,12 +68,14 @@ class DecisionRecorder:
             decision.report_status = REPORT_PENDING
         if artifacts and decision.run_id:
             self._try("log the report artifacts", lambda: self._log_run(decision))
+        if deferred and not decision.report_folder:  # no folder to build the report into
+            deferred, decision.report_status = False, None
         if version_tags:
             self._try("tag the model version", lambda: self._tag_version(decision))
         self._try("append to the audit log", lambda: append_audit(summary_of(decision)))
         if publish:
             _publish(decision)
-        if deferred and decision.report_folder:
+        if deferred:
             self._try("queue the Evidently report", lambda: self._submit_report(decision, version_tags))
         elif ev is not None:
             ev.report_inputs = None  # no report: free the frames

@@ -165,3 +165,20 @@ def test_later_decision_owns_the_version_tags_of_an_earlier_report(version, tmp_
     folders = _folders(client, mv.run_id)
     assert len(folders) == 2 and mv.tags[T.REPORT].endswith(folders[-1])
     assert mv.tags[T.REPORT_STATUS] == "ready" and mv.tags[T.REPORT_HTML].startswith(mv.tags[T.REPORT])
+
+
+@pytest.mark.slow
+def test_next_gated_promotion_completes_a_report_an_ended_process_left_pending(version, tmp_path):
+    _set_recipe(tmp_path, breast_cancer_frames()[1])
+    _promote_in_a_subprocess(tmp_path, version, exit_wait=0)
+    [record] = pending_reports()
+    client = mlflow.MlflowClient(registry_uri="monitor:" + mlflow.get_registry_uri())
+
+    client.set_registered_model_alias(MODEL, "champion", version)  # this process's first gate call
+    assert wait_for_reports(240)
+
+    run_id = client.get_model_version(MODEL, version).run_id
+    for folder in _folders(client, run_id):  # the orphan's folder and this call's, both built
+        assert "report.html" in {Path(a.path).name for a in client.list_artifacts(run_id, folder)}
+    assert record["folder"] in _folders(client, run_id)
+    assert not pending_reports()
