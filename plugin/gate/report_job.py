@@ -90,6 +90,7 @@ class ReportJob:
     def to_record(self) -> dict[str, Any]:
         """The job as a JSON-safe pending record (no frames; URIs redacted)."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "inputs"}
+        out["recipe"] = redact(self.recipe)  # a URI in it may hold credentials (see _recipe_of)
         out["registry_uri"] = redact(self.registry_uri) if self.registry_uri else None
         out["tracking_uri"] = redact(self.tracking_uri) if self.tracking_uri else None
         return json_safe(out)
@@ -138,14 +139,29 @@ def run_report_job(job: ReportJob, *, store: Any, tracking_uri: TrackingUri) -> 
 
 def _build(job: ReportJob, store: Any, tracking_uri: Optional[str]) -> Any:
     from mlflow_monitor.gate.evaluation import CandidateEvaluator
-    from mlflow_monitor.gate.recipe_tag import load_recipe_tag
 
-    evaluator = CandidateEvaluator(store, tracking_uri, load_recipe_tag(job.recipe))
+    evaluator = CandidateEvaluator(store, tracking_uri, _recipe_of(job, store))
     inputs = job.inputs
     if inputs is None:  # resumed after a restart: load the frames again
         inputs = evaluator.reload_report_inputs(job.model_name, store.get_model_version(job.model_name,
                                                                                         job.version))
     return evaluator.build_report(inputs, verdict=job.verdict)
+
+
+def _recipe_of(job: ReportJob, store: Any) -> Any:
+    """The decision's recipe. A resumed job's record holds it redacted, so the model's
+    recipe tag is used instead when it is still the same recipe (same sha256)."""
+    from mlflow_monitor.gate.recipe_tag import load_recipe_tag, recipe_tag_of
+
+    if job.inputs is None and store is not None:
+        try:
+            text = recipe_tag_of(store, job.model_name)
+            current = load_recipe_tag(text) if text is not None else None
+        except Exception:
+            current = None
+        if current is not None and current.sha256 == job.verdict.get("recipe_hash"):
+            return current
+    return load_recipe_tag(job.recipe)
 
 
 def _link(job: ReportJob, client: Any, store: Any) -> None:

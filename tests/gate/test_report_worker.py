@@ -182,3 +182,21 @@ def test_next_gated_promotion_completes_a_report_an_ended_process_left_pending(v
         assert "report.html" in {Path(a.path).name for a in client.list_artifacts(run_id, folder)}
     assert record["folder"] in _folders(client, run_id)
     assert not pending_reports()
+
+
+def test_pending_record_redacts_uris_and_round_trips():
+    from mlflow_monitor.gate.report_job import ReportJob
+
+    job = ReportJob(job_id="f-r", model_name="m", version="3", run_id="r" * 32, folder="mlflow_monitor/gate/f",
+                    recipe='current:\n  path: "s3://alice:hunter2secret@bucket/cur.parquet"\n',
+                    verdict={"verdict": "PASSED"}, version_tags=True, created="2026-01-01T00:00:00Z",
+                    registry_uri="postgresql://mlflow:dbpass123@db/mlflow",
+                    tracking_uri="https://bob:tok3n@mlflow.example")
+    record = job.to_record()
+
+    text = json.dumps(record)
+    assert "hunter2secret" not in text and "dbpass123" not in text and "tok3n" not in text
+    back = ReportJob.from_record(record)
+    assert (back.model_name, back.version, back.folder, back.verdict) == ("m", "3", job.folder, job.verdict)
+    with pytest.raises(ValueError, match="lacks run_id"):
+        ReportJob.from_record({**record, "run_id": ""})
