@@ -16,7 +16,6 @@ from mlflow_monitor.gate.escaping import json_safe, safe_number, safe_text
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow_monitor.gate.drift import DriftResult
     from mlflow_monitor.gate.evidence import Evidence
-    from mlflow_monitor.gate.reports import ReportArtifacts
     from mlflow_monitor.gate.rules import RuleResult
     from mlflow_monitor.recipes import Recipe
 
@@ -71,8 +70,7 @@ class Evaluation:
     drift: Optional["DriftResult"] = None
     champion_version: Optional[str] = None
     champion_metrics: Optional[dict[str, float]] = None
-    report: Optional["ReportArtifacts"] = None
-    report_error: Optional[str] = None
+    report_error: Optional[str] = None  # why the deferred report failed, when known
     reference_rows: int = 0
     current_rows: int = 0
     evidence: Optional["Evidence"] = None  # where each input came from

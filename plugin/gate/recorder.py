@@ -30,7 +30,7 @@ from mlflow_monitor.formatting import format_number
 from mlflow_monitor.gate import tags as T
 from mlflow_monitor.gate.audit import append_audit
 from mlflow_monitor.gate.decision import REPORT_PENDING, Decision, report_summary, summary_of
-from mlflow_monitor.gate.escaping import is_finite, json_safe, markdown_text, safe_number, safe_text
+from mlflow_monitor.gate.escaping import is_finite, markdown_text, safe_number, safe_text
 from mlflow_monitor.gate.evidence import EVIDENCE_TAG
 from mlflow_monitor.redaction import redact
 
@@ -109,8 +109,6 @@ class DecisionRecorder:
         ev = decision.evaluation
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_gate_") as tmp:
             folder = Path(tmp)
-            if ev is not None and ev.report is not None:
-                _write_report(folder, ev.report)
             (folder / "summary.json").write_text(
                 json.dumps(report_summary(decision), indent=2), encoding="utf-8")
             client.log_artifacts(str(decision.run_id), str(folder), decision.report_folder)
@@ -285,16 +283,6 @@ def _reason(decision: Decision) -> str:
         return "all rules passed"
     return "; ".join(f"{safe_text(r.rule)}: actual {safe_number(r.actual)}, threshold {safe_number(r.threshold)}"
                      for r in failed)
-
-
-def _write_report(folder: Path, report: Any) -> None:
-    html_text = getattr(report, "html", None)
-    if html_text:
-        (folder / "report.html").write_text(str(html_text), encoding="utf-8")
-    snapshot = getattr(report, "snapshot", None)
-    if snapshot is not None:
-        text = snapshot if isinstance(snapshot, str) else json.dumps(json_safe(snapshot), indent=1)
-        (folder / "snapshot.json").write_text(text, encoding="utf-8")
 
 
 def _publish(decision: Decision) -> None:
