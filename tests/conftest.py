@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -50,6 +51,9 @@ def _isolated_state(tmp_path, monkeypatch, _migrated_template_db):
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     yield
+    reports = sys.modules.get("mlflow_monitor.gate.report_worker")
+    if reports is not None:  # a gate report built in the background lands in this test's store
+        reports.wait_for_reports(180)
     while mlflow.active_run() is not None:
         mlflow.end_run()
     try:

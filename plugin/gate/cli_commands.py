@@ -85,7 +85,7 @@ def check(model: str, version: str, recipe_file: Optional[Path], alias: Optional
     """
     from mlflow.exceptions import MlflowException
 
-    from mlflow_monitor.gate.decision import summary_of
+    from mlflow_monitor.gate.decision import report_summary
     from mlflow_monitor.gate.escaping import safe_text
     from mlflow_monitor.gate.promotion import PromotionGate
 
@@ -113,11 +113,40 @@ def check(model: str, version: str, recipe_file: Optional[Path], alias: Optional
     else:
         gate.record(decision, version_tags=False, artifacts=False, publish=False)
     passed = decision.evaluation is not None and decision.evaluation.passed and not decision.error
+    if decision.report_status is not None:  # the verdict is recorded; the report follows
+        progress("verdict recorded; building the Evidently report")
+        decision.report_status = _await_report(decision, tracking_uri)
     if as_json:
-        click.echo(json.dumps(summary_of(decision), indent=2, sort_keys=True))
+        click.echo(json.dumps(report_summary(decision), indent=2))
     else:
         click.echo(_render(decision, passed))
     sys.exit(0 if passed else 1)
+
+
+def _await_report(decision: Any, tracking_uri: Optional[str]) -> str:
+    """Wait (bounded) for ``decision``'s report; its state from the run's report tags."""
+    import os
+
+    from mlflow import MlflowClient
+
+    from mlflow_monitor.gate.decision import REPORT_FAILED, REPORT_PENDING, REPORT_READY
+    from mlflow_monitor.gate.report_job import RUN_REPORT_STATUS, RUN_REPORT_TAG
+    from mlflow_monitor.gate.report_worker import ENV_EXIT_WAIT, wait_for_reports
+
+    try:
+        limit = float(os.environ.get(ENV_EXIT_WAIT) or 300)
+    except ValueError:
+        limit = 300.0
+    if not wait_for_reports(limit):
+        return REPORT_PENDING
+    tags = MlflowClient(tracking_uri=tracking_uri).get_run(decision.run_id).data.tags
+    if not str(tags.get(RUN_REPORT_TAG, "")).startswith(decision.report_uri or "\0"):
+        return REPORT_PENDING
+    status = str(tags.get(RUN_REPORT_STATUS, ""))
+    if status.startswith(REPORT_FAILED):
+        decision.evaluation.report_error = status.split(":", 1)[-1].strip()
+        return REPORT_FAILED
+    return REPORT_READY if status == REPORT_READY else REPORT_PENDING
 
 
 def _render(decision: Any, passed: bool) -> str:
@@ -134,8 +163,13 @@ def _render(decision: Any, passed: bool) -> str:
             lines.append(f"  [{mark}] {safe_text(r.rule)}: {safe_text(r.message)}")
         if ev.report_error:
             lines.append(f"  report not built: {ev.report_error}")
-    if decision.report_uri:
+    if decision.report_uri and decision.report_status == "pending":
+        lines.append(f"  report: {decision.report_uri}/report.html (still being built; "
+                     "`mlflow-monitor report --pending` completes it)")
+    elif decision.report_uri and decision.report_status != "failed":
         lines.append(f"  report: {decision.report_uri}/report.html")
+    elif decision.report_uri:
+        lines.append(f"  summary: {decision.report_uri}/summary.json")
     return "\n".join(lines)
 
 

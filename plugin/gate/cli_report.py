@@ -22,10 +22,10 @@ _RUN_ID_LEN = 32
 
 
 @click.command("report")
-@click.option("--reference", "reference_src", required=True,
+@click.option("--reference", "reference_src", default=None,
               help="Reference data: a CSV/Parquet/JSON path or URI, or the id of a run that logged "
                    "a reference with mlflow_monitor.log_reference.")
-@click.option("--current", "current_src", required=True,
+@click.option("--current", "current_src", default=None,
               help="Current data: a CSV/Parquet/JSON path or URI (runs:/, models:/, s3:// ...).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("report.html"), show_default=True, help="Where to write the HTML report.")
@@ -40,9 +40,12 @@ _RUN_ID_LEN = 32
 @click.option("--sample-size", type=click.IntRange(min=1), default=None,
               help="Rows per frame in the HTML report (default: the recipe's, 50000).")
 @click.option("--seed", type=int, default=None, help="Sampling seed for the HTML report.")
+@click.option("--pending", is_flag=True,
+              help="Instead: build the gate reports left pending by processes that ended "
+                   "(for the current registry), and link them to their versions.")
 def report(
-    reference_src: str,
-    current_src: str,
+    reference_src: Optional[str],
+    current_src: Optional[str],
     output: Path,
     json_out: Optional[Path],
     recipe_src: Optional[str],
@@ -51,12 +54,23 @@ def report(
     task: Optional[str],
     sample_size: Optional[int],
     seed: Optional[int],
+    pending: bool,
 ) -> None:
-    """Compare CURRENT data against REFERENCE data and write an Evidently HTML report."""
+    """Compare CURRENT data against REFERENCE data and write an Evidently HTML report.
+
+    With --pending: build the gate's reports that a promotion or check queued in a process
+    that ended before they were built."""
     import json
 
     from mlflow_monitor.gate.reports import build_report
 
+    if pending:
+        if reference_src or current_src:
+            raise click.UsageError("--pending takes no --reference/--current")
+        _resume_pending()
+        return
+    if not reference_src or not current_src:
+        raise click.UsageError("give --reference and --current (or --pending)")
     reference = _read(reference_src, "reference")
     current = _read(current_src, "current")
     recipe = _recipe(recipe_src, task, target, prediction, current)
@@ -64,8 +78,10 @@ def report(
     click.echo(f"Comparing {len(current):,} current rows with {len(reference):,} reference rows "
                f"(recipe {recipe.name or recipe.task}) ...", err=True)
     drift, perf = _verdict(recipe, reference, current)
+    results = _rule_results(recipe, drift, perf)
     try:
-        artifacts = build_report(reference, current, recipe=recipe, sample_size=sample_size, seed=seed)
+        artifacts = build_report(reference, current, recipe=recipe, sample_size=sample_size, seed=seed,
+                                 verdict=_header(recipe, drift, results))
     except Exception as exc:
         raise click.ClickException(str(exc)) from exc
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -73,8 +89,65 @@ def report(
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(artifacts.snapshot, indent=1), encoding="utf-8")
-    _print_summary(recipe, drift, perf, artifacts)
+    _print_summary(drift, perf, results, artifacts)
     click.echo(f"Report: {output}")
+
+
+def _resume_pending() -> None:
+    """``report --pending``: the orphaned pending reports of the current registry, built now."""
+    import mlflow
+
+    from mlflow_monitor.gate.escaping import safe_text
+    from mlflow_monitor.gate.registry_store import SCHEME, inner_uri_of
+    from mlflow_monitor.gate.report_worker import pending_dir, resume_pending_reports
+    from mlflow_monitor.mlflow_compat import registry_store
+
+    registry_uri, tracking_uri = mlflow.get_registry_uri(), mlflow.get_tracking_uri()
+    if registry_uri.startswith(SCHEME + ":"):
+        registry_uri = inner_uri_of(registry_uri)
+    failed: list[str] = []
+
+    def show(job: Any, error: Optional[str]) -> None:
+        where = f"model '{safe_text(job.model_name)}' version {safe_text(job.version)}, {job.report_uri}"
+        if error is None:
+            click.echo(f"built: {where}/report.html")
+        else:
+            failed.append(where)
+            click.echo(f"FAILED: {where}: {error}")
+
+    done = resume_pending_reports(registry_store(registry_uri, tracking_uri), registry_uri=registry_uri,
+                                  tracking_uri=tracking_uri, on_result=show)
+    click.echo(f"{done} pending report(s) of this registry processed ({pending_dir()})", err=True)
+    if failed:
+        raise SystemExit(1)
+
+
+def _rule_results(recipe: Any, drift: Any, perf: dict[str, float]) -> list[Any]:
+    from mlflow_monitor.gate.rules import evaluate_rules
+
+    if not recipe.rules:
+        return []
+    metrics = {"drift_share": drift.drift_share, "n_drifted": float(drift.n_drifted), **perf}
+    return evaluate_rules(recipe.rules, metrics=metrics, drift=drift, champion_metrics=None)
+
+
+def _header(recipe: Any, drift: Any, results: list[Any]) -> dict[str, Any]:
+    """The report's opening block for an ad-hoc comparison: the recipe's rules as the gate
+    would evaluate them (no champion), the drift method and every column's threshold."""
+    import dataclasses
+
+    from mlflow_monitor.gate.escaping import json_safe
+
+    verdict = "NO RULES" if not results else ("PASSED" if all(r.passed for r in results) else "FAILED")
+    columns = [dataclasses.asdict(c) for c in drift.columns]  # every field the engine reports
+    return json_safe({
+        "verdict": verdict, "target": f"ad-hoc comparison, recipe {recipe.name or recipe.task}",
+        "rules": [r.to_dict() for r in results],
+        "drift": {"drift_share": drift.drift_share, "n_drifted": drift.n_drifted,
+                  "n_columns": drift.n_columns,
+                  "method": ", ".join(sorted({str(c.method) for c in drift.columns})) or None,
+                  "columns": columns},
+    })
 
 
 # -- helpers ---------------------------------------------------------------------------
@@ -171,9 +244,7 @@ def _verdict(recipe: Any, reference: Any, current: Any) -> tuple[Any, dict[str, 
     return drift, perf
 
 
-def _print_summary(recipe: Any, drift: Any, perf: dict[str, float], artifacts: Any) -> None:
-    from mlflow_monitor.gate.rules import evaluate_rules
-
+def _print_summary(drift: Any, perf: dict[str, float], results: list[Any], artifacts: Any) -> None:
     click.echo(f"Drift: {drift.n_drifted} of {drift.n_columns} columns drifted "
                f"(share {drift.drift_share:.3f})")
     for col in drift.top(10):
@@ -182,11 +253,9 @@ def _print_summary(recipe: Any, drift: Any, perf: dict[str, float], artifacts: A
                    f"(threshold {col.threshold:g})")
     for name, value in perf.items():
         click.echo(f"{name}: {value:.4f}")
-    if recipe.rules:
-        metrics = {"drift_share": drift.drift_share, "n_drifted": float(drift.n_drifted), **perf}
-        for res in evaluate_rules(recipe.rules, metrics=metrics, drift=drift, champion_metrics=None):
-            status = "SKIP" if res.skipped else ("PASS" if res.passed else "FAIL")
-            click.echo(f"  [{status}] {_printable(res.rule)}: {_printable(res.message)}")
+    for res in results:
+        status = "SKIP" if res.skipped else ("PASS" if res.passed else "FAIL")
+        click.echo(f"  [{status}] {_printable(res.rule)}: {_printable(res.message)}")
     if artifacts.sample_rows is not None:
         click.echo(f"The HTML report uses a seeded sample of {artifacts.sample_rows:,} rows per frame "
                    f"(seed {artifacts.seed}); the numbers above use all rows.")

@@ -8,6 +8,7 @@ Verdict values are the constants of :mod:`mlflow_monitor.gate.tags` (``PASSED``,
 from __future__ import annotations
 
 import dataclasses
+import numbers
 from typing import TYPE_CHECKING, Any, Optional
 
 from mlflow_monitor.gate.escaping import json_safe, safe_number, safe_text
@@ -15,14 +16,18 @@ from mlflow_monitor.gate.escaping import json_safe, safe_number, safe_text
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow_monitor.gate.drift import DriftResult
     from mlflow_monitor.gate.evidence import Evidence
-    from mlflow_monitor.gate.reports import ReportArtifacts
     from mlflow_monitor.gate.rules import RuleResult
     from mlflow_monitor.recipes import Recipe
 
-__all__ = ["HEADLINE_CHARS", "NOT_GATED", "Decision", "Evaluation", "Target", "summary_of"]
+__all__ = ["HEADLINE_CHARS", "NOT_GATED", "REPORT_FAILED", "REPORT_PENDING", "REPORT_READY", "Decision",
+           "Evaluation", "Target", "report_summary", "summary_of"]
 
 #: The recipe's triggers do not cover this target: the promotion is not gated (never recorded).
 NOT_GATED = "NOT_GATED"
+
+#: States of a decision's Evidently report (``summary.json`` ``report.status``, version tag
+#: ``mlflow_monitor.gate.report_status``): built after the decision, off the caller's thread.
+REPORT_PENDING, REPORT_READY, REPORT_FAILED = "pending", "ready", "failed"
 
 #: Longest first line of a block message (what a UI toast shows).
 HEADLINE_CHARS = 120
@@ -65,11 +70,13 @@ class Evaluation:
     drift: Optional["DriftResult"] = None
     champion_version: Optional[str] = None
     champion_metrics: Optional[dict[str, float]] = None
-    report: Optional["ReportArtifacts"] = None
-    report_error: Optional[str] = None
+    report_error: Optional[str] = None  # why the deferred report failed, when known
     reference_rows: int = 0
     current_rows: int = 0
     evidence: Optional["Evidence"] = None  # where each input came from
+    # the frames the deferred Evidently report is built from (never serialised; dropped
+    # once the report is built): a ``mlflow_monitor.gate.evaluation.ReportInputs``
+    report_inputs: Optional[Any] = dataclasses.field(default=None, repr=False)
 
     @property
     def passed(self) -> bool:
@@ -98,6 +105,7 @@ class Decision:
     override_reason: Optional[str] = None
     report_folder: Optional[str] = None  # artifact path in run_id
     notify: Optional[dict[str, Any]] = None
+    report_status: Optional[str] = None  # REPORT_PENDING / READY / FAILED once recorded
 
     @property
     def report_uri(self) -> Optional[str]:
@@ -182,6 +190,41 @@ def summary_of(decision: Decision) -> dict[str, Any]:
         if ev.drift is not None:
             out["drifted_columns"] = [json_safe(_column(c)) for c in ev.drift.columns if c.drifted]
     return out
+
+
+def report_summary(decision: Decision) -> dict[str, Any]:
+    """``summary.json``, and the verdict header of the HTML report: it opens with the
+    verdict, the rules (actual values and thresholds) and the drift method with every
+    column's applied threshold, then the rest of :func:`summary_of`, then the report's
+    state. Keys stay in this order (the file is written unsorted)."""
+    base = summary_of(decision)
+    ev = decision.evaluation
+    out: dict[str, Any] = {k: base.pop(k) for k in
+                           ("verdict", "allowed", "model_name", "version", "target", "timestamp")}
+    out["reason"] = decision.error or (
+        "; ".join(f"{r['rule']}: actual {safe_number(r['actual'])}, threshold {safe_number(r['threshold'])}"
+                  for r in base.get("rules", []) if not r.get("passed")) or None)
+    if "rules" in base:
+        out["rules"] = base.pop("rules")
+    if ev is not None and ev.drift is not None:
+        out["drift"] = _drift_header(ev.drift)
+    out.update(base)
+    out["report_status"] = decision.report_status
+    return out
+
+
+def _drift_header(drift: Any) -> dict[str, Any]:
+    """The drift verdict's scalar fields (whatever the engine reports: share, counts, its
+    method, alpha...), the methods its columns used, and one row per column."""
+    fields = drift.to_dict() if hasattr(drift, "to_dict") else {}
+    head: dict[str, Any] = {k: v for k, v in fields.items()
+                            if k != "columns" and (v is None or isinstance(v, (str, numbers.Number)))}
+    methods = sorted({str(c.method) for c in drift.columns})
+    head.setdefault("method", ", ".join(methods) if methods else None)
+    head["column_methods"] = methods
+    head["skipped"] = list(getattr(drift, "skipped", ()) or ())
+    head["columns"] = [json_safe(_column(c)) for c in drift.columns]
+    return json_safe(head)
 
 
 def _column(c: Any) -> dict[str, Any]:

@@ -2,8 +2,10 @@
 
 :class:`CandidateEvaluator` loads the reference (from the candidate's source run) and the
 current data, validates both, computes the drift verdict, scores the candidate (and the
-champion, when a rule compares them) and evaluates the rules; then builds the Evidently
-report from a bounded sample. A report failure never changes the verdict.
+champion, when a rule compares them) and evaluates the rules. The Evidently report is not
+part of the verdict: :meth:`CandidateEvaluator.build_report` builds it afterwards, from a
+bounded sample of the frames kept in :class:`ReportInputs` (off the caller's thread, see
+:mod:`mlflow_monitor.gate.report_worker`). A report failure never changes the verdict.
 """
 
 from __future__ import annotations
@@ -21,11 +23,31 @@ from mlflow_monitor.redaction import redact
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow_monitor.recipes import Recipe
 
-__all__ = ["PREDICTION", "CandidateEvaluator", "champion_of"]
+__all__ = ["PREDICTION", "CandidateEvaluator", "ReportInputs", "champion_of"]
 
 _logger = logging.getLogger(__name__)
 
 PREDICTION = "prediction"  # column the candidate's predictions go to when the recipe names none
+
+
+@dataclasses.dataclass
+class ReportInputs:
+    """What the deferred Evidently report of one evaluation is built from (in memory).
+
+    ``scored`` is ``current`` with the candidate's predictions in column ``prediction``
+    (``current`` itself when none were computed); ``model_uri`` is the candidate's model
+    when the recipe scores performance (the report may score the reference with it).
+    """
+
+    reference: Any  # mlflow_monitor.reference.ReferenceData
+    current: Any  # DataFrame
+    scored: Any  # DataFrame
+    prediction: Optional[str]
+    features: list[str]
+    model_uri: Optional[str]
+    title: str
+    evidence: str
+    recipe: Any = None  # the Recipe evaluated (its canonical YAML goes into a pending record)
 
 
 class CandidateEvaluator:
@@ -112,24 +134,52 @@ class CandidateEvaluator:
         evaluation = Evaluation(rule_results, metrics, drift, champion_version, champion_metrics,
                                 reference_rows=len(ref_frame), current_rows=len(current),
                                 evidence=evidence)
-        self._progress(f"building the Evidently report (sample of at most "
-                       f"{recipe.report.sample_size} rows)")
-        try:
-            report_ref, report_cur = reference, current
-            if scored is not current and _has_performance_preset(recipe):
-                # the performance presets compare both sides: score the reference too
-                ref_pred = _predict(self._model_uri(name, str(mv.version)), ref_frame,
-                                    features, who=f"candidate version {mv.version}")
-                report_ref = dataclasses.replace(
-                    reference, frame=ref_frame.assign(**{pred_col: ref_pred}), prediction=pred_col)
-                report_cur = scored
-            evaluation.report = _build_report(report_ref, report_cur, recipe,
-                                              title=f"{name} version {mv.version}",
-                                              evidence=evidence.summary())
-        except Exception as exc:  # the report is evidence, not the verdict
-            evaluation.report_error = f"{type(exc).__name__}: {safe_text(redact(str(exc)))}"
-            _logger.warning("mlflow-monitor: report not built: %s", evaluation.report_error)
+        evaluation.report_inputs = ReportInputs(
+            reference=reference, current=current, scored=scored, prediction=pred_col,
+            features=features, model_uri=self._model_uri(name, str(mv.version)) if need_perf else None,
+            title=f"{name} version {mv.version}", evidence=evidence.summary(), recipe=recipe)
         return evaluation
+
+    def reload_report_inputs(self, name: str, mv: Any) -> "ReportInputs":
+        """The report's frames loaded again (a report resumed in another process): the
+        reference, the current data, and the candidate's predictions when the recipe
+        scores performance and the data has none."""
+        recipe, cols = self._recipe, self._recipe.columns
+        reference = _load_reference(_reference_run(recipe, mv.run_id), self._tracking_uri)
+        target_col = cols.target or getattr(reference, "target", None)
+        pred_col = cols.prediction or getattr(reference, "prediction", None)
+        current = _load_current(recipe, mv.run_id, self._tracking_uri)
+        features = self._features(reference.frame, target_col, pred_col)
+        scored, model_uri = current, None
+        if recipe.needs_performance:
+            pred_col = pred_col or PREDICTION
+            model_uri = self._model_uri(name, str(mv.version))
+            if pred_col not in current.columns:
+                scored = current.assign(**{pred_col: _predict(model_uri, current, features,
+                                                              who=f"candidate version {mv.version}")})
+        evidence = evidence_of(recipe, mv.run_id, labels=target_col if recipe.needs_performance else None)
+        return ReportInputs(reference=reference, current=current, scored=scored, prediction=pred_col,
+                            features=features, model_uri=model_uri,
+                            title=f"{name} version {mv.version}", evidence=evidence.summary(),
+                            recipe=recipe)
+
+    def build_report(self, inputs: "ReportInputs", *, verdict: Optional[dict[str, Any]] = None) -> Any:
+        """The Evidently report of ``inputs`` (built after the decision; ``verdict`` is its
+        ``summary.json``, shown first). Scores the reference too when a performance preset
+        compares both sides. Raises on failure."""
+        recipe = self._recipe
+        report_ref, report_cur = inputs.reference, inputs.current
+        if inputs.scored is not inputs.current and _has_performance_preset(recipe) and inputs.model_uri \
+                and inputs.prediction:
+            # the performance presets compare both sides: score the reference too
+            ref_frame = inputs.reference.frame
+            ref_pred = _predict(inputs.model_uri, ref_frame, inputs.features, who="the candidate")
+            report_ref = dataclasses.replace(
+                inputs.reference, frame=ref_frame.assign(**{inputs.prediction: ref_pred}),
+                prediction=inputs.prediction)
+            report_cur = inputs.scored
+        return _build_report(report_ref, report_cur, recipe, title=inputs.title,
+                             evidence=inputs.evidence, verdict=verdict)
 
     def _features(self, ref_frame: Any, target_col: Optional[str], pred_col: Optional[str]) -> list[str]:
         cols = self._recipe.columns
@@ -233,8 +283,9 @@ def _has_performance_preset(recipe: "Recipe") -> bool:
     return any(p in ("ClassificationPreset", "RegressionPreset") for p in recipe.effective_presets)
 
 
-def _build_report(reference: Any, current: Any, recipe: "Recipe", *, title: str, evidence: str) -> Any:
+def _build_report(reference: Any, current: Any, recipe: "Recipe", *, title: str, evidence: str,
+                  verdict: Optional[dict[str, Any]]) -> Any:
     from mlflow_monitor.gate.reports import build_report
 
-    return build_report(reference, current, recipe=recipe,
-                        sample_size=recipe.report.sample_size, title=title, evidence=evidence)
+    return build_report(reference, current, recipe=recipe, sample_size=recipe.report.sample_size,
+                        title=title, evidence=evidence, verdict=verdict)

@@ -14,7 +14,12 @@ Configure it with ``evaluator_config={"evidently": {...}}``:
 
 It logs ``report.html`` (Evidently, escaped), ``report.json`` (the snapshot) and
 ``summary.json``, plus ``monitor/drift_share``, ``monitor/n_drifted`` and, with labels,
-``monitor/<metric>`` for each performance metric. Without a ``reference``,
+``monitor/<metric>`` for each performance metric, at the next step of the run's
+``monitor/check`` counter (repeated evaluations chart over time; MLflow itself logs the
+returned metrics once more at step 0 when the model is a logged model). ``report.html`` and
+``summary.json`` open with the recipe's rules on these numbers and Evidently's per-column
+methods and thresholds. A second evaluation in the same run writes to
+``<artifact_path>-<UTC stamp>`` instead of overwriting the first. Without a ``reference``,
 :meth:`can_evaluate` is False, so MLflow's default run of every evaluator skips it.
 """
 
@@ -62,7 +67,8 @@ class EvidentlyEvaluator(ModelEvaluator):  # type: ignore[misc,valid-type]
         TextEvaluationArtifact, JsonEvaluationArtifact = evaluation_artifact_classes()
 
         from mlflow_monitor.gate.performance import compute_performance
-        from mlflow_monitor.gate.reports import build_report
+        from mlflow_monitor.gate.recorder import CHECK_METRIC
+        from mlflow_monitor.gate.reports import build_report, with_verdict_header
 
         recipe = _recipe(evaluator_config.get("recipe"), model_type, dataset)
         cols = recipe.columns
@@ -86,9 +92,13 @@ class EvidentlyEvaluator(ModelEvaluator):  # type: ignore[misc,valid-type]
         logged = {f"{METRIC_PREFIX}{k}": v for k, v in metrics.items()}
         folder = str(evaluator_config.get("artifact_path") or "evidently").strip("/")
         client = mlflow.MlflowClient()
-        client.log_text(run_id, artifacts.html, f"{folder}/report.html")
+        if client.list_artifacts(run_id, folder):  # an earlier evaluation's: never overwrite it
+            folder = f"{folder}-{time.strftime('%Y%m%dT%H%M%S', time.gmtime())}-{int(time.time() * 1e6) % 1_000_000:06d}"
+        header = _verdict(recipe, metrics, drift)
+        client.log_text(run_id, with_verdict_header(artifacts.html, header), f"{folder}/report.html")
         client.log_dict(run_id, artifacts.snapshot, f"{folder}/report.json")
         client.log_dict(run_id, {
+            **header,
             "recipe": recipe.name or recipe.task,
             "recipe_sha256": recipe.sha256,
             "metrics": metrics,
@@ -98,8 +108,9 @@ class EvidentlyEvaluator(ModelEvaluator):  # type: ignore[misc,valid-type]
             "current_rows": artifacts.current_rows,
         }, f"{folder}/summary.json")
         now = int(time.time() * 1000)
-        client.log_batch(run_id, metrics=[Metric(k, float(v), now, 0) for k, v in logged.items()
-                                          if v is not None and np.isfinite(v)])
+        step = int(client.get_run(run_id).data.metrics.get(CHECK_METRIC, 0)) + 1  # a time series
+        points = [Metric(k, float(v), now, step) for k, v in logged.items() if v is not None and np.isfinite(v)]
+        client.log_batch(run_id, metrics=[*points, Metric(CHECK_METRIC, float(step), now, step)])
         base = client.get_run(run_id).info.artifact_uri.rstrip("/")
         return EvaluationResult(
             metrics=logged,
@@ -110,6 +121,26 @@ class EvidentlyEvaluator(ModelEvaluator):  # type: ignore[misc,valid-type]
             },
             run_id=run_id,
         )
+
+
+def _verdict(recipe: Any, metrics: dict[str, float], drift: dict[str, Any]) -> dict[str, Any]:
+    """What the report and ``summary.json`` open with: the recipe's rules on these numbers
+    (no champion here), and Evidently's per-column method, threshold and score."""
+    from mlflow_monitor.gate.escaping import json_safe
+    from mlflow_monitor.gate.rules import evaluate_rules
+
+    results = evaluate_rules(recipe.rules, metrics=metrics, drift=None, champion_metrics=None) \
+        if recipe.rules else []
+    verdict = "NO RULES" if not results else ("PASSED" if all(r.passed for r in results) else "FAILED")
+    columns = drift.get("columns") or []
+    return json_safe({
+        "verdict": verdict,
+        "target": f"mlflow.evaluate with recipe {recipe.name or recipe.task}",
+        "rules": [r.to_dict() for r in results],
+        "drift": {"method": "evidently (Evidently's per-column tests, from its report)",
+                  "drift_share": drift.get("drift_share"), "n_drifted": drift.get("n_drifted"),
+                  "n_columns": len(columns), "columns": columns},
+    })
 
 
 def _recipe(source: Any, model_type: Any, dataset: Any) -> Any:

@@ -10,16 +10,17 @@ promotion it
    recorded in the audit as ``champion_before``);
 4. consumes a break-glass override if one is set on the version (:mod:`.override`);
 5. evaluates (:mod:`.evaluation`): reference + current data, validation, drift verdict,
-   performance (with the candidate's predictions), the champion on the same data, rules,
-   the Evidently report;
+   performance (with the candidate's predictions), the champion on the same data, rules;
 6. promotes (pass) or raises ``MlflowException(BAD_REQUEST)`` (HTTP 400) listing every
    failed rule, its actual value, its threshold and the report location;
-7. records the decision (:mod:`.recorder`: artifacts, tags, the audit chain in the
-   registry's database) and publishes a ``Verdict`` -- still under the lock.
+7. records the decision (:mod:`.recorder`: ``summary.json``, metrics, tags, the audit
+   chain in the registry's database) and publishes a ``Verdict`` -- still under the lock;
+   then queues the Evidently report (:mod:`.report_worker`).
 
 Time budget: the verdict (drift on all rows, metrics, rules) runs in the caller's
-request; the HTML report is built from a bounded seeded sample (``report.sample_size``)
-and a report failure never changes the verdict. See ``docs/gate.md``.
+request; the HTML report is built after the call returns, on a background thread, from a
+bounded seeded sample (``report.sample_size``), and linked when ready. A report failure
+never changes the verdict. See ``docs/gate.md``.
 """
 
 from __future__ import annotations
@@ -53,7 +54,7 @@ class PromotionGate:
         self._inner = inner
         self._inner_uri = inner_uri  # the registry database: its audit table and its locks
         self._tracking_uri = tracking_uri
-        self._recorder = DecisionRecorder(inner, self.tracking_uri)
+        self._recorder = DecisionRecorder(inner, self.tracking_uri, inner_uri)
 
     # -- entry points -----------------------------------------------------------------
     def enforce(self, name: str, version: str, target: Target, promote: Callable[[], R]) -> R:

@@ -7,9 +7,12 @@ Every decision goes to
 
 Decisions with registry writes allowed also go to
 
-- the candidate run's artifacts, ``mlflow_monitor/gate/<UTC timestamp>-<target>/``:
-  ``summary.json`` and, when built, ``report.html`` (Evidently) and ``snapshot.json``;
-- run metrics ``monitor/drift_share``, ``monitor/<metric>``, ...;
+- the candidate run's artifacts, ``mlflow_monitor/gate/<UTC timestamp>-<target>/`` (a new
+  folder per decision, never reused): ``summary.json`` now, then ``report.html``
+  (Evidently) and ``snapshot.json`` once the deferred report is built
+  (:mod:`.report_worker`);
+- run metrics ``monitor/drift_share``, ``monitor/<metric>``, ... at the next step of the
+  run's ``monitor/check`` counter (each check one point later: a time series);
 - model-version tags ``mlflow_monitor.gate.*`` and a block in the version description.
 """
 
@@ -26,12 +29,16 @@ from typing import Any, Callable, Optional
 from mlflow_monitor.formatting import format_number
 from mlflow_monitor.gate import tags as T
 from mlflow_monitor.gate.audit import append_audit
-from mlflow_monitor.gate.decision import Decision, summary_of
-from mlflow_monitor.gate.escaping import is_finite, json_safe, markdown_text, safe_number, safe_text
+from mlflow_monitor.gate.decision import REPORT_PENDING, Decision, report_summary, summary_of
+from mlflow_monitor.gate.escaping import is_finite, markdown_text, safe_number, safe_text
 from mlflow_monitor.gate.evidence import EVIDENCE_TAG
 from mlflow_monitor.redaction import redact
 
-__all__ = ["VERDICT_LINE_MARK", "DecisionRecorder", "describe", "replace_description_block", "verdict_line"]
+__all__ = ["CHECK_METRIC", "VERDICT_LINE_MARK", "DecisionRecorder", "describe", "replace_description_block",
+           "verdict_line"]
+
+#: Run metric counting the gate checks of a run: its value is the step of the check's points.
+CHECK_METRIC = T.METRIC_PREFIX + "check"
 
 _logger = logging.getLogger(__name__)
 
@@ -39,23 +46,50 @@ _logger = logging.getLogger(__name__)
 class DecisionRecorder:
     """Writes a decision to the audit log, the run, the version and the event bus."""
 
-    def __init__(self, inner_store: Any, tracking_uri: Callable[[], Optional[str]]) -> None:
+    def __init__(self, inner_store: Any, tracking_uri: Callable[[], Optional[str]],
+                 registry_uri: Optional[str] = None) -> None:
         self._inner = inner_store
         self._tracking_uri = tracking_uri
+        self._registry_uri = registry_uri
 
     def record(self, decision: Decision, *, version_tags: bool, artifacts: Optional[bool] = None,
                publish: bool = True) -> None:
         """Record ``decision``. ``artifacts`` defaults to ``version_tags``; ``publish`` sends
         the ``Verdict`` event. Registry and run writes are best effort (a failure is
-        logged, never hides the verdict)."""
+        logged, never hides the verdict).
+
+        The Evidently report is built afterwards (:func:`.report_worker.submit_report`):
+        ``summary.json`` and the tags say ``report_status: pending`` until it is linked.
+        Without artifacts, no report is built."""
         artifacts = version_tags if artifacts is None else artifacts
+        ev = decision.evaluation
+        deferred = bool(artifacts and decision.run_id and ev is not None and ev.report_inputs is not None)
+        if deferred:
+            decision.report_status = REPORT_PENDING
         if artifacts and decision.run_id:
             self._try("log the report artifacts", lambda: self._log_run(decision))
+        if deferred and not decision.report_folder:  # no folder to build the report into
+            deferred, decision.report_status = False, None
         if version_tags:
             self._try("tag the model version", lambda: self._tag_version(decision))
         self._try("append to the audit log", lambda: append_audit(summary_of(decision)))
         if publish:
             _publish(decision)
+        if deferred:
+            self._try("queue the Evidently report", lambda: self._submit_report(decision, version_tags))
+        elif ev is not None:
+            ev.report_inputs = None  # no report: free the frames
+
+    def _submit_report(self, decision: Decision, version_tags: bool) -> None:
+        from mlflow_monitor.gate.report_job import ReportJob
+        from mlflow_monitor.gate.report_worker import submit_report
+
+        inputs = decision.evaluation.report_inputs if decision.evaluation is not None else None
+        recipe = getattr(inputs, "recipe", None)
+        job = ReportJob.of(decision, recipe.to_yaml() if recipe is not None else "",
+                           version_tags=version_tags, registry_uri=self._registry_uri,
+                           tracking_uri=self._tracking_uri())
+        submit_report(job, store=self._inner, tracking_uri=job.tracking_uri)  # resolved now, not later
 
     def _try(self, what: str, fn: Callable[[], None]) -> None:
         try:
@@ -69,26 +103,25 @@ class DecisionRecorder:
         from mlflow import MlflowClient
         from mlflow.entities import Metric
 
-        stamp = decision.timestamp.replace("-", "").replace(":", "")
-        decision.report_folder = f"{T.ARTIFACT_ROOT}/{stamp}-{decision.target.slug}"
         client = MlflowClient(tracking_uri=self._tracking_uri())
+        run = client.get_run(str(decision.run_id))
+        decision.report_folder = _new_folder(client, decision)
         ev = decision.evaluation
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_gate_") as tmp:
             folder = Path(tmp)
-            if ev is not None and ev.report is not None:
-                _write_report(folder, ev.report)
             (folder / "summary.json").write_text(
-                json.dumps(summary_of(decision), indent=2, sort_keys=True), encoding="utf-8")
-            client.log_artifacts(decision.run_id, str(folder), decision.report_folder)
+                json.dumps(report_summary(decision), indent=2), encoding="utf-8")
+            client.log_artifacts(str(decision.run_id), str(folder), decision.report_folder)
         if ev is not None:
             ts = int(_dt.datetime.now(_dt.timezone.utc).timestamp() * 1000)
+            step = int(run.data.metrics.get(CHECK_METRIC, 0)) + 1  # this run's next check
             values = dict(ev.metrics)
             for k, v in (ev.champion_metrics or {}).items():
                 values[f"champion_{k}"] = v
-            metrics = [Metric(T.METRIC_PREFIX + k, float(v), ts, 0)
+            metrics = [Metric(T.METRIC_PREFIX + k, float(v), ts, step)
                        for k, v in values.items() if is_finite(v)]
-            if metrics:
-                client.log_batch(decision.run_id, metrics=metrics)
+            metrics.append(Metric(CHECK_METRIC, float(step), ts, step))
+            client.log_batch(str(decision.run_id), metrics=metrics)
 
     # -- version tags and description -------------------------------------------------
     def _tag_version(self, decision: Decision) -> None:
@@ -107,6 +140,8 @@ class DecisionRecorder:
             values[T.RECIPE_HASH] = decision.recipe_hash
         if decision.report_uri:
             values[T.REPORT] = decision.report_uri
+        if decision.report_status:
+            values[T.REPORT_STATUS] = decision.report_status
         ev = decision.evaluation
         if ev is not None and "drift_share" in ev.metrics:
             values[T.DRIFT_SHARE] = format_number(ev.metrics["drift_share"])
@@ -121,9 +156,25 @@ class DecisionRecorder:
         for key, value in values.items():
             self._inner.set_model_version_tag(name, version, ModelVersionTag(key, str(value)))
         mv = self._inner.get_model_version(name, version)
+        for stale in (T.REPORT_HTML, T.REPORT_ERROR, T.REPORT_STATUS):  # an earlier decision's report
+            if stale in (mv.tags or {}) and stale not in values:
+                self._inner.delete_model_version_tag(name, version, stale)
         text = replace_description_block(mv.description or "", describe(decision),
                                          headline=verdict_line(decision))
         self._inner.update_model_version(name, version, description=text)
+
+
+def _new_folder(client: Any, decision: Decision) -> str:
+    """``mlflow_monitor/gate/<UTC stamp>-<target>``: the decision's own artifact folder. One
+    that exists already (two checks in the same microsecond) gets a random suffix: a
+    check never overwrites another's files."""
+    import uuid
+
+    stamp = decision.timestamp.replace("-", "").replace(":", "")
+    folder = f"{T.ARTIFACT_ROOT}/{stamp}-{decision.target.slug}"
+    if client.list_artifacts(decision.run_id, folder):
+        folder = f"{folder}-{uuid.uuid4().hex[:8]}"
+    return folder
 
 
 #: Follows the verdict at the start of the readable line written before our description
@@ -232,16 +283,6 @@ def _reason(decision: Decision) -> str:
         return "all rules passed"
     return "; ".join(f"{safe_text(r.rule)}: actual {safe_number(r.actual)}, threshold {safe_number(r.threshold)}"
                      for r in failed)
-
-
-def _write_report(folder: Path, report: Any) -> None:
-    html_text = getattr(report, "html", None)
-    if html_text:
-        (folder / "report.html").write_text(str(html_text), encoding="utf-8")
-    snapshot = getattr(report, "snapshot", None)
-    if snapshot is not None:
-        text = snapshot if isinstance(snapshot, str) else json.dumps(json_safe(snapshot), indent=1)
-        (folder / "snapshot.json").write_text(text, encoding="utf-8")
 
 
 def _publish(decision: Decision) -> None:

@@ -5,7 +5,11 @@ The HTML is Evidently's own single-file report with two changes:
 - every string in its embedded data is JSON-escaped (``<``, ``>``, ``&`` become
   ``\\u003c``...), so a column or category named ``</script><script>...`` or
   ``<img src=x onerror=...>`` shows as text and never appears raw in the file;
-- a banner states the recipe, the sample sizes and the seed when frames were sampled.
+- a banner states the recipe, the sample sizes and the seed when frames were sampled;
+- given the gate's summary (``verdict=``), the page opens with the gate's verdict: the
+  rules with their actual values and thresholds, the drift method and each column's
+  applied threshold (:func:`verdict_header`). Evidently's own sections, with their own
+  defaults (e.g. "Dataset Drift" at a share of 0.5), follow under a note saying so.
 
 Frames longer than the sample size are sampled with the seed (the gate's verdict uses
 all rows; only the HTML comes from the sample), which keeps the HTML a few MiB, far
@@ -29,7 +33,8 @@ from mlflow_monitor.gate.data import split_columns
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow_monitor.recipes import Recipe
 
-__all__ = ["ReportArtifacts", "ReportError", "build_report", "drift_summary", "escape_embedded_data"]
+__all__ = ["ReportArtifacts", "ReportError", "build_report", "drift_summary", "escape_embedded_data",
+           "verdict_header", "with_verdict_header"]
 
 DEFAULT_SAMPLE_SIZE = 50_000
 
@@ -76,6 +81,7 @@ def build_report(
     title: Optional[str] = None,
     prediction: Optional[str] = None,
     evidence: Optional[str] = None,
+    verdict: Optional[dict[str, Any]] = None,
 ) -> ReportArtifacts:
     """Run the recipe's Evidently presets and metrics on ``current`` vs ``reference``.
 
@@ -92,6 +98,10 @@ def build_report(
     presets: the gate adds the candidate's predictions to both (``prediction`` names that
     column when the recipe does not). When only the current frame has them, the banner
     lists the current-data metrics instead.
+
+    ``verdict`` is the gate's ``summary.json`` dict
+    (:func:`mlflow_monitor.gate.decision.report_summary`): the page then opens with
+    :func:`verdict_header`, above the banner and Evidently's sections.
     """
     if prediction and recipe.columns.prediction is None:
         recipe = recipe.model_copy(
@@ -116,6 +126,8 @@ def build_report(
     except Exception as exc:
         raise ReportError(f"Evidently could not build the report: {type(exc).__name__}: {exc}") from exc
     banner = _banner(recipe, reference, current, ref_s, cur_s, seed, sampled, notes, title, evidence)
+    if verdict is not None:
+        banner = verdict_header(verdict) + banner
     return ReportArtifacts(
         html=_insert_banner(escape_embedded_data(raw_html), banner),
         snapshot=snap,
@@ -172,6 +184,96 @@ def escape_embedded_data(page: str) -> str:
         pos = end
     out.append(page[pos:])
     return "".join(out)
+
+
+#: Per-column fields shown in fixed columns of the header's table, in this order; any
+#: other scalar field of the column rows (a calibrated threshold, an effect floor, a
+#: missing share...) gets a column of its own after them.
+_KNOWN_COLUMN_FIELDS = ("column", "column_type", "method", "threshold", "score", "drifted")
+_FIELD_LABELS = {"column_type": "type", "threshold": "threshold (applied)"}
+_VERDICT_COLOURS = {"PASSED": "#1a7f37", "OVERRIDDEN": "#9a6700", "ERROR_ALLOWED": "#9a6700"}
+
+
+def verdict_header(summary: dict[str, Any]) -> str:
+    """The HTML block a gate report opens with, from its ``summary.json`` dict: the verdict,
+    the model, version and target, each rule with its actual value and threshold, the
+    drift method and share, one row per column (applied threshold, score, and every
+    other scalar field the rows carry), and a note that Evidently's sections below use
+    Evidently's own defaults. Every value is HTML-escaped."""
+    esc = _html.escape
+    verdict = str(summary.get("verdict") or "?")
+    colour = _VERDICT_COLOURS.get(verdict, "#cf222e")
+    parts = [f'<h2 style="margin:4px 0;color:{colour}">mlflow-monitor gate: {esc(verdict)}</h2>']
+    if summary.get("model_name"):
+        parts.append(f"<div>model <code>{esc(str(summary['model_name']))}</code> version "
+                     f"<code>{esc(str(summary.get('version', '')))}</code> &rarr; "
+                     f"<code>{esc(str(summary.get('target', '')))}</code> &middot; "
+                     f"{esc(str(summary.get('timestamp', '')))} &middot; by {esc(str(summary.get('user', '')))}</div>")
+    elif summary.get("target"):
+        parts.append(f"<div>{esc(str(summary['target']))}</div>")
+    if summary.get("error"):
+        parts.append(f"<div><strong>evaluation error:</strong> {esc(str(summary['error']))}</div>")
+    rules = summary.get("rules") or []
+    if rules:
+        rows = "".join(
+            f"<tr><td><code>{esc(str(r.get('rule')))}</code></td>"
+            f"<td>{'skipped' if r.get('skipped') else ('passed' if r.get('passed') else '<strong>FAILED</strong>')}</td>"
+            f"<td>{_cell(r.get('actual'))}</td><td>{_cell(r.get('threshold'))}</td>"
+            f"<td>{esc(str(r.get('message') or ''))}</td></tr>" for r in rules)
+        parts.append('<table id="mlflow-monitor-rules" style="border-collapse:collapse;margin:6px 0">'
+                     "<tr><th>rule</th><th>result</th><th>actual</th><th>threshold</th><th>detail</th></tr>"
+                     f"{rows}</table>")
+    drift = summary.get("drift")
+    if isinstance(drift, dict):
+        parts.append(_drift_block(drift))
+    parts.append('<p id="mlflow-monitor-evidently-note" style="margin:6px 0"><em>The gate decided with '
+                 "the rules and thresholds above. The Evidently report below is evidence built with "
+                 "Evidently's own defaults: its &ldquo;Dataset Drift&rdquo; test (a share of 0.5) and its "
+                 "per-column thresholds may differ from the gate's, and do not change the verdict."
+                 "</em></p>")
+    style = ("<style>#mlflow-monitor-verdict td,#mlflow-monitor-verdict th{border:1px solid #d0d7de;"
+             "padding:2px 6px;text-align:left;font-size:13px}</style>")
+    return (style + '<div id="mlflow-monitor-verdict" style="font-family:sans-serif;padding:8px 16px;'
+            'border-bottom:1px solid #d0d7de">' + "".join(parts) + "</div>")
+
+
+def with_verdict_header(page: str, summary: dict[str, Any]) -> str:
+    """``page`` (a report's HTML) opening with :func:`verdict_header` of ``summary``, for
+    reports whose verdict is known only after Evidently ran."""
+    return _insert_banner(page, verdict_header(summary))
+
+
+def _drift_block(drift: dict[str, Any]) -> str:
+    esc = _html.escape
+    scalars = {k: v for k, v in drift.items()
+               if k not in ("columns", "column_methods", "skipped") and not isinstance(v, (dict, list))}
+    line = " &middot; ".join(f"{esc(str(k))} {_cell(v)}" for k, v in scalars.items())
+    out = [f'<div id="mlflow-monitor-drift">drift: {line}</div>']
+    if drift.get("skipped"):
+        out.append(f"<div>not checked: {esc(', '.join(map(str, drift['skipped'])))}</div>")
+    columns = [c for c in drift.get("columns") or [] if isinstance(c, dict)]
+    if columns:
+        extra: list[str] = []
+        for c in columns:
+            extra += [k for k, v in c.items() if k not in _KNOWN_COLUMN_FIELDS and k not in extra
+                      and (v is None or isinstance(v, (str, int, float, bool)))]
+        fields = [*(_KNOWN_COLUMN_FIELDS), *extra]
+        head = "".join(f"<th>{esc(_FIELD_LABELS.get(f, f))}</th>" for f in fields)
+        body = "".join("<tr>" + "".join(f"<td>{_cell(c.get(f))}</td>" for f in fields) + "</tr>"
+                       for c in sorted(columns, key=lambda c: not c.get("drifted")))
+        out.append('<table id="mlflow-monitor-columns" style="border-collapse:collapse;margin:6px 0">'
+                   f"<tr>{head}</tr>{body}</table>")
+    return "".join(out)
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "<strong>yes</strong>" if value else "no"
+    if isinstance(value, (int, float)):
+        return _html.escape(format_number(value))
+    return _html.escape(str(value))
 
 
 # -- helpers ---------------------------------------------------------------------------

@@ -55,3 +55,9 @@ DESCRIPTION_END = "<!-- mlflow_monitor.gate:end -->"
 
 # Prefix of the gate numbers logged as run metrics.
 METRIC_PREFIX = "monitor/"
+
+# The deferred Evidently report of the last decision (built after it, off the caller's
+# thread): "pending" | "ready" | "failed"; when ready, the report's URI; when failed, why.
+REPORT_STATUS = PREFIX + "report_status"
+REPORT_HTML = PREFIX + "report_html"  # runs:/<run_id>/mlflow_monitor/gate/<folder>/report.html
+REPORT_ERROR = PREFIX + "report_error"  # "<ErrorType>: <redacted text>"

@@ -78,3 +78,24 @@ def test_evaluator_is_registered_under_the_evidently_entry_point():
 
     assert _model_evaluation_registry.get_evaluator("evidently") is not None
     assert isinstance(_model_evaluation_registry.get_evaluator("evidently"), EvidentlyEvaluator)
+
+
+def test_repeated_evaluations_in_one_run_chart_over_time_and_keep_both_reports(logged_model):
+    uri, _, reference, current, _ = logged_model
+    with mlflow.start_run() as run:
+        for _ in range(2):
+            mlflow.models.evaluate(
+                uri, current, targets="target", model_type="classifier", evaluators=["evidently"],
+                evaluator_config={"evidently": {"reference": reference}},
+            )
+    client = mlflow.MlflowClient()
+    folders = sorted(a.path for a in client.list_artifacts(run.info.run_id) if a.path.startswith("evidently"))
+    assert len(folders) == 2 and folders[0] == "evidently"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "monitor/drift_share")]
+    # ours at steps 1, 2; MLflow adds its own copy at step 0, linked to the logged model
+    assert [s for s in steps if s] == [1, 2] and set(steps) <= {0, 1, 2}
+    summary = mlflow.artifacts.load_dict(f"runs:/{run.info.run_id}/{folders[1]}/summary.json")
+    assert list(summary)[:2] == ["verdict", "target"]
+    assert all({"column", "method", "threshold", "score"} <= set(c) for c in summary["drift"]["columns"])
+    html = mlflow.artifacts.load_text(f"runs:/{run.info.run_id}/{folders[1]}/report.html")
+    assert html.index('id="mlflow-monitor-verdict"') < html.index('id="mlflow-monitor-banner"')

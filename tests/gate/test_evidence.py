@@ -13,6 +13,7 @@ from mlflow_monitor.events import Verdict
 from mlflow_monitor.gate import tags as T
 from mlflow_monitor.gate.data import log_current
 from mlflow_monitor.gate.evidence import EVIDENCE_TAG, OWNED, SELF_REPORTED, evidence_of
+from mlflow_monitor.gate.report_worker import wait_for_reports
 from mlflow_monitor.integrations.slack.renderer import MessageRenderer
 from mlflow_monitor.recipes import load_recipe
 from helpers.gate import FEATURES, breast_cancer_frames, gated_client, train_version, write_current
@@ -92,6 +93,7 @@ def test_labels_equal_to_own_predictions_pass_but_are_labelled_self_reported():
     owners = {s["input"]: s["owner"] for s in summary["evidence"]["sources"]}
     assert owners == {"reference": SELF_REPORTED, "current data": SELF_REPORTED,
                       "labels": SELF_REPORTED, "predictions": OWNED}
+    assert wait_for_reports(180)  # the report is built after the call returns
     html = mlflow.artifacts.load_text(f"runs:/{mv.run_id}/{folder}/report.html")
     assert 'id="mlflow-monitor-evidence"' in html and "Evidence: self-reported" in html
 

@@ -11,7 +11,9 @@ from mlflow.exceptions import MlflowException
 from mlflow_monitor.events import Verdict, subscribe
 from mlflow_monitor.gate import tags as T
 from mlflow_monitor.gate.audit import read_audit_log
+from mlflow_monitor.gate.report_worker import wait_for_reports
 from helpers.gate import (
+    FEATURES,
     breast_cancer_frames,
     drifted,
     gated_client,
@@ -87,15 +89,26 @@ def test_alias_promotion_blocked_when_drift_share_exceeds_rule(client, tmp_path,
     assert mv.tags[T.VERDICT] == T.BLOCKED
     assert "drift_share < 0.3" in mv.tags[T.REASON]
     folder = mv.tags[T.REPORT].split(f"runs:/{mv.run_id}/", 1)[1]
-    names = {Path(f.path).name for f in client.list_artifacts(mv.run_id, folder)}
-    assert {"summary.json", "report.html", "snapshot.json"} <= names
+    # the verdict and summary.json are written before the call returns; the report follows
     local = client.download_artifacts(mv.run_id, f"{folder}/summary.json")
     summary = json.loads(Path(local).read_text())
+    assert list(summary)[:3] == ["verdict", "allowed", "model_name"]  # opens with the verdict
     assert summary["verdict"] == "BLOCKED" and summary["allowed"] is False
+    assert summary["report_status"] == "pending"
     failed = [r for r in summary["rules"] if not r["passed"]]
     assert failed and failed[0]["rule"] == "drift_share < 0.3" and failed[0]["actual"] == 1.0
+    assert {c["column"] for c in summary["drift"]["columns"]} == set(FEATURES)
+    assert wait_for_reports(120)
+    names = {Path(f.path).name for f in client.list_artifacts(mv.run_id, folder)}
+    assert {"summary.json", "report.html", "snapshot.json"} <= names
+    mv = client.get_model_version(MODEL, version)
+    assert mv.tags[T.REPORT_STATUS] == "ready"
+    assert mv.tags[T.REPORT_HTML] == f"runs:/{mv.run_id}/{folder}/report.html"
     html = Path(client.download_artifacts(mv.run_id, f"{folder}/report.html")).read_text()
     assert "<html" in html.lower()
+    # the gate's verdict comes first, above Evidently's own "Dataset Drift" wording
+    assert html.index('id="mlflow-monitor-verdict"') < html.index("mlflow-monitor gate: BLOCKED") \
+        < html.index('id="mlflow-monitor-banner"')
     assert [v.passed for v in verdicts] == [False]
     assert verdicts[0].failed_rules[0]["rule"] == "drift_share < 0.3"
 

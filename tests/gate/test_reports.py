@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from mlflow_monitor.gate.drift import compute_drift
-from mlflow_monitor.gate.reports import build_report, drift_summary, escape_embedded_data
+from mlflow_monitor.gate.reports import build_report, drift_summary, escape_embedded_data, verdict_header
 from mlflow_monitor.recipes import load_recipe
 from mlflow_monitor.reference import ReferenceData
 
@@ -130,3 +130,59 @@ def test_column_only_in_current_data_is_left_out_with_a_note():
     out = build_report(ref, cur.assign(row_id=range(300)), recipe=_recipe())
     assert "row_id" not in {c["column"] for c in out.drift_summary()["columns"]}
     assert "not compared (missing from one of the frames): row_id" in out.html
+
+
+# -- the verdict header: the report opens with the gate's decision --------------------------
+def _verdict_summary(columns):
+    return {"verdict": "BLOCKED", "allowed": False, "model_name": f"m{SCRIPT}", "version": "7",
+            "target": "alias:champion", "timestamp": "2026-01-01T00:00:00.000000Z", "user": IMG,
+            "rules": [{"rule": "drift_share < 0.3", "passed": False, "actual": 0.4, "threshold": 0.3,
+                       "message": f"drift in {IMG}", "skipped": False},
+                      {"rule": "accuracy >= 0.8", "passed": True, "actual": 0.91, "threshold": 0.8,
+                       "message": "ok", "skipped": False}],
+            "drift": {"method": "calibrated", "drift_share": 0.4, "n_drifted": 2, "columns": columns}}
+
+
+def test_verdict_header_states_rules_and_every_columns_applied_threshold_escaped():
+    columns = [{"column": IMG, "column_type": "num", "method": "wasserstein", "threshold": 0.07,
+                "score": 0.2, "drifted": True},
+               {"column": "city", "column_type": "cat", "method": "jensenshannon", "threshold": 0.1,
+                "score": 0.01, "drifted": False}]
+    html = verdict_header(_verdict_summary(columns))
+
+    assert IMG not in html and SCRIPT not in html  # every user string escaped
+    assert html.index("mlflow-monitor gate: BLOCKED") < html.index('id="mlflow-monitor-rules"') \
+        < html.index('id="mlflow-monitor-columns"') < html.index('id="mlflow-monitor-evidently-note"')
+    rules = html[html.index('id="mlflow-monitor-rules"'):html.index('id="mlflow-monitor-drift"')]
+    assert "<code>drift_share &lt; 0.3</code></td><td><strong>FAILED</strong></td><td>0.4</td><td>0.3</td>" in rules
+    table = html[html.index('id="mlflow-monitor-columns"'):]
+    assert "<th>threshold (applied)</th>" in table
+    assert "<td>wasserstein</td><td>0.07</td><td>0.2</td><td><strong>yes</strong></td>" in table
+    assert "method calibrated" in html and "Evidently's own defaults" in html
+
+
+def test_verdict_header_shows_extra_column_fields_generically():
+    """Fields the drift engine adds to its column rows (calibration, floors, data quality)
+    get columns of their own after the fixed ones, without code changes here."""
+    columns = [{"column": "age", "column_type": "num", "method": "ks", "threshold": 0.001, "score": 0.5,
+                "drifted": False, "calibrated": True, "effect_floor": 0.05},
+               {"column": "city", "column_type": "cat", "method": "chisquare", "threshold": 0.002,
+                "score": 0.0, "drifted": True, "new_category_share": 0.12, "nested": {"x": 1}}]
+    html = verdict_header(_verdict_summary(columns))
+
+    head = html[html.index('id="mlflow-monitor-columns"'):]
+    head = head[:head.index("</tr>")]
+    assert [h.split("</th>")[0] for h in head.split("<th>")[1:]] == [
+        "column", "type", "method", "threshold (applied)", "score", "drifted", "calibrated",
+        "effect_floor", "new_category_share"]  # non-scalar fields are left out
+    assert "<td>city</td><td>cat</td><td>chisquare</td><td>0.002</td><td>0</td><td><strong>yes</strong></td>" \
+           "<td></td><td></td><td>0.12</td>" in html  # drifted first; missing fields empty
+
+
+def test_report_with_verdict_opens_with_it_above_evidentlys_sections():
+    ref, cur = _frames(300, 300)
+    out = build_report(ref, cur, recipe=_recipe(), verdict=_verdict_summary([]))
+
+    body = out.html[out.html.index("<body>"):]
+    assert body.index('id="mlflow-monitor-verdict"') < body.index('id="mlflow-monitor-banner"') \
+        < body.index("<script")

@@ -67,7 +67,11 @@ def test_rest_alias_set_blocked_with_http_400_and_alias_unchanged(server, client
     assert mv.tags[T.VERDICT] == T.BLOCKED
     folder = mv.tags[T.REPORT].split(f"runs:/{mv.run_id}/", 1)[1]
     names = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(mv.run_id, folder)}
-    assert {"summary.json", "report.html"} <= names
+    assert "summary.json" in names  # written before the 400 came back
+    mv = _wait_for_report(client, model, version)  # built by the server's worker, after the response
+    assert mv.tags[T.REPORT_STATUS] == "ready" and mv.tags[T.REPORT_HTML] == f"{mv.tags[T.REPORT]}/report.html"
+    names = {a.path.rsplit("/", 1)[-1] for a in client.list_artifacts(mv.run_id, folder)}
+    assert {"summary.json", "report.html", "snapshot.json"} <= names
     from mlflow_monitor.gate.audit import read_audit_log
 
     audit = read_audit_log(store_uri=server.registry_store_uri)  # the table in the server's database
@@ -113,3 +117,15 @@ def test_non_gated_calls_pass_through_the_server(client):
     got = client.get_model_version(model, mv.version)
     assert got.tags == {"team": "risk"} and got.current_stage == "Production"
     assert str(client.get_model_version_by_alias(model, "champion").version) == str(mv.version)
+
+
+def _wait_for_report(client, model, version, timeout=120.0):
+    """The version once the server's background worker has linked (or failed) its report."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        mv = client.get_model_version(model, version)
+        if mv.tags.get(T.REPORT_STATUS) != "pending" or time.monotonic() > deadline:
+            return mv
+        time.sleep(0.5)
