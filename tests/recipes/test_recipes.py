@@ -92,7 +92,8 @@ def test_metric_not_computed_for_the_task_is_rejected():
     errors = _errors({"task": "regression", "columns": {"target": "y"}, "current": "x.csv",
                       "rules": ["accuracy >= 0.9"]})
     assert errors == ["rules[0].metric: metric 'accuracy' is not computed for task 'regression'; "
-                      "expected one of drift_share, n_drifted, rmse, mae, r2, mean_error"]
+                      "expected one of drift_share, n_drifted, weighted_drift_share, missing_share_increase, "
+                      "new_category_share, out_of_range_share, type_changes, rmse, mae, r2, mean_error"]
 
 
 def test_performance_rule_without_target_column_is_rejected():
