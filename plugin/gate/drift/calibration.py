@@ -1,26 +1,27 @@
-"""Calibrated thresholds: each column's null distribution of its drift score, from the
-reference alone, at the current sample's size.
+"""Calibrated thresholds: each column's null distribution of its drift score at the
+current sample's size, and the threshold a fresh null score exceeds with probability at
+most ``alpha``: the ``k``-th largest of ``replicates`` null scores, ``k = floor(alpha *
+(replicates + 1))`` (the permutation-test bound).
 
-Under "no drift" the reference (``n`` rows) and the current data (``m`` rows) are two
-samples of one distribution. The reference's own empirical distribution stands in for it
-(the two-sample bootstrap): ``replicates`` times, draw a reference-sized and a
-current-sized sample from the reference's atoms and score the pair exactly as the real
-pair is scored. The ``k``-th largest replicate, ``k = floor(alpha * (replicates + 1))``, is
-the threshold: a fresh null score exceeds it with probability at most ``alpha`` (the
-permutation-test bound), whatever the distribution.
+Two nulls, both "reference and current are samples of one distribution":
 
-Atoms: a categorical column's values plus a "missing" atom (missing values are part of
-its distribution); a numerical column's distinct values, or :data:`NUMERIC_ATOMS`
-equal-frequency quantiles when it has more. Counts are drawn as multinomials, so a
-replicate costs ``O(atoms)`` whatever ``n`` and ``m`` are.
-
-Current sizes are bucketed on a half-octave grid (:func:`size_bucket`); a bucket's
-threshold is computed at its lower edge and scaled to the actual size by the
-``sqrt(1/n + 1/m)`` law that distance scores follow under the null (the result never
-exceeds the edge's threshold, which is conservative for a larger sample's own noise).
-Results are cached in memory and in ``$MLFLOW_MONITOR_HOME/drift_calibration/`` keyed by the
-reference column's content hash, so a promotion pays the calibration once per reference
-and size bucket.
+- **permutation** (exact in finite samples, computed per check): the pooled data split at
+  random into a reference-sized and a current-sized part, scored as the real pair. For
+  categorical columns (and numerical ones with few values) the current part is a
+  multivariate hypergeometric draw from the pooled value counts, ``O(values)`` per
+  replicate at any size; it also gives the null of the new-category share. For
+  numerical columns it costs ``O(n + m)`` per replicate, so it is used up to
+  :data:`PERMUTATION_ROWS` values.
+- **bootstrap** (numerical columns above that, cached): the reference's own empirical
+  distribution stands in for the common one; each replicate draws a reference-sized and
+  a current-sized multinomial sample over the reference's atoms (its distinct values, or
+  :data:`NUMERIC_ATOMS` equal-frequency quantiles) and scores them, ``O(atoms)`` per
+  replicate. It needs no current data, so it is cached: current sizes are bucketed on a
+  half-octave grid (:func:`size_bucket`), a bucket's threshold is computed at its lower
+  edge and scaled to the actual size by the ``sqrt(1/n + 1/m)`` law distance scores follow
+  under the null (never above the edge's threshold). Tails are kept in memory and in
+  ``$MLFLOW_MONITOR_HOME/drift_calibration/`` keyed by the reference column's content
+  hash, so a promotion pays the calibration once per reference and size bucket.
 """
 
 from __future__ import annotations
@@ -39,8 +40,13 @@ import numpy as np
 from mlflow_monitor.paths import monitor_home, private_dir, write_private_text
 from mlflow_monitor.reference import ColumnSample
 
-__all__ = ["NUMERIC_ATOMS", "Calibrator", "NullTail", "default_calibrator", "replicates_for", "scale_to",
-           "simulate", "size_bucket"]
+__all__ = ["NUMERIC_ATOMS", "PERMUTATION_ROWS", "Calibrator", "NullTail", "default_calibrator", "js_rows",
+           "permutation_counts", "permutation_wasserstein", "replicates_for", "scale_to", "simulate",
+           "size_bucket"]
+
+#: A numerical column is calibrated by permutation (exact, per check) up to this many
+#: reference + current values, by the cached bootstrap above.
+PERMUTATION_ROWS = 2_500
 
 _logger = logging.getLogger(__name__)
 
@@ -49,7 +55,6 @@ NUMERIC_ATOMS = 512
 #: Fewest bootstrap replicates drawn for any threshold.
 MIN_REPLICATES = 1000
 _FORMAT = "mlflow_monitor.drift_calibration/1"
-_MISSING = object()  # the missing-value atom of a categorical column
 _TAIL_SHARE = 0.1  # the largest 10% of replicates are kept: alphas up to 0.1 per test
 
 
@@ -63,9 +68,10 @@ def size_bucket(m: int) -> int:
     (10, 14, 20, 28, 40, 57, 80, 113, 160, ...)."""
     if m < 10:
         return max(1, int(m))
-    i = math.floor(2 * math.log2(m / 10) + 1e-9)
-    edge = int(round(10 * 2 ** (i / 2)))
-    return edge if edge <= m else int(round(10 * 2 ** ((i - 1) / 2)))
+    i = math.floor(2 * math.log2(m / 10)) + 1
+    while int(round(10 * 2 ** (i / 2))) > m:
+        i -= 1
+    return int(round(10 * 2 ** (i / 2)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,68 +111,93 @@ def scale_to(threshold: float, n: int, bucket: int, m: int) -> float:
     return threshold * math.sqrt((1.0 / n + 1.0 / m) / (1.0 / n + 1.0 / bucket))
 
 
-# -- the null model ------------------------------------------------------------------------
-def atoms(ref: ColumnSample, method: str, missing: int) -> tuple[np.ndarray, np.ndarray, Optional[int]]:
-    """``(support, counts, missing_index)`` of a reference column.
-
-    ``support`` is sorted numeric values for Wasserstein (quantile atoms beyond
-    :data:`NUMERIC_ATOMS` distinct values); for Jensen-Shannon it is an index range and
-    ``missing_index`` the position of the missing atom (categorical columns only).
-    """
-    if method == "wasserstein":
-        v = ref.sorted64()
-        starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
-        if len(starts) <= NUMERIC_ATOMS:
-            counts = np.diff(np.r_[starts, len(v)])
-            return v[starts], counts.astype(np.float64), None
-        idx = ((np.arange(NUMERIC_ATOMS) + 0.5) * len(v) / NUMERIC_ATOMS).astype(np.int64)
-        return v[idx], np.full(NUMERIC_ATOMS, len(v) / NUMERIC_ATOMS), None
-    counts = list(ref.counts().values())
-    miss_index = None
-    if missing >= 0 and not ref.is_numeric:
-        miss_index = len(counts)
-        counts.append(missing)
-    return np.arange(len(counts), dtype=np.float64), np.asarray(counts, dtype=np.float64), miss_index
+# -- the bootstrap null of a numerical column (cached) -------------------------------------
+def atoms(ref: ColumnSample) -> tuple[np.ndarray, np.ndarray]:
+    """``(support, counts)`` of a numerical reference column: its distinct values, or
+    :data:`NUMERIC_ATOMS` equal-frequency quantiles when it has more."""
+    v = ref.sorted64()
+    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
+    if len(starts) <= NUMERIC_ATOMS:
+        counts = np.diff(np.r_[starts, len(v)])
+        return v[starts], counts.astype(np.float64)
+    idx = ((np.arange(NUMERIC_ATOMS) + 0.5) * len(v) / NUMERIC_ATOMS).astype(np.int64)
+    return v[idx], np.full(NUMERIC_ATOMS, len(v) / NUMERIC_ATOMS)
 
 
-def _multinomial(rng: np.random.Generator, n: int, p: np.ndarray, size: int) -> np.ndarray:
-    return rng.multinomial(n, p, size=size).astype(np.float64)
-
-
-def simulate(ref: ColumnSample, *, method: str, missing: int, current: int, replicates: int,
-             std: float, seed: int) -> NullTail:
-    """Draw the null replicates of one column at ``current`` rows (see the module docs).
-
-    ``missing`` is the reference's missing-value count (``-1``: not part of the score, for
-    numerical columns); ``current`` counts the rows the score sees (with missing values
-    for a categorical column, without for a numerical one).
-    """
-    support, counts, miss_index = atoms(ref, method, missing)
-    n_ref = int(round(counts.sum()))
+def simulate(ref: ColumnSample, *, current: int, replicates: int, seed: int) -> NullTail:
+    """The two-sample bootstrap null of the normed Wasserstein score of ``ref`` against
+    ``current`` values (see the module docs)."""
+    support, counts = atoms(ref)
+    n_ref = ref.n
     p = counts / counts.sum()
+    gaps = np.diff(support) / max(ref.std(), 0.001)
     rng = np.random.default_rng(seed)
-    keep = max(1, math.ceil(_TAIL_SHARE * (replicates + 1)))
     dist = np.empty(replicates)
-    new = np.empty(replicates) if miss_index is not None else None
     chunk = max(1, 2_000_000 // max(1, len(p)))  # ~16 MB per side per chunk
     for lo in range(0, replicates, chunk):
         b = min(chunk, replicates - lo)
-        r = _multinomial(rng, n_ref, p, b)
-        c = _multinomial(rng, current, p, b)
-        if method == "wasserstein":
-            fr = np.cumsum(r, axis=1)[:, :-1] / n_ref
-            fc = np.cumsum(c, axis=1)[:, :-1] / current
-            dist[lo:lo + b] = (np.abs(fr - fc) @ np.diff(support)) / max(std, 0.001)
-        else:
-            dist[lo:lo + b] = js_rows(r / n_ref, c / current)
-            if new is not None:
-                unseen = r == 0
-                unseen[:, miss_index] = False  # a missing value is not a new category
-                new[lo:lo + b] = (c * unseen).sum(axis=1) / current
-    dist = -np.sort(-dist)[:keep]
-    if new is not None:
-        new = -np.sort(-new)[:keep]
-    return NullTail(replicates, current, dist, new)
+        fr = np.cumsum(rng.multinomial(n_ref, p, size=b), axis=1)[:, :-1] / n_ref
+        fc = np.cumsum(rng.multinomial(current, p, size=b), axis=1)[:, :-1] / current
+        dist[lo:lo + b] = np.abs(fr - fc) @ gaps
+    return NullTail(replicates, current, _top(dist, replicates))
+
+
+def _top(values: np.ndarray, replicates: int) -> np.ndarray:
+    keep = max(1, math.ceil(_TAIL_SHARE * (replicates + 1)))
+    return -np.sort(-values)[:keep]
+
+
+# -- exact permutation nulls (computed per check) ----------------------------------------
+def permutation_wasserstein(ref: ColumnSample, cur: ColumnSample, *, replicates: int, seed: int) -> NullTail:
+    """The permutation null of the normed Wasserstein score: the pooled values split at
+    random into a reference-sized and a current-sized part, scored as the real pair
+    (each part's own std). Exact in finite samples; ``O(replicates * (n + m))``."""
+    n, m = ref.n, cur.n
+    pooled = np.sort(np.concatenate((ref.sorted64(), cur.sorted64())))
+    deltas = np.diff(pooled)
+    total = n + m
+    labels = np.repeat(np.array([0, 1], dtype=np.int8), [n, m])
+    rng = np.random.default_rng(seed)
+    dist = np.empty(replicates)
+    chunk = max(1, 4_000_000 // total)
+    sq = pooled * pooled
+    for lo in range(0, replicates, chunk):
+        b = min(chunk, replicates - lo)
+        is_cur = rng.permuted(np.broadcast_to(labels, (b, total)), axis=1)
+        cum_c = np.cumsum(is_cur, axis=1, dtype=np.int64)
+        cum_r = np.arange(1, total + 1) - cum_c
+        diff = np.abs(cum_r[:, :-1] / n - cum_c[:, :-1] / m)
+        w = diff @ deltas
+        is_ref = 1 - is_cur
+        mean = (is_ref @ pooled) / n
+        var = np.maximum((is_ref @ sq) / n - mean * mean, 0.0)
+        dist[lo:lo + b] = w / np.maximum(np.sqrt(var), 0.001)
+    return NullTail(replicates, m, _top(dist, replicates))
+
+
+def permutation_counts(ref_counts: np.ndarray, cur_counts: np.ndarray, *, replicates: int, seed: int,
+                       missing_index: Optional[int] = None) -> NullTail:
+    """The permutation null of the Jensen-Shannon distance of two count vectors over the
+    same values, and of the share of current rows whose value the reference part lacks
+    (the missing-value atom at ``missing_index`` is not a value). The current part of a
+    random split is a multivariate hypergeometric draw from the pooled counts: exact, and
+    ``O(replicates * values)`` whatever the row counts."""
+    pooled = (ref_counts + cur_counts).astype(np.int64)
+    n, m = int(ref_counts.sum()), int(cur_counts.sum())
+    rng = np.random.default_rng(seed)
+    dist = np.empty(replicates)
+    new = np.empty(replicates)
+    chunk = max(1, 2_000_000 // max(1, len(pooled)))
+    for lo in range(0, replicates, chunk):
+        b = min(chunk, replicates - lo)
+        c = rng.multivariate_hypergeometric(pooled, m, size=b, method="marginals").astype(np.float64)
+        r = pooled - c
+        dist[lo:lo + b] = js_rows(r / n, c / m)
+        unseen = r == 0
+        if missing_index is not None:
+            unseen[:, missing_index] = False
+        new[lo:lo + b] = (c * unseen).sum(axis=1) / m
+    return NullTail(replicates, m, _top(dist, replicates), _top(new, replicates))
 
 
 def js_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -213,21 +244,17 @@ class Calibrator:
         with self._lock:
             return self._memory.setdefault(digest, entries)
 
-    def null_tail(self, ref: ColumnSample, *, method: str, missing: int, current: int,
-                  replicates: int) -> NullTail:
-        """The null tail of ``ref`` for ``current`` rows (its size bucket), from the cache or
-        simulated now with a seed derived from the column's content hash."""
+    def null_tail(self, ref: ColumnSample, *, current: int, replicates: int) -> NullTail:
+        """The bootstrap null tail of a numerical ``ref`` for ``current`` values (its size
+        bucket), from the cache or simulated now with a seed from the column's content hash."""
         digest = ref.digest()
         bucket = size_bucket(current)
-        key = f"{method}|n={ref.n}|missing={missing}|m={bucket}|atoms={NUMERIC_ATOMS}"
+        key = f"wasserstein|n={ref.n}|m={bucket}|atoms={NUMERIC_ATOMS}"
         entries = self._entries(digest)
         hit = entries.get(key)
         if hit is not None and int(hit.get("replicates", 0)) >= replicates:
             return NullTail.from_json(hit)
-        seed = int(digest[:12], 16) ^ bucket
-        std = ref.std() if method == "wasserstein" else 1.0
-        tail = simulate(ref, method=method, missing=missing, current=bucket, replicates=replicates,
-                        std=std, seed=seed)
+        tail = simulate(ref, current=bucket, replicates=replicates, seed=int(digest[:12], 16) ^ bucket)
         with self._lock:
             entries[key] = tail.to_json()
             self.computed += 1

@@ -19,9 +19,12 @@ import pandas as pd
 
 import mlflow_monitor.gate.drift.findings as fnd
 from mlflow_monitor.gate.drift.calibration import (
+    PERMUTATION_ROWS,
     Calibrator,
     default_calibrator,
     js_rows,
+    permutation_counts,
+    permutation_wasserstein,
     replicates_for,
     scale_to,
 )
@@ -96,49 +99,48 @@ def _evidently_findings(column_type: str, ref: _Side, cur: _Side) -> fnd.ColumnF
     return fnd.ColumnFindings(**base)
 
 
-def _js_with_missing(ref: _Side, cur: _Side, with_missing: bool) -> float:
-    rc, cc = ref.sample.counts(), cur.sample.counts()
-    keys = list(rc.keys() | cc.keys())
-    r = [float(rc.get(k, 0)) for k in keys]
-    c = [float(cc.get(k, 0)) for k in keys]
-    if with_missing:
-        r.append(float(ref.missing))
-        c.append(float(cur.missing))
-    r_arr, c_arr = np.asarray(r), np.asarray(c)
-    return float(js_rows(r_arr / r_arr.sum(), c_arr / c_arr.sum()))
-
-
 def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side, *,
                             settings: DriftSettings, alpha: float, calibrator: Calibrator) -> ColumnDrift:
     """Drift of one column against its calibrated threshold (per-test ``alpha``).
 
-    Numerical columns with more than :data:`DISCRETE_VALUES` distinct reference values are
-    scored with the normed Wasserstein distance (missing values tested apart); the others
-    with the Jensen-Shannon distance over their values, categorical ones with missing
-    values as a value of their own. ``threshold = max(calibrated, effect floor)``.
+    Numerical columns are scored with the normed Wasserstein distance (missing values
+    tested apart), unless the reference has at most :data:`DISCRETE_VALUES` distinct values,
+    each seen more than once; those and categorical columns get the Jensen-Shannon distance
+    over their values, categorical ones with missing values as a value of their own.
+    ``threshold = max(calibrated, effect floor)``; drifted when ``score > threshold``.
     """
     r, c = ref.sample, cur.sample
     discrete = True
     if column_type == "num":
         v = r.sorted64()
-        discrete = int(np.count_nonzero(v[1:] != v[:-1])) + 1 <= DISCRETE_VALUES
+        starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
+        # few values, each seen more than once: a discrete column (a near-constant
+        # continuous one has values seen once, and new values in every sample)
+        discrete = len(starts) <= DISCRETE_VALUES and bool(np.diff(np.r_[starts, len(v)]).min() > 1)
     base = _findings_base(ref, cur)
     significant = {"missing_share_increase": base["missing_p_value"] <= alpha}
     replicates = replicates_for(alpha)
+    seed = int(r.digest()[:12], 16)
     if column_type == "num" and not discrete:
         method, floor = "wasserstein", settings.effect_floor.numerical
         score = WASSERSTEIN.score(r, c, SortedMerge(r, c))
-        tail = calibrator.null_tail(r, method=method, missing=-1, current=c.n, replicates=replicates)
-        calibrated = scale_to(tail.threshold(alpha), r.n, tail.bucket, c.n)
+        if r.n + c.n <= PERMUTATION_ROWS:
+            calibrated = permutation_wasserstein(r, c, replicates=replicates, seed=seed ^ c.n).threshold(alpha)
+        else:
+            tail = calibrator.null_tail(r, current=c.n, replicates=replicates)
+            calibrated = scale_to(tail.threshold(alpha), r.n, tail.bucket, c.n)
     else:
         method, floor = "jensenshannon", settings.effect_floor.categorical
         with_missing = column_type == "cat"
-        score = _js_with_missing(ref, cur, with_missing)
-        m = cur.rows if with_missing else c.n
-        n = ref.rows if with_missing else r.n
-        tail = calibrator.null_tail(r, method=method, missing=ref.missing if with_missing else -1,
-                                    current=m, replicates=replicates)
-        calibrated = scale_to(tail.threshold(alpha), n, tail.bucket, m)
+        rc, cc = r.counts(), c.counts()
+        keys = list(rc.keys() | cc.keys())
+        ref_counts = [rc.get(k, 0) for k in keys] + ([ref.missing] if with_missing else [])
+        cur_counts = [cc.get(k, 0) for k in keys] + ([cur.missing] if with_missing else [])
+        r_arr, c_arr = np.asarray(ref_counts, dtype=np.float64), np.asarray(cur_counts, dtype=np.float64)
+        score = float(js_rows(r_arr / r_arr.sum(), c_arr / c_arr.sum()))
+        tail = permutation_counts(r_arr, c_arr, replicates=replicates, seed=seed ^ int(c_arr.sum()),
+                                  missing_index=len(keys) if with_missing else None)
+        calibrated = tail.threshold(alpha)
         if with_missing:
             share, examples = fnd.new_categories(r, c, cur.rows)
             new_threshold = tail.threshold(alpha, "new_category")
