@@ -108,7 +108,7 @@ class ColumnSample:
                 self.sort()
                 v = np.ascontiguousarray(self.values())
                 h.update(f"values:{v.dtype.str}:".encode())
-                h.update(memoryview(v).cast("B"))
+                h.update(v.data.cast("B"))
             else:
                 items = sorted(((type(k).__name__, str(k), c) for k, c in self.counts().items()))
                 h.update(b"counts:" + json.dumps(items).encode())
