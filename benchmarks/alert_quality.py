@@ -178,7 +178,13 @@ def run(sizes: list[int], seeds_for: Callable[[int], int], detect_seeds: int, ch
                     timings["cached verdicts"] += time.perf_counter() - t0
                     detect[(shift, size, frac)].add(decisions)
         log(f"  size {size:>9,}: {seeds_for(size)} seeds ({min(detect_seeds, seeds_for(size))} with shifts) "
-            f"in {time.perf_counter() - t_size:.0f} s")
+            f"in {time.perf_counter() - t_size:.0f} s; false blocks (evidently, old drift, built-in): "
+            + "; ".join(f"{max(1, int(size * f)):,} rows "
+                        + "/".join(str(null[(size, f)].blocks[e]) for e in ENGINES) + f" of {null[(size, f)].runs}"
+                        for f in FRACTIONS)
+            + "; built-in detection: "
+            + ", ".join(f"{shift} {sum(detect[(shift, size, f)].blocks['built-in'] for f in FRACTIONS)}/"
+                        f"{sum(detect[(shift, size, f)].runs for f in FRACTIONS)}" for shift in SHIFTS))
     return {"null": null, "detect": detect, "checked": checked, "disagreements": disagreements,
             "timings": dict(timings)}
 
