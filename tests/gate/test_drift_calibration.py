@@ -247,3 +247,12 @@ def test_profile_keeps_the_column_hash_so_a_promotion_does_not_rehash(tmp_path):
         assert (x.threshold, x.calibrated_threshold, x.drifted, x.findings) == \
             (y.threshold, y.calibrated_threshold, y.drifted, y.findings)
         assert x.score == pytest.approx(y.score, rel=1e-12)
+
+
+def test_normal_limit_bootstrap_agrees_with_exact_multinomials_at_its_switch():
+    rng = np.random.default_rng(8)
+    ref = _sample(rng.lognormal(0, 1, 5000))
+    exact = simulate(ref, current=1999, replicates=4000, seed=9)  # multinomial counts
+    normal = simulate(ref, current=2000, replicates=4000, seed=9)  # their normal limit
+    for alpha in (0.02, 0.05, 0.1):
+        assert normal.threshold(alpha) == pytest.approx(exact.threshold(alpha), rel=0.06)
