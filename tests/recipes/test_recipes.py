@@ -187,7 +187,8 @@ def test_full_example_in_the_docs_is_a_valid_recipe():
     doc = (Path(__file__).parents[2] / "docs" / "recipes.md").read_text(encoding="utf-8")
     example = re.search(r"## A full example\n\n```yaml\n(.*?)```", doc, re.S).group(1)
     recipe = load_recipe(example)
-    assert recipe.name == "churn" and len(recipe.rules) == 5
+    assert recipe.name == "churn" and len(recipe.rules) == 10
+    assert recipe.drift is not None and recipe.drift.key_weight == 3
     assert recipe.metrics == ["RowCount", {"ValueDrift": {"column": "income"}}]
 
 
