@@ -253,6 +253,10 @@ def _describe(err: Mapping[str, Any]) -> str:
         ctx = err.get("ctx", {})
         bound = f"> {ctx['gt']}" if "gt" in ctx else f">= {ctx.get('ge')}"
         return f"expected a number {bound}, got {got!r}"
+    if kind in ("less_than", "less_than_equal"):
+        ctx = err.get("ctx", {})
+        bound = f"< {ctx['lt']}" if "lt" in ctx else f"<= {ctx.get('le')}"
+        return f"expected a number {bound}, got {got!r}"
     if kind in _EXPECTED:
         return f"{_EXPECTED[kind]}, got {got!r}"
     return f"{err['msg']}, got {got!r}"

@@ -8,7 +8,10 @@ A recipe lists rules in one of these forms (YAML)::
       - {metric: f1, op: ">=", threshold: 0.8}          # the same, mapping form
       - {metric: accuracy, max_drop_vs_champion: 0.01}  # challenger vs the alias holder
       - {metric: rmse, max_rise_vs_champion: 0.5}       # for lower-is-better metrics
-      - {no_drift_in: [age, income]}                    # key columns must not drift
+      - {no_drift_in: [age, income]}                    # these columns must not drift
+      - {no_drift_in: key_columns}                      # ... or the recipe's columns.key_columns
+      - {max_drifted_columns: 0}                        # at most N drifted columns
+      - missing_share_increase <= 0.05                  # data-quality findings (docs/drift.md)
 
 :class:`RuleSpec` is the validated YAML form and :data:`METRICS` the metric names a rule
 may use; :func:`mlflow_monitor.gate.rules.evaluate_rules` turns specs into results.
@@ -21,11 +24,14 @@ import operator
 import re
 from typing import Any, Callable, Mapping, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from mlflow_monitor.formatting import format_number
 
-__all__ = ["METRICS", "OPERATORS", "MetricInfo", "RuleSpec", "parse_rule"]
+__all__ = ["DRIFT_METRICS", "KEY_COLUMNS", "METRICS", "OPERATORS", "MetricInfo", "RuleSpec", "parse_rule"]
+
+#: ``{no_drift_in: key_columns}`` names the recipe's ``columns.key_columns``.
+KEY_COLUMNS = "key_columns"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +55,11 @@ METRICS: dict[str, MetricInfo] = {
     for m in (
         MetricInfo("drift_share", _ALL, higher_is_better=False, needs_target=False),
         MetricInfo("n_drifted", _ALL, higher_is_better=False, needs_target=False),
+        MetricInfo("weighted_drift_share", _ALL, higher_is_better=False, needs_target=False),
+        MetricInfo("missing_share_increase", _ALL, higher_is_better=False, needs_target=False),
+        MetricInfo("new_category_share", _ALL, higher_is_better=False, needs_target=False),
+        MetricInfo("out_of_range_share", _ALL, higher_is_better=False, needs_target=False),
+        MetricInfo("type_changes", _ALL, higher_is_better=False, needs_target=False),
         MetricInfo("accuracy", _CLS, higher_is_better=True, needs_target=True),
         MetricInfo("precision", _CLS, higher_is_better=True, needs_target=True),
         MetricInfo("recall", _CLS, higher_is_better=True, needs_target=True),
@@ -60,6 +71,10 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("mean_error", _REG, higher_is_better=False, needs_target=True),
     )
 }
+
+#: Metrics the drift verdict computes (no target or predictions needed).
+DRIFT_METRICS = frozenset(("drift_share", "n_drifted", "weighted_drift_share", "missing_share_increase",
+                           "new_category_share", "out_of_range_share", "type_changes"))
 
 #: Comparison operators a threshold rule may use.
 OPERATORS: dict[str, Callable[[float, float], bool]] = {
@@ -79,7 +94,9 @@ class RuleSpec(BaseModel):
     - threshold: ``metric``, ``op``, ``threshold`` (from ``"accuracy >= 0.85"``);
     - champion: ``metric`` and ``max_drop_vs_champion`` (higher-is-better metrics) or
       ``max_rise_vs_champion`` (lower-is-better metrics);
-    - key-column drift: ``no_drift_in`` (column names).
+    - key-column drift: ``no_drift_in`` (column names, or ``key_columns`` for the recipe's
+      ``columns.key_columns``);
+    - drifted-column count: ``max_drifted_columns`` (at most N columns drift).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -89,7 +106,8 @@ class RuleSpec(BaseModel):
     threshold: Optional[float] = None
     max_drop_vs_champion: Optional[float] = Field(default=None, ge=0)
     max_rise_vs_champion: Optional[float] = Field(default=None, ge=0)
-    no_drift_in: Optional[list[str]] = Field(default=None, min_length=1)
+    no_drift_in: Optional[Union[str, list[str]]] = None
+    max_drifted_columns: Optional[int] = Field(default=None, ge=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -97,6 +115,15 @@ class RuleSpec(BaseModel):
         if isinstance(raw, str):
             return _parse_text(raw)
         return raw
+
+    @field_validator("no_drift_in", mode="before")
+    @classmethod
+    def _columns_or_key_columns(cls, v: Any) -> Any:
+        if isinstance(v, str) and v != KEY_COLUMNS:
+            raise ValueError(f"expected a list of column names or {KEY_COLUMNS!r}, got {v!r}")
+        if isinstance(v, list) and not v:
+            raise ValueError(f"expected at least one column name or {KEY_COLUMNS!r}, got []")
+        return v
 
     @model_validator(mode="after")
     def _one_form(self) -> "RuleSpec":
@@ -107,6 +134,7 @@ class RuleSpec(BaseModel):
                 ("max_drop_vs_champion", self.max_drop_vs_champion is not None),
                 ("max_rise_vs_champion", self.max_rise_vs_champion is not None),
                 ("no_drift_in", self.no_drift_in is not None),
+                ("max_drifted_columns", self.max_drifted_columns is not None),
             )
             if present
         ]
@@ -114,12 +142,13 @@ class RuleSpec(BaseModel):
             raise ValueError(
                 "expected exactly one rule form (a 'metric op threshold' text, "
                 "{metric, op, threshold}, {metric, max_drop_vs_champion}, "
-                f"{{metric, max_rise_vs_champion}} or {{no_drift_in}}), got {forms or 'none'}"
+                f"{{metric, max_rise_vs_champion}}, {{no_drift_in}} or {{max_drifted_columns}}), "
+                f"got {forms or 'none'}"
             )
         form = forms[0]
-        if form == "no_drift_in":
+        if form in ("no_drift_in", "max_drifted_columns"):
             if self.metric is not None:
-                raise ValueError("'no_drift_in' takes no 'metric'")
+                raise ValueError(f"{form!r} takes no 'metric'")
             return self
         if self.metric is None:
             raise ValueError(f"a {form} rule needs 'metric'")
@@ -132,9 +161,11 @@ class RuleSpec(BaseModel):
 
     @property
     def kind(self) -> str:
-        """``"threshold"``, ``"champion"`` or ``"no_drift_in"``."""
+        """``"threshold"``, ``"champion"``, ``"no_drift_in"`` or ``"max_drifted_columns"``."""
         if self.no_drift_in is not None:
             return "no_drift_in"
+        if self.max_drifted_columns is not None:
+            return "max_drifted_columns"
         if self.max_drop_vs_champion is not None or self.max_rise_vs_champion is not None:
             return "champion"
         return "threshold"
@@ -143,7 +174,11 @@ class RuleSpec(BaseModel):
     def text(self) -> str:
         """Human-readable form, e.g. ``accuracy >= 0.85`` or ``accuracy >= champion - 0.01``."""
         if self.kind == "no_drift_in":
+            if self.no_drift_in == KEY_COLUMNS:
+                return "no drift in key columns"
             return f"no drift in {', '.join(self.no_drift_in or [])}"
+        if self.kind == "max_drifted_columns":
+            return f"at most {self.max_drifted_columns} drifted columns"
         if self.kind == "champion":
             if self.max_drop_vs_champion is not None:
                 return f"{self.metric} >= champion - {format_number(self.max_drop_vs_champion)}"

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from mlflow_monitor.recipes.rules import RuleSpec
+from mlflow_monitor.recipes.rules import DRIFT_METRICS, RuleSpec
 
 Task = Literal["classification", "regression", "drift"]
 
@@ -121,6 +121,35 @@ class Triggers(_Strict):
         return stage.lower() in wanted or "*" in wanted
 
 
+class EffectFloor(_Strict):
+    """The smallest drift score that counts as drift, per column type, however much data
+    there is (calibrated detection): normed Wasserstein for numerical columns,
+    Jensen-Shannon distance for categorical ones and for numerical columns with at most 5
+    distinct reference values (scored like categories)."""
+
+    numerical: float = Field(default=0.1, ge=0)
+    categorical: float = Field(default=0.03, ge=0)
+
+
+class DriftSettings(_Strict):
+    """How the drift verdict decides a column (``drift:`` in a recipe).
+
+    - ``method``: ``calibrated`` (default): per column, a threshold from the reference's own
+      null distribution at the current size, corrected for the number of tests so that the
+      dataset-level false-alarm rate is at most ``alpha``, never below ``effect_floor``;
+      ``evidently``: Evidently 0.7's ``DataDriftPreset`` defaults exactly.
+    - ``alpha``: dataset-level false-alarm rate of calibrated detection (default 0.01).
+    - ``effect_floor``: :class:`EffectFloor`.
+    - ``key_weight``: weight of each ``columns.key_columns`` column in
+      ``weighted_drift_share`` (other columns weigh 1).
+    """
+
+    method: Literal["calibrated", "evidently"] = "calibrated"
+    alpha: float = Field(default=0.01, gt=0, le=0.2)
+    effect_floor: EffectFloor = Field(default_factory=EffectFloor)
+    key_weight: float = Field(default=3.0, ge=1)
+
+
 class ReportSettings(_Strict):
     """The HTML report is built from at most ``sample_size`` rows of each frame,
     sampled with ``seed`` (the verdict always uses all rows)."""
@@ -146,6 +175,7 @@ class Recipe(_Strict):
       ``allow`` (let it through, recording the error).
     - ``notify``: free-form settings for notifications (``channel``, ``webhook_env``...).
     - ``report``: :class:`ReportSettings`.
+    - ``drift``: :class:`DriftSettings` (default: calibrated detection, ``alpha`` 0.01).
     """
 
     name: Optional[str] = None
@@ -161,6 +191,7 @@ class Recipe(_Strict):
     on_error: Literal["block", "allow"] = "block"
     notify: dict[str, Any] = Field(default_factory=dict)
     report: ReportSettings = Field(default_factory=ReportSettings)
+    drift: Optional[DriftSettings] = None
 
     @field_validator("presets")
     @classmethod
@@ -183,6 +214,11 @@ class Recipe(_Strict):
         for i, rule in enumerate(self.rules):
             for sub, msg in rule.problems(self.task, self.columns.target):
                 problems.append(f"rules[{i}].{sub}: {msg}")
+        excluded = set(self.columns.exclude)
+        for i, col in enumerate(self.columns.key_columns):
+            if col in excluded:
+                problems.append(f"columns.key_columns[{i}]: {col!r} is also in columns.exclude; "
+                                "expected a column checked for drift")
         for i, preset in enumerate(self.presets or []):
             needs = _PERFORMANCE_PRESETS.get(preset)
             if needs and needs != self.task:
@@ -214,8 +250,12 @@ class Recipe(_Strict):
         """True when a rule or preset needs target/prediction metrics."""
         if any(p in _PERFORMANCE_PRESETS for p in self.effective_presets):
             return True
-        return any(r.metric is not None and r.metric not in ("drift_share", "n_drifted")
-                   for r in self.rules)
+        return any(r.metric is not None and r.metric not in DRIFT_METRICS for r in self.rules)
+
+    @property
+    def effective_drift(self) -> DriftSettings:
+        """``drift`` if given, else the default (calibrated detection)."""
+        return self.drift if self.drift is not None else DriftSettings()
 
     @property
     def requires_owned_evidence(self) -> bool:

@@ -228,5 +228,14 @@ def _drift_header(drift: Any) -> dict[str, Any]:
 
 
 def _column(c: Any) -> dict[str, Any]:
-    return {"column": c.column, "column_type": c.column_type, "method": c.method,
-            "threshold": c.threshold, "score": c.score, "drifted": c.drifted}
+    """One column of the drift verdict: ``threshold`` is the threshold applied; calibrated
+    detection adds the calibrated threshold, the effect floor, the per-test alpha and the
+    data-quality findings."""
+    out = {"column": c.column, "column_type": c.column_type, "method": c.method,
+           "threshold": c.threshold, "score": c.score, "drifted": c.drifted,
+           "detection": getattr(c, "detection", "evidently"),
+           "calibrated_threshold": getattr(c, "calibrated_threshold", None),
+           "effect_floor": getattr(c, "effect_floor", None), "alpha": getattr(c, "alpha", None)}
+    findings = getattr(c, "findings", None)
+    out["findings"] = findings.to_dict() if findings is not None else None
+    return out

@@ -13,7 +13,7 @@ import math
 from typing import TYPE_CHECKING, Any, Iterable, Mapping, Optional, Sequence, Union
 
 from mlflow_monitor.formatting import format_number, format_signed
-from mlflow_monitor.recipes.rules import OPERATORS, RuleSpec, parse_rule
+from mlflow_monitor.recipes.rules import KEY_COLUMNS, OPERATORS, RuleSpec, parse_rule
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow_monitor.gate.drift import DriftResult
@@ -51,19 +51,22 @@ def evaluate_rules(
 ) -> list[RuleResult]:
     """Evaluate ``rules`` in order.
 
-    ``metrics`` are the candidate's numbers on the current data; ``drift_share`` and
-    ``n_drifted`` are taken from ``drift`` when given (else from ``metrics``).
+    ``metrics`` are the candidate's numbers on the current data; the drift metrics
+    (``drift_share``, ``n_drifted``, ``weighted_drift_share`` and the data-quality findings,
+    :meth:`DriftResult.rule_values`) are taken from ``drift`` when given (else from
+    ``metrics``). ``{no_drift_in: key_columns}`` checks ``drift.key_columns``.
     ``champion_metrics`` is ``None`` when no version holds the target alias/stage.
     """
     values: dict[str, float] = dict(metrics)
     if drift is not None:
-        values["drift_share"] = float(drift.drift_share)
-        values["n_drifted"] = float(drift.n_drifted)
+        values.update(drift.rule_values())
     out = []
     for raw in rules:
         spec = parse_rule(raw)
         if spec.kind == "no_drift_in":
             out.append(_eval_key_columns(spec, drift))
+        elif spec.kind == "max_drifted_columns":
+            out.append(_eval_max_drifted(spec, drift))
         elif spec.kind == "champion":
             out.append(_eval_champion(spec, values, champion_metrics))
         else:
@@ -110,11 +113,35 @@ def _eval_champion(
                       f"(delta {format_signed(delta)}): '{spec.text}' {verb}")
 
 
+def _drift_detail(c: Any) -> str:
+    return f"{c.column} ({c.method} {format_number(c.score)}, threshold {format_number(c.threshold)})"
+
+
+def _eval_max_drifted(spec: RuleSpec, drift: Optional["DriftResult"]) -> RuleResult:
+    limit = float(spec.max_drifted_columns or 0)
+    if drift is None:
+        return RuleResult(spec.text, False, None, limit,
+                          "no drift result was computed, so drifted columns cannot be counted")
+    drifted = [c for c in drift.columns if c.drifted]
+    passed = len(drifted) <= limit
+    detail = ", ".join(_drift_detail(c) for c in drift.top(min(len(drifted), 5)))
+    more = f" (+{len(drifted) - 5} more)" if len(drifted) > 5 else ""
+    msg = (f"{len(drifted)} of {drift.n_columns} columns drifted" + (f": {detail}{more}" if drifted else "")
+           + f"; '{spec.text}' {'holds' if passed else 'fails'}")
+    return RuleResult(spec.text, passed, float(len(drifted)), limit, msg)
+
+
 def _eval_key_columns(spec: RuleSpec, drift: Optional["DriftResult"]) -> RuleResult:
-    wanted: Sequence[str] = spec.no_drift_in or []
     if drift is None:
         return RuleResult(spec.text, False, None, 0.0,
                           "no drift result was computed, so key-column drift cannot be checked")
+    if spec.no_drift_in == KEY_COLUMNS:
+        wanted: Sequence[str] = list(drift.key_columns)
+        if not wanted:
+            return RuleResult(spec.text, True, 0.0, 0.0,
+                              "no key columns set (columns.key_columns), so none can drift")
+    else:
+        wanted = list(spec.no_drift_in or [])
     by_name = {c.column: c for c in drift.columns}
     missing = [c for c in wanted if c not in by_name]
     drifted = [c for c in wanted if c in by_name and by_name[c].drifted]
@@ -122,10 +149,7 @@ def _eval_key_columns(spec: RuleSpec, drift: Optional["DriftResult"]) -> RuleRes
         return RuleResult(spec.text, False, float(len(drifted)), 0.0,
                           f"key columns not checked for drift (not in the data): {missing}")
     if drifted:
-        detail = ", ".join(
-            f"{c} ({by_name[c].method} {format_number(by_name[c].score)}, threshold {format_number(by_name[c].threshold)})"
-            for c in drifted
-        )
+        detail = ", ".join(_drift_detail(by_name[c]) for c in drifted)
         return RuleResult(spec.text, False, float(len(drifted)), 0.0, f"key columns drifted: {detail}")
     return RuleResult(spec.text, True, 0.0, 0.0, f"none of {list(wanted)} drifted")
 

@@ -8,6 +8,8 @@ value counts.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 
 import numpy as np
@@ -21,10 +23,11 @@ __all__ = ["ColumnSample", "is_numeric_series", "value_counts"]
 class ColumnSample:
     """One side of one column, NaN/inf dropped: sorted-on-demand values or value counts."""
 
-    __slots__ = ("_values", "_sorted", "_f64", "_counts", "n", "_std")
+    __slots__ = ("_values", "_sorted", "_f64", "_counts", "n", "_std", "_digest")
 
     def __init__(self, *, values: np.ndarray | None = None, is_sorted: bool = False,
-                 counts: dict | None = None, std: float | None = None) -> None:
+                 counts: dict | None = None, std: float | None = None, digest: str | None = None) -> None:
+        self._digest = digest
         self._values = values
         self._sorted = is_sorted
         self._f64: np.ndarray | None = None
@@ -94,6 +97,23 @@ class ColumnSample:
             else:  # float32: pandas rounds its std to float32, so use pandas itself
                 self._std = float(np.std(pd.Series(v, copy=False)))
         return self._std
+
+
+    def digest(self) -> str:
+        """A content hash of the cleaned side (sorted values or value counts): the key of
+        cached drift calibrations. Stored in a profile, so a promotion does not rehash."""
+        if self._digest is None:
+            h = hashlib.blake2b(digest_size=16)
+            if self.is_numeric:
+                self.sort()
+                v = np.ascontiguousarray(self.values())
+                h.update(f"values:{v.dtype.str}:".encode())
+                h.update(v.data.cast("B"))
+            else:
+                items = sorted(((type(k).__name__, str(k), c) for k, c in self.counts().items()))
+                h.update(b"counts:" + json.dumps(items).encode())
+            self._digest = h.hexdigest()
+        return self._digest
 
 
 def is_numeric_series(s: pd.Series) -> bool:

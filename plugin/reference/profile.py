@@ -101,11 +101,13 @@ class ReferenceProfile:
             if side.is_numeric:
                 side.sort()
                 arrays[f"v{i}"] = side.values()
-                header["columns"][name] = {"kind": "values", "array": f"v{i}", "std": side.std()}
+                header["columns"][name] = {"kind": "values", "array": f"v{i}", "std": side.std(),
+                                           "digest": side.digest()}
             else:
                 counts = side.counts()
                 arrays[f"c{i}"] = np.array(list(counts.values()), dtype=np.int64)
-                header["columns"][name] = {"kind": "counts", "array": f"c{i}", "keys": list(counts)}
+                header["columns"][name] = {"kind": "counts", "array": f"c{i}", "keys": list(counts),
+                                           "digest": side.digest()}
         arrays["header"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
         buf = io.BytesIO()
         np.savez(buf, **arrays)
@@ -123,7 +125,9 @@ class ReferenceProfile:
             for name, meta in header["columns"].items():
                 arr = z[meta["array"]]
                 if meta["kind"] == "values":
-                    cols[name] = ColumnSample(values=arr, is_sorted=True, std=meta["std"])
+                    cols[name] = ColumnSample(values=arr, is_sorted=True, std=meta["std"],
+                                              digest=meta.get("digest"))
                 else:
-                    cols[name] = ColumnSample(counts=dict(zip(meta["keys"], arr.tolist())))
+                    cols[name] = ColumnSample(counts=dict(zip(meta["keys"], arr.tolist())),
+                                              digest=meta.get("digest"))
         return cls(header["rows"], cols, header["dtypes"], header.get("unprofiled"))

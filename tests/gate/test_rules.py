@@ -129,3 +129,52 @@ def test_rules_are_evaluated_in_order_with_all_results():
                              drift=None, champion_metrics=None)
     assert [r.passed for r in results] == [True, False]
     assert results[1].to_dict()["rule"] == "accuracy >= 0.95"
+
+
+# -- calibrated-verdict rules: drifted-column count, key columns, weighted share, findings ----
+@pytest.fixture(scope="module")
+def keyed(tmp_path_factory):
+    """Calibrated drift, 'age' shifted and a key column; 'income' unchanged; 'city' with
+    20% missing rows in the current data."""
+    from mlflow_monitor.gate.drift.calibration import Calibrator
+    from mlflow_monitor.recipes.schema import DriftSettings
+
+    rng = np.random.default_rng(1)
+    n = 3000
+    ref = pd.DataFrame({"age": rng.normal(40, 5, n), "income": rng.normal(50, 10, n),
+                        "city": rng.choice(["a", "b", "c"], n).astype(object)})
+    cur = pd.DataFrame({"age": rng.normal(45, 5, n), "income": rng.normal(50, 10, n),
+                        "city": rng.choice(["a", "b", "c"], n).astype(object)})
+    cur.loc[: int(0.2 * n) - 1, "city"] = None
+    return compute_drift(ref, cur, settings=DriftSettings(key_weight=3), key_columns=["age"],
+                         calibrator=Calibrator(tmp_path_factory.mktemp("cal")))
+
+
+def test_max_drifted_columns_counts_drifted_columns(keyed):
+    assert sorted(c.column for c in keyed.columns if c.drifted) == ["age", "city"]
+    failed = _one({"max_drifted_columns": 1}, drift=keyed)
+    assert not failed.passed and (failed.actual, failed.threshold) == (2.0, 1.0)
+    assert failed.message.startswith("2 of 3 columns drifted: ")
+    assert failed.rule == "at most 1 drifted columns"
+    assert _one({"max_drifted_columns": 2}, drift=keyed).passed
+    assert not _one({"max_drifted_columns": 5}).passed  # no drift result: fails closed
+
+
+def test_no_drift_in_key_columns_reads_the_key_columns_of_the_verdict(keyed, drift):
+    result = _one({"no_drift_in": "key_columns"}, drift=keyed)
+    assert not result.passed and result.message.startswith("key columns drifted: age (wasserstein ")
+    unset = _one({"no_drift_in": "key_columns"}, drift=drift)  # no key columns set
+    assert unset.passed and "no key columns set" in unset.message
+
+
+def test_weighted_drift_share_weighs_key_columns(keyed):
+    # age (key, weight 3) and city (1) drifted, income (1) not: (3 + 1) / (3 + 1 + 1)
+    assert keyed.weighted_drift_share == pytest.approx(4 / 5)
+    assert _one("weighted_drift_share < 0.8", drift=keyed).actual == pytest.approx(0.8)
+
+
+def test_finding_rules_use_the_findings_that_count(keyed):
+    result = _one("missing_share_increase <= 0.05", drift=keyed)
+    assert not result.passed and result.actual == pytest.approx(0.2)
+    assert _one("new_category_share <= 0.005", drift=keyed).passed
+    assert _one("type_changes <= 0", drift=keyed).actual == 0.0

@@ -92,7 +92,8 @@ def test_metric_not_computed_for_the_task_is_rejected():
     errors = _errors({"task": "regression", "columns": {"target": "y"}, "current": "x.csv",
                       "rules": ["accuracy >= 0.9"]})
     assert errors == ["rules[0].metric: metric 'accuracy' is not computed for task 'regression'; "
-                      "expected one of drift_share, n_drifted, rmse, mae, r2, mean_error"]
+                      "expected one of drift_share, n_drifted, weighted_drift_share, missing_share_increase, "
+                      "new_category_share, out_of_range_share, type_changes, rmse, mae, r2, mean_error"]
 
 
 def test_performance_rule_without_target_column_is_rejected():
@@ -186,7 +187,8 @@ def test_full_example_in_the_docs_is_a_valid_recipe():
     doc = (Path(__file__).parents[2] / "docs" / "recipes.md").read_text(encoding="utf-8")
     example = re.search(r"## A full example\n\n```yaml\n(.*?)```", doc, re.S).group(1)
     recipe = load_recipe(example)
-    assert recipe.name == "churn" and len(recipe.rules) == 5
+    assert recipe.name == "churn" and len(recipe.rules) == 10
+    assert recipe.drift is not None and recipe.drift.key_weight == 3
     assert recipe.metrics == ["RowCount", {"ValueDrift": {"column": "income"}}]
 
 
@@ -206,3 +208,45 @@ def test_builtin_recipes_say_which_evidence_they_use(name):
     assert recipe.evidence is not None and recipe.evidence.require == "any"
     assert recipe.current.dataset == "evaluation"  # logged on the candidate's run
     assert "# Evidence: self-reported." in builtin_recipe_text(name)
+
+
+_BASE = {"task": "drift", "current": "x.csv"}
+
+
+@pytest.mark.parametrize(
+    ("drift", "error"),
+    [({"method": "ks"}, "drift.method: expected 'calibrated' or 'evidently', got 'ks'"),
+     ({"alpha": 0}, "drift.alpha: expected a number > 0.0, got 0"),
+     ({"alpha": 0.5}, "drift.alpha: expected a number <= 0.2, got 0.5"),
+     ({"alpha": "low"}, "drift.alpha: expected a number, got 'low'"),
+     ({"effect_floor": {"numerical": -0.1}}, "drift.effect_floor.numerical: expected a number >= 0.0, got -0.1"),
+     ({"effect_floor": {"text": 0.1}}, "drift.effect_floor.text: unknown field (value 0.1)"),
+     ({"key_weight": 0.5}, "drift.key_weight: expected a number >= 1.0, got 0.5"),
+     ({"thresholds": 1}, "drift.thresholds: unknown field (value 1)")],
+)
+def test_bad_drift_settings_name_the_key_the_value_and_what_is_allowed(drift, error):
+    assert _errors({**_BASE, "drift": drift}) == [error]
+
+
+def test_key_column_that_is_excluded_is_rejected():
+    errors = _errors({**_BASE, "columns": {"key_columns": ["id"], "exclude": ["id"]}})
+    assert errors == ["columns.key_columns[0]: 'id' is also in columns.exclude; expected a column checked for drift"]
+
+
+def test_drift_settings_default_to_calibrated_and_keep_old_recipes_canonical():
+    recipe = load_recipe(_BASE)
+    assert recipe.drift is None and "drift" not in recipe.to_dict()  # hashes of old recipes unchanged
+    assert (recipe.effective_drift.method, recipe.effective_drift.alpha) == ("calibrated", 0.01)
+    evidently = load_recipe({**_BASE, "drift": {"method": "evidently"}})
+    assert evidently.effective_drift.method == "evidently"
+    assert load_recipe(evidently.to_yaml()) == evidently
+
+
+@pytest.mark.parametrize("name", BUILTIN_RECIPES)
+def test_builtin_recipes_use_calibrated_drift_and_data_quality_rules(name):
+    recipe = load_recipe(name)
+    assert recipe.drift is not None and recipe.drift.method == "calibrated" and recipe.drift.alpha == 0.01
+    texts = [r.text for r in recipe.rules]
+    assert texts[:6] == ["at most 0 drifted columns", "no drift in key columns", "missing_share_increase <= 0.05",
+                         "new_category_share <= 0.005", "out_of_range_share <= 0.01", "type_changes <= 0"]
+    assert recipe.needs_performance is (name != "drift")  # drift metrics need no target

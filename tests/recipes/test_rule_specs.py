@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from pydantic import ValidationError
 
@@ -38,3 +40,22 @@ def test_lower_is_better_champion_drop_is_a_problem_for_the_recipe():
     assert not METRICS["rmse"].higher_is_better
     assert ("max_drop_vs_champion", "'rmse' is lower-is-better; use max_rise_vs_champion") in \
         spec.problems("regression", "y")
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [({"no_drift_in": "age"}, "expected a list of column names or 'key_columns', got 'age'"),
+     ({"no_drift_in": []}, "expected at least one column name or 'key_columns', got []"),
+     ({"max_drifted_columns": 1, "metric": "n_drifted"}, "'max_drifted_columns' takes no 'metric'"),
+     ({"max_drifted_columns": 1, "no_drift_in": ["a"]}, "expected exactly one rule form")],
+)
+def test_bad_drift_rules_say_what_is_allowed(raw, message):
+    with pytest.raises(ValueError, match=re.escape(message)):
+        parse_rule(raw)
+
+
+def test_drift_rule_forms_round_trip():
+    for raw, text in (({"no_drift_in": "key_columns"}, "no drift in key columns"),
+                      ({"max_drifted_columns": 0}, "at most 0 drifted columns")):
+        spec = parse_rule(raw)
+        assert spec.text == text and parse_rule(spec.to_yaml_value()) == spec
