@@ -127,7 +127,7 @@ def _rule_results(recipe: Any, drift: Any, perf: dict[str, float]) -> list[Any]:
 
     if not recipe.rules:
         return []
-    metrics = {"drift_share": drift.drift_share, "n_drifted": float(drift.n_drifted), **perf}
+    metrics = {**drift.rule_values(), **perf}
     return evaluate_rules(recipe.rules, metrics=metrics, drift=drift, champion_metrics=None)
 
 
@@ -230,7 +230,8 @@ def _verdict(recipe: Any, reference: Any, current: Any) -> tuple[Any, dict[str, 
         raise click.ClickException(f"columns {missing} are in the current data but not in the reference")
     try:
         drift = compute_drift(reference[features], current[features],
-                              numerical=numerical, categorical=categorical)
+                              numerical=numerical, categorical=categorical,
+                              settings=recipe.effective_drift, key_columns=recipe.columns.key_columns)
     except ValueError as exc:
         raise click.ClickException(str(exc)) from exc
     perf: dict[str, float] = {}
@@ -250,7 +251,7 @@ def _print_summary(drift: Any, perf: dict[str, float], results: list[Any], artif
     for col in drift.top(10):
         flag = "DRIFT" if col.drifted else "ok"
         click.echo(f"  {flag:5}  {_printable(col.column)}: {col.method} {format_number(col.score)} "
-                   f"(threshold {col.threshold:g})")
+                   f"(threshold {format_number(col.threshold)})")
     for name, value in perf.items():
         click.echo(f"{name}: {value:.4f}")
     for res in results:

@@ -107,9 +107,9 @@ class CandidateEvaluator:
             ref_frame[features], current[features],
             numerical=cols.numerical, categorical=cols.categorical,
             profile=getattr(reference, "profile", None),
+            settings=recipe.effective_drift, key_columns=cols.key_columns,
         )
-        metrics: dict[str, float] = {"drift_share": float(drift.drift_share),
-                                     "n_drifted": float(drift.n_drifted)}
+        metrics: dict[str, float] = drift.rule_values()
         champion_version, champion_metrics = None, None
         scored = current
         if need_perf:

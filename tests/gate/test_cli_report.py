@@ -44,7 +44,7 @@ def test_report_writes_html_and_prints_drift_and_performance(files):
                "--prediction", "p", "--output", out, "--json", tmp / "snap.json")
     assert res.exit_code == 0, res.output
     assert "Drift: 1 of 3 columns drifted (share 0.333)" in res.output
-    assert "  DRIFT  age: ks " in res.output
+    assert "  DRIFT  age: wasserstein " in res.output  # calibrated (the default) scores by distance
     accuracy = float((cur["y"] == cur["p"]).mean())
     assert f"accuracy: {accuracy:.4f}" in res.output
     html = out.read_text()
