@@ -3,7 +3,10 @@ published on the event bus (:class:`mlflow_monitor.events.ProductionAlert`; the 
 notifier renders them with a link to the monitoring run).
 
 - ``drift``: the gate's drift engine says the window drifted (its calibrated per-column
-  thresholds and drift share) against the version's reference;
+  thresholds and drift share) against the version's reference, on a row sample of at
+  least ``min_drift_rows`` rows (smaller windows drift by sampling noise alone: at 40
+  rows the normalized Wasserstein distance of same-distribution data is ~0.15, above
+  the 0.1 threshold);
 - ``performance``: a ``prod/<metric>`` of labelled rows is worse than the version's own
   evaluation (the same metric on its source run) by more than ``performance_tolerance``
   (relative), with at least ``min_labelled_rows`` labels;
@@ -54,6 +57,7 @@ EVALUATION_NAMES = {
 class AlertSettings:
     """Alert thresholds (see the module docstring)."""
 
+    min_drift_rows: int = 1000
     performance_tolerance: float = 0.10
     min_labelled_rows: int = 30
     latency_factor: float = 2.0
@@ -100,8 +104,23 @@ def _raise(client: Any, run: Any, window: StoredWindow, kind: str, message: str,
         path = Path(tmp) / f"{kind}.json"
         path.write_text(json.dumps(record, indent=1, allow_nan=True), encoding="utf-8")
         client.log_artifact(run.info.run_id, str(path), window.folder(ALERTS))  # recorded first: deduplicated
+    _notifiers_on()
     publish(alert)
     return alert
+
+
+_notifiers_started = False
+
+
+def _notifiers_on() -> None:
+    """Start the installed notifiers (Slack, from its env vars) once per process: the
+    process that merges windows may be a serving parent that never started them."""
+    global _notifiers_started
+    if not _notifiers_started:
+        _notifiers_started = True
+        from mlflow_monitor.events import enable_notifiers
+
+        enable_notifiers()
 
 
 def _history(client: Any, run_id: str, key: str) -> dict[int, float]:
@@ -125,7 +144,7 @@ def check_window(client: Any, run_id: str, summary: dict[str, Any],
     metrics = summary.get("metrics") or {}
     raised: list[Optional[ProductionAlert]] = []
     drift = summary.get("drift")
-    if drift and drift.get("dataset_drift"):
+    if drift and drift.get("dataset_drift") and (drift.get("current_rows") or 0) >= settings.min_drift_rows:
         cols = sorted((c for c in drift.get("columns", []) if c.get("drifted")),
                       key=lambda c: -(c.get("score") or 0.0))
         details = [f"{c['column']}: {c.get('stattest')} score {format_number(c.get('score'))} "
