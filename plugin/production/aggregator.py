@@ -103,6 +103,9 @@ class Aggregator:
                 key = self._key(float(rec.timestamp))
             except (TypeError, ValueError):
                 self.malformed += 1
+                _logger.warning("mlflow-monitor: skipped a captured record of '%s' version %s: its timestamp "
+                                "%r is not a number of seconds since the epoch", self._model_name, self._version,
+                                redact(repr(rec.timestamp)))
                 continue
             groups.setdefault(key, []).append(rec)
         dropped = self._dropped()
@@ -139,10 +142,17 @@ class Aggregator:
             ids.extend(str(i) for i in rec.ids)
         if not ids:
             return
-        x_all = inputs[0] if len(inputs) == 1 else pd.concat(inputs, ignore_index=True, sort=False)
-        y_all = preds[0] if len(preds) == 1 else pd.concat(preds, ignore_index=True, sort=False)
-        state.add_rows(x_all.reset_index(drop=True), y_all.reset_index(drop=True), ids,
-                       id_hashes(ids), self._fraction)
+        try:
+            x_all = inputs[0] if len(inputs) == 1 else pd.concat(inputs, ignore_index=True, sort=False)
+            y_all = preds[0] if len(preds) == 1 else pd.concat(preds, ignore_index=True, sort=False)
+            state.add_rows(x_all.reset_index(drop=True), y_all.reset_index(drop=True), ids,
+                           id_hashes(ids), self._fraction)
+        except Exception as exc:  # a column pandas cannot fold: the requests still count, their rows do not
+            self.malformed += len(inputs)
+            state.rows += len(ids)
+            _logger.warning("mlflow-monitor: could not fold %d captured rows of '%s' version %s into window %s "
+                            "(counted in prod/rows, not in the column statistics): %s", len(ids),
+                            self._model_name, self._version, state.key.window_id, redact(str(exc)))
 
     # -- closing ----------------------------------------------------------------------------
     def _close(self, close_all: bool) -> int:

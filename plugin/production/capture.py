@@ -13,6 +13,7 @@ import collections
 import itertools
 import logging
 import os
+import random
 import socket
 import threading
 import time
@@ -32,22 +33,29 @@ _logger = logging.getLogger(__name__)
 DEFAULT_MAX_PENDING = 200_000  # records buffered for the aggregator before new ones are dropped (counted)
 
 
+# Generated ids: 128 random bits from a generator of this process, seeded from os.urandom
+# and reseeded in a forked child. uuid.uuid4() reads os.urandom on every call (a syscall,
+# several microseconds on a busy host); this is one getrandbits. A private generator, so
+# a user's random.seed() cannot make two workers produce the same ids.
+_ID_RANDOM = random.Random(os.urandom(32))
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=lambda: _ID_RANDOM.seed(os.urandom(32)))
+
+
 def new_prediction_ids(rows: int) -> list[str]:
-    """Ids for ``rows`` rows: one random uuid, suffixed ``-<row>`` when there are several."""
-    base = uuid.uuid4().hex
+    """Ids for ``rows`` rows: 32 random hex digits, suffixed ``-<row>`` when there are several."""
+    base = f"{_ID_RANDOM.getrandbits(128):032x}"
     return [base] if rows == 1 else [f"{base}-{i}" for i in range(rows)]
 
 
 def _rows(inputs: Any) -> int:
     """Row count of ``inputs`` without building a frame (request thread)."""
     if isinstance(inputs, dict):
-        first = next(iter(inputs.values()), None)
-        return len(first) if isinstance(first, (list, tuple)) or hasattr(first, "__len__") and not isinstance(
-            first, (str, bytes)) else 1
-    shape = getattr(inputs, "shape", None)
-    if shape is not None and len(shape):
-        return int(shape[0])
-    return len(inputs)
+        first: Any = next(iter(inputs.values()), None)
+        if hasattr(first, "__len__") and not isinstance(first, (str, bytes)):
+            return len(first)
+        return 1
+    return len(inputs)  # DataFrame, list of rows, array (first axis)
 
 
 def _default_worker_id() -> str:
@@ -171,8 +179,10 @@ class Capture:
             return True
         deadline = time.monotonic() + timeout_s
         ok = self.flush(timeout_s, close_open=True)
-        self._closed = True
+        self._closed = True  # from here record() drops (and counts) what it is given
         self._aggregator.stop(max(0.1, deadline - time.monotonic()))
+        if self._buffer:  # records appended while the first flush ran
+            ok = self.flush(max(0.0, deadline - time.monotonic()), close_open=True) and ok
         if self._delivery is not None:
             self._delivery.stop(max(0.1, deadline - time.monotonic()))
         self._spool.close()

@@ -14,6 +14,7 @@ metric).
 from __future__ import annotations
 
 import json
+import math
 import logging
 import tempfile
 import threading
@@ -26,6 +27,7 @@ from mlflow_monitor.production.alerts import safe_check_window
 from mlflow_monitor.production.window_drift import drift_summary, window_drift
 from mlflow_monitor.production.window_metrics import window_metrics
 from mlflow_monitor.redaction import redact
+from mlflow_monitor.retry import is_permanent
 from mlflow_monitor.reference import ReferenceData, ReferenceNotFoundError, load_reference
 from mlflow_monitor.windows import WindowKey, WindowState, format_granularity, parse_granularity
 
@@ -96,12 +98,13 @@ class WindowCloser:
 
     # -- one pass -----------------------------------------------------------------------
     def run_once(self, *, force: bool = False) -> int:
-        """Merge every window that is due (all of them with ``force``: no grace) and new or
+        """Merge every window that is due (all of them with ``force``, ended or not) and new or
         changed; returns windows logged. Raises what the store raises (retry later)."""
         with self._lock:
             run_id = self._run_id()
             now = self._clock()
-            grace = 0.0 if force else self.grace_s
+            # force: this process is stopping (or flushing); windows not yet ended are merged too
+            grace = -math.inf if force else self.grace_s
             logged = 0
             hinted = {k for k in self._hints if now >= k.end + grace}
             days = sorted({_day(now), _day(now - 86_400)} | {k.day for k in hinted})
@@ -115,8 +118,17 @@ class WindowCloser:
                     recent = now < key.end + self.grace_s + self.late_s
                     if not recent and key not in hinted and (window_id in self._merged or window_id in done):
                         continue
-                    if self._merge_if_changed(run_id, key, window_id in done):
-                        logged += 1
+                    try:
+                        if self._merge_if_changed(run_id, key, window_id in done):
+                            logged += 1
+                    except Exception as exc:
+                        if not is_permanent(exc):
+                            raise  # the store is down: the whole pass is retried later
+                        # a window the store refuses (or an unreadable partial) must not stop
+                        # the others: it is skipped until its partials change
+                        self._merged[window_id] = self._failed_names(run_id, key)
+                        _logger.warning("mlflow-monitor: window %s of '%s' version %s was not logged: %s",
+                                        window_id, self.model_name, self.version, redact(str(exc)))
             self._hints -= hinted
             self.windows_logged += logged
             return logged
@@ -148,6 +160,13 @@ class WindowCloser:
         self._log(run_id, merged, sorted(names), revision=previous is not None)
         self._merged[key.window_id] = names
         return True
+
+    def _failed_names(self, run_id: str, key: WindowKey) -> frozenset[str]:
+        try:
+            files = {Path(e.path).name for e in self._list(run_id, layout.partial_folder(key))}
+        except Exception:
+            return frozenset()
+        return frozenset(n[:-5] for n in files if n.endswith(".json"))
 
     def _remote_partials(self, run_id: str, key: WindowKey) -> Optional[frozenset[str]]:
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:

@@ -91,13 +91,17 @@ class Delivery:
 
     def _deliver_pending(self) -> None:
         for partial in self._capture.spool.pending():
-            self._upload(partial)
+            try:
+                meta = partial.meta()
+                key = WindowKey.from_dict(meta["state"]["key"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:  # torn or foreign file: never retried
+                self._capture.spool.reject(partial, redact(f"{type(exc).__name__}: {exc}"))
+                continue
+            self._upload(partial, meta, key)
             partial.remove()
             self.delivered += 1
 
-    def _upload(self, partial: PendingPartial) -> None:
-        meta = partial.meta()
-        key = WindowKey.from_dict(meta["state"]["key"])
+    def _upload(self, partial: PendingPartial, meta: dict, key: WindowKey) -> None:
         name = f"{safe_name(str(meta['worker_id']))}__{int(meta['seq']):06d}"
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
             shutil.copyfile(partial.json_path, Path(tmp) / f"{name}.json")

@@ -28,8 +28,9 @@ def capturing_model_class() -> type:
     if _CLASS is not None:
         return _CLASS
     import mlflow
+    import mlflow.pyfunc
 
-    class CapturingPythonModel(mlflow.pyfunc.PythonModel):
+    class CapturingPythonModel(mlflow.pyfunc.PythonModel):  # type: ignore[name-defined]
         def __init__(self, model_name: str, version: str, window: str = "5m", sample: float = 1.0) -> None:
             self.model_name = model_name
             self.version = str(version)
@@ -46,7 +47,7 @@ def capturing_model_class() -> type:
             atexit.register(self._capture.close, 10.0)
 
         # no type hints: MLflow would read them as an input schema
-        def predict(self, context, model_input, params=None):  # type: ignore[no-untyped-def]
+        def predict(self, context, model_input, params=None):
             started = time.perf_counter()
             try:
                 out = self._inner.predict(model_input, params=params)

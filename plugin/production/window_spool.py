@@ -132,7 +132,19 @@ class WindowSpool:
             yield PendingPartial(path)
 
     def count(self) -> int:
-        return sum(1 for _ in self.root.glob("*/*.json"))
+        """Partials of this worker still on disk."""
+        return sum(1 for _ in self.folder.glob("*.json"))
+
+    def reject(self, partial: PendingPartial, why: str) -> Path:
+        """Move an unreadable partial to ``<root>/../rejected/`` (kept for inspection, never
+        retried) and return where it went."""
+        target = private_dir(self.root.parent / "rejected")
+        for path in (partial.json_path, partial.sample_path):
+            if path.exists():
+                os.replace(path, target / f"{partial.worker_id}__{path.name}")
+        _logger.warning("mlflow-monitor: moved unreadable window partial %s to %s: %s",
+                        partial.json_path.name, target, why)
+        return target
 
     def close(self) -> None:
         if self._lock is not None:

@@ -11,10 +11,11 @@ import pandas as pd
 from mlflow_monitor.windows.categories import DEFAULT_MAX_CATEGORIES, CategoryCounts
 from mlflow_monitor.windows.numeric import NumericStats
 
-__all__ = ["ColumnState"]
+__all__ = ["ColumnState", "add_frame", "is_numeric"]
 
 
-def _is_numeric(s: pd.Series) -> bool:
+def is_numeric(s: pd.Series) -> bool:
+    """A numeric, non-boolean, non-categorical column (its values go to NumericStats)."""
     return (pd.api.types.is_numeric_dtype(s.dtype) and s.dtype.kind != "b"
             and not isinstance(s.dtype, pd.CategoricalDtype))
 
@@ -30,7 +31,7 @@ class ColumnState:
         self.categories = CategoryCounts(max_categories)
 
     def add(self, s: pd.Series) -> None:
-        if _is_numeric(s):
+        if is_numeric(s):
             values = s.to_numpy(dtype=np.float64, na_value=np.nan)
             self.numeric.add(values[~np.isnan(values)])
             return
@@ -75,3 +76,20 @@ class ColumnState:
         out.numeric = NumericStats.from_dict(data["numeric"])
         out.categories = CategoryCounts.from_dict(data["categories"], max_categories)
         return out
+
+
+def add_frame(table: "dict[str, ColumnState]", frame: pd.DataFrame, max_categories: int) -> None:
+    """Fold every column of ``frame`` into ``table`` (new columns get a state); numeric
+    columns in one vectorised block."""
+    numeric: list[str] = []
+    for col in frame.columns:
+        if col not in table:
+            table[col] = ColumnState(max_categories)
+        s = frame[col]
+        if is_numeric(s):
+            numeric.append(col)
+        else:
+            table[col].add(s)
+    if numeric:
+        block = frame[numeric].to_numpy(dtype=np.float64, na_value=np.nan)
+        NumericStats.add_block([table[c].numeric for c in numeric], block)

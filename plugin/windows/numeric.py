@@ -40,6 +40,30 @@ class NumericStats:
         self.sum += float(values.sum())
         self.sum_sq += float(np.dot(values, values))
 
+    @staticmethod
+    def add_block(stats: "list[NumericStats]", block: np.ndarray) -> None:
+        """Fold a 2-D float64 block (rows x columns, NaN = missing) into one
+        :class:`NumericStats` per column, in a few vectorised passes."""
+        if block.size == 0:
+            return
+        present = ~np.isnan(block)
+        finite = np.isfinite(block)
+        n_present = present.sum(axis=0)
+        n_finite = finite.sum(axis=0)
+        clean = np.where(finite, block, 0.0)
+        sums = clean.sum(axis=0)
+        sq = np.einsum("ij,ij->j", clean, clean)
+        lo = np.where(finite, block, np.inf).min(axis=0)
+        hi = np.where(finite, block, -np.inf).max(axis=0)
+        for j, st in enumerate(stats):
+            st.nonfinite += int(n_present[j] - n_finite[j])
+            if n_finite[j]:
+                st.count += int(n_finite[j])
+                st.min = min(st.min, float(lo[j]))
+                st.max = max(st.max, float(hi[j]))
+                st.sum += float(sums[j])
+                st.sum_sq += float(sq[j])
+
     def merge(self, other: "NumericStats") -> None:
         self.count += other.count
         self.nonfinite += other.nonfinite

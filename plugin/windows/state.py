@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from mlflow_monitor.windows.categories import DEFAULT_MAX_CATEGORIES
-from mlflow_monitor.windows.column import ColumnState
+from mlflow_monitor.windows.column import ColumnState, add_frame
 from mlflow_monitor.windows.key import WindowKey
 from mlflow_monitor.windows.latency import LatencyHistogram
 from mlflow_monitor.windows.sample import DEFAULT_SAMPLE_ROWS, RowSample, sampled_mask
@@ -62,25 +62,43 @@ class WindowState:
 
     def add_rows(self, inputs: pd.DataFrame, predictions: pd.DataFrame, ids: Sequence[str],
                  hashes: np.ndarray, fraction: float = 1.0) -> None:
-        """Rows of successful requests: ``inputs`` and ``predictions`` aligned with ``ids``."""
-        self.rows += len(ids)
+        """Rows of successful requests: ``inputs`` and ``predictions`` aligned with ``ids``.
+
+        All or nothing: the columns are folded into fresh states first, so an error
+        (a column pandas cannot count) leaves this window as it was.
+        """
+        n = len(ids)
         keep = sampled_mask(hashes, fraction)
         if keep is not None:
             inputs, predictions = inputs[keep], predictions[keep]
             ids = [i for i, k in zip(ids, keep) if k]
             hashes = hashes[keep]
         if not len(ids):
+            self.rows += n
             return
-        self.sampled_rows += len(ids)
-        for table, frame in ((self.columns, inputs), (self.predictions, predictions)):
-            for col in frame.columns:
-                state = table.get(col)
-                if state is None:
-                    state = table[col] = ColumnState(self.max_categories)
-                state.add(frame[col])
-        renamed = predictions.rename(columns=lambda c: PREDICTION_PREFIX + str(c))
-        both = pd.concat([inputs.reset_index(drop=True), renamed.reset_index(drop=True)], axis=1)
-        self.sample.add(both, ids, hashes)
+        columns: dict[str, ColumnState] = {}
+        preds: dict[str, ColumnState] = {}
+        add_frame(columns, inputs, self.max_categories)
+        add_frame(preds, predictions, self.max_categories)
+        both: Optional[pd.DataFrame] = None
+        pos = self.sample.candidates(hashes)
+        if pos is None or len(pos):
+            if pos is not None:
+                inputs, predictions, hashes = inputs.iloc[pos], predictions.iloc[pos], hashes[pos]
+                ids = [ids[i] for i in pos]
+            renamed = predictions.rename(columns=lambda c: PREDICTION_PREFIX + str(c))
+            both = pd.concat([inputs.reset_index(drop=True), renamed.reset_index(drop=True)], axis=1)
+        # commit
+        self.rows += n
+        self.sampled_rows += len(keep.nonzero()[0]) if keep is not None else n
+        for mine, new in ((self.columns, columns), (self.predictions, preds)):
+            for col, st in new.items():
+                if col in mine:
+                    mine[col].merge(st)
+                else:
+                    mine[col] = st
+        if both is not None:
+            self.sample.add(both, ids, hashes)
 
     # -- merging ----------------------------------------------------------------------------
     def merge(self, other: "WindowState") -> None:

@@ -158,3 +158,76 @@ def test_capture_delivers_and_logs_windows_in_the_monitoring_run(tmp_path, clock
     assert client.get_metric_history(run_id, "prod/latency_p99_ms")[0].value == pytest.approx(2.0, rel=0.04)
     summaries = [a.path for a in client.list_artifacts(run_id, "mlflow_monitor/prod/windows/2025-12-01")]
     assert len(summaries) == 2
+
+
+class _Unfoldable:
+    """A value pandas can neither hash nor turn into text."""
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text")
+
+
+def test_rows_that_cannot_be_folded_are_counted_and_leave_the_window_intact(tmp_path, clock, monitor_logs):
+    cap = Capture("m", "1", window="1s", state_dir=tmp_path, clock=clock, deliver=False)
+    try:
+        cap.aggregator.stop(5)
+        cap.record([{"x": 1.0, "o": "a"}], [0], latency_ms=1.0)
+        cap.aggregator.step()
+        cap.record([{"x": 2.0, "o": _Unfoldable()}], [1], latency_ms=1.0)
+        cap.aggregator.step()
+        cap.aggregator.step(close_all=True)
+        state = json.loads(next(cap.spool.folder.glob("*.json")).read_text())["state"]
+        assert state["requests"] == 2 and state["rows"] == 2 and state["sampled_rows"] == 1
+        assert state["columns"]["x"]["numeric"]["count"] == 1 and state["columns"]["x"]["numeric"]["sum"] == 1.0
+        assert "could not fold 1 captured rows" in monitor_logs.text
+    finally:
+        cap.close(5)
+
+
+def test_drift_stays_quiet_on_reference_like_traffic_and_flags_a_shifted_segment(tmp_path, clock):
+    """The windows' drift comes from the gate's engine against the logged reference: seven
+    windows drawn like the reference raise nothing, two with ``x`` shifted by 1 sd do."""
+    from conftest import reference_frame
+
+    name, version, _ = register_version()
+    cap = Capture(name, version, window="1s", state_dir=tmp_path, clock=clock, worker_id="w1")
+    try:
+        for w in range(9):
+            clock.now = 1_764_583_200.0 + w + 0.5
+            rows = reference_frame(600, seed=100 + w)
+            if w >= 7:
+                rows["x"] += 1.0
+            cap.record(rows, rows["x"] > 0, latency_ms=1.0)
+        clock.now += 10
+        assert cap.flush(60)
+    finally:
+        cap.close(30)
+    client = mlflow.MlflowClient()
+    run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+    drifted = {m.step - 1_764_583_200: m.value for m in client.get_metric_history(run_id, "prod/x/drifted")}
+    share = {m.step - 1_764_583_200: m.value for m in client.get_metric_history(run_id, "prod/drift_share")}
+    assert drifted == {w: float(w >= 7) for w in range(9)}
+    assert all(share[w] == 0.0 for w in range(7)) and all(share[w] > 0 for w in (7, 8))
+
+
+def test_generated_ids_are_unique_and_ignore_the_users_random_seed():
+    import random
+
+    from mlflow_monitor.production import new_prediction_ids
+
+    random.seed(0)
+    first = new_prediction_ids(1)[0]
+    random.seed(0)
+    assert new_prediction_ids(1)[0] != first
+    many = [i for _ in range(20_000) for i in new_prediction_ids(3)]
+    assert len(set(many)) == len(many) and all(len(i.rpartition("-")[0]) == 32 for i in many)
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # a forked worker draws its own ids
+        os.write(w, new_prediction_ids(1)[0].encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+    child = os.read(r, 64).decode()
+    assert child != new_prediction_ids(1)[0] and len(child) == 32

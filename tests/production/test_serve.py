@@ -167,3 +167,80 @@ def test_one_worker_captures_every_row_and_answers_like_mlflow(tracking, tmp_pat
     assert set(sent.ids) <= sampled_ids(client, run_id, summaries)
     history = client.get_metric_history(run_id, "prod/rows")
     assert {m.timestamp for m in history} == {(s["end"]) * 1000 for s in summaries}
+
+
+def _pending_partials(serve: ServeProcess) -> list:
+    return list((serve.home / "production").glob("*/*/pending/*/*.json"))
+
+
+def _all_windows_merged(client, run_id, sent: Sent):
+    def done():
+        try:
+            have = {s["start"]: s["state"]["rows"] for s in window_summaries(client, run_id)}
+        except Exception:
+            return False
+        want = sent.frame().groupby("window").size().to_dict()
+        return all(have.get(k) == v for k, v in want.items())
+    return done
+
+
+def test_two_workers_and_a_tracking_outage_lose_nothing(tracking, tmp_path):
+    name, version, _ = train_and_register()
+    serve = ServeProcess(tmp_path / "serve", f"models:/{name}@champion", tracking.url, workers=2).start()
+    sent = Sent()
+    rng = np.random.default_rng(2)
+    client = mlflow.MlflowClient()
+    try:
+        run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+        for i in range(16):
+            _send(requests, serve.url, rng, sent, n_rows=1 + i % 3, give_ids=False)
+        tracking.stop()  # the tracking server is gone: serving must not notice
+        for i in range(24):
+            _send(requests, serve.url, rng, sent, n_rows=1 + i % 3, give_ids=i % 2 == 0)
+        assert wait_for(lambda: _pending_partials(serve), 20), "closed windows should wait on disk"
+        tracking.start()
+        for i in range(8):
+            _send(requests, serve.url, rng, sent, n_rows=2, give_ids=False)
+        assert wait_for(_all_windows_merged(client, run_id, sent), 150, interval=2.0), serve.log()
+    finally:
+        assert serve.stop() == 0, serve.log()
+    summaries = window_summaries(client, run_id)
+    _check_windows(summaries, sent)
+    assert any(len(s["workers"]) == 2 for s in summaries)
+    assert set(sent.ids) <= sampled_ids(client, run_id, summaries)
+    assert not _pending_partials(serve)
+
+
+def test_a_worker_killed_with_sigkill_loses_at_most_its_open_windows(tracking, tmp_path):
+    name, version, _ = train_and_register()
+    serve = ServeProcess(tmp_path / "serve", f"models:/{name}@champion", tracking.url, workers=2).start()
+    sent = Sent()
+    rng = np.random.default_rng(3)
+    client = mlflow.MlflowClient()
+    try:
+        run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+        workers = wait_for(lambda: len(serve.worker_pids()) == 2 and serve.worker_pids(), 30)
+        assert workers, serve.log()
+        for i in range(20):
+            _send(requests, serve.url, rng, sent, n_rows=1 + i % 3, give_ids=False)
+        killed_at = time.time()
+        import os
+
+        os.kill(workers[0], signal.SIGKILL)
+        for i in range(20):
+            _send(requests, serve.url, rng, sent, n_rows=1 + i % 3, give_ids=False, retry=True)
+        # uvicorn replaced the dead worker
+        assert wait_for(lambda: len(set(serve.worker_pids()) - {workers[0]}) == 2, 30), serve.log()
+        safe = {w for w in sent.requests if w + 1 + 1.0 < killed_at or w > killed_at + 0.5}
+        assert wait_for(lambda: {s["start"] for s in window_summaries(client, run_id)} >= safe, 90, 2.0)
+    finally:
+        assert serve.stop() == 0, serve.log()
+    summaries = window_summaries(client, run_id)
+    # windows closed before the kill (end + lateness passed) and windows after it: exact
+    _check_windows(summaries, sent, exact_windows=safe)
+    by_start = {s["start"]: s["state"]["rows"] for s in summaries}
+    per_window = sent.frame().groupby("window").size()
+    lost = {w: n - by_start.get(w, 0) for w, n in per_window.items() if by_start.get(w, 0) != n}
+    assert set(lost) <= set(per_window.index) - safe  # only the windows open at the kill
+    assert all(v > 0 for v in lost.values())  # short, never counted twice
+    assert not _pending_partials(serve)  # what the dead worker had closed was adopted and delivered

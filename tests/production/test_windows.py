@@ -183,3 +183,22 @@ def test_state_round_trips_and_refuses_other_formats():
     assert "prediction" not in back.sample_inputs().columns
     with pytest.raises(ValueError, match="format"):
         WindowState.from_dict({**st.to_dict(), "format": "other/9"})
+
+
+def test_infinities_and_missing_values_are_counted_apart():
+    """+/-inf are present but not finite (as the drift engine cleans them); NaN and None are
+    missing; nullable integers and ints are numeric, booleans categorical."""
+    frame = pd.DataFrame({
+        "f": [1.0, np.inf, -np.inf, np.nan, 3.0],
+        "i": pd.array([1, None, 3, 4, 5], dtype="Int64"),
+        "b": [True, False, None, True, True],
+    })
+    ids = [f"r{i}" for i in range(5)]
+    st = _state(frame, ids, pd.DataFrame({"prediction": [0, 1, 0, 1, 1]}))
+    f = st.columns["f"].numeric
+    assert (f.count, f.nonfinite, f.min, f.max, f.mean) == (2, 2, 1.0, 3.0, 2.0)
+    assert st.missing_share("f") == 0.2 and st.columns["f"].kind == "num"
+    i = st.columns["i"].numeric
+    assert (i.count, i.sum) == (4, 13.0) and st.missing_share("i") == 0.2
+    assert st.columns["b"].categories.counts == {True: 3, False: 1} and st.columns["b"].kind == "cat"
+    assert st.missing_share("b") == 0.2

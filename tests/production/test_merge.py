@@ -1,0 +1,175 @@
+"""Merging across workers: several Captures (workers) of one version deliver partials of the
+same windows; the closer's merged windows equal pandas on all rows, late partials re-merge
+the window, re-delivery and a second closer change nothing. Real sqlite store."""
+
+from __future__ import annotations
+
+import json
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import register_version
+
+from mlflow_monitor.production import PROD_RUN_TAG, Capture, WindowCloser, log_predictions
+
+
+def _rows(rng, n):
+    return pd.DataFrame({"x": rng.normal(size=n), "y": rng.normal(loc=5.0, size=n),
+                         "c": rng.choice(["a", "b", "c"], n)})
+
+
+def _summaries(client, run_id):
+    out = {}
+    for day in client.list_artifacts(run_id, "mlflow_monitor/prod/windows"):
+        for w in client.list_artifacts(run_id, day.path):
+            local = client.download_artifacts(run_id, f"{w.path}/summary.json")
+            data = json.loads(open(local).read())
+            out[data["start"]] = data
+    return out
+
+
+def test_three_workers_merge_exactly_and_late_partials_re_merge(tmp_path, clock):
+    name, version, _ = register_version()
+    rng = np.random.default_rng(7)
+    workers = [Capture(name, version, window="1s", state_dir=tmp_path, clock=clock, worker_id=f"w{i}",
+                       close_windows=(i == 0)) for i in range(3)]
+    sent = []
+    try:
+        for step in range(30):
+            clock.now = 1_764_583_200.0 + step * 0.1  # windows ...200 to ...202
+            w = workers[step % 3]
+            rows = _rows(rng, 1 + step % 5)
+            w.record(rows, (rows["x"] > 0).astype(int), latency_ms=1.0 + step)
+            sent.append(rows.assign(window=int(clock.now)))
+        clock.now += 10
+        for w in workers[1:]:
+            assert w.flush(30)
+        assert workers[0].flush(30)
+        client = mlflow.MlflowClient()
+        run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+        every = pd.concat(sent, ignore_index=True)
+        merged = _summaries(client, run_id)
+        assert sorted(merged) == sorted(every["window"].unique())
+        for start, group in every.groupby("window"):
+            state = merged[start]["state"]
+            assert state["rows"] == len(group)
+            assert state["columns"]["x"]["numeric"]["sum"] == pytest.approx(group["x"].sum(), rel=1e-12)
+            assert dict(state["columns"]["c"]["categories"]["values"]) == group["c"].value_counts().to_dict()
+            assert merged[start]["workers"] == ["w0", "w1", "w2"]
+            assert not merged[start]["revision"]
+        # a late row for window 200 from worker 1: a second partial (seq 1), the window re-merges
+        late = _rows(rng, 3)
+        workers[1].record(late, [0, 1, 0], latency_ms=1.0, timestamp=1_764_583_200.5)
+        assert workers[1].flush(30)
+        assert workers[0].flush(30)
+        again = _summaries(client, run_id)[1_764_583_200]
+        first = every[every["window"] == 1_764_583_200]
+        assert again["revision"] and again["state"]["rows"] == len(first) + 3
+        assert "w1__000001" in again["partials"]
+        rows_history = [m for m in client.get_metric_history(run_id, "prod/rows") if m.step == 1_764_583_200]
+        assert sorted(m.value for m in rows_history) == [len(first), len(first) + 3]
+        assert {m.timestamp for m in rows_history} == {1_764_583_201_000}
+        # a second closer (another replica) over the same partials logs nothing new
+        other = WindowCloser(client, lambda: run_id, name, version, granularity_s=1, clock=clock)
+        assert other.run_once() == 0
+        # re-delivering a partial (same worker, same seq) overwrites it: nothing counted twice
+        folder = "mlflow_monitor/prod/partials/2025-12-01/20251201T100000Z-1s"
+        local = client.download_artifacts(run_id, f"{folder}/w2__000000.json", str(tmp_path / "dl"))
+        client.log_artifact(run_id, local, folder)
+        workers[0].delivery.closer._merged.clear()
+        assert workers[0].flush(30)
+        assert _summaries(client, run_id)[1_764_583_200]["state"]["rows"] == len(first) + 3
+    finally:
+        for w in workers:
+            w.close(10)
+
+
+def test_log_predictions_windows_rows_by_timestamp(tmp_path):
+    name, version, _ = register_version("batch-model")
+    rng = np.random.default_rng(3)
+    rows = _rows(rng, 500)
+    ts = pd.Timestamp("2025-11-30T09:00:00Z") + pd.to_timedelta(rng.integers(0, 3 * 3600, 500), unit="s")
+    ids = log_predictions(rows, rows["x"] > 0, model_uri=f"models:/{name}/{version}", timestamps=ts, window="1h")
+    assert len(set(ids)) == 500
+    client = mlflow.MlflowClient()
+    run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+    merged = _summaries(client, run_id)
+    hours = ts.floor("h")
+    expected = pd.Series(1, index=hours).groupby(level=0).sum()
+    assert {pd.Timestamp(k, unit="s", tz="UTC"): v["state"]["rows"] for k, v in merged.items()} == expected.to_dict()
+    assert all(v["state"]["requests"] == 0 for v in merged.values())
+    for start, s in merged.items():
+        mask = (hours == pd.Timestamp(start, unit="s", tz="UTC"))
+        assert s["metrics"]["prod/x/mean"] == pytest.approx(rows["x"][mask].mean(), rel=1e-12)
+        assert s["metrics"]["prod/prediction/share/True"] == pytest.approx((rows["x"][mask] > 0).mean())
+
+
+@pytest.mark.parametrize("kwargs,error", [
+    ({"model_uri": "runs:/abc/model"}, "models:/"),
+    ({"model_uri": "models:/batch-model/1", "prediction_ids": ["a"]}, "1 prediction ids for 3 rows"),
+    ({"model_uri": "models:/batch-model/1", "prediction_ids": ["a", "a", "b"]}, "unique"),
+    ({"model_uri": "models:/batch-model/1", "timestamps": ["2025-01-01", None, "x"]}, "timestamps"),
+    ({"model_uri": "models:/batch-model/1", "window": "7x"}, "window granularity"),
+])
+def test_log_predictions_bad_input_is_a_clear_error_and_logs_nothing(kwargs, error):
+    register_version("batch-model")
+    rows = pd.DataFrame({"x": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match=error):
+        log_predictions(rows, [0, 1, 0], **kwargs)
+    client = mlflow.MlflowClient()
+    assert "mlflow_monitor.prod.run_id" not in client.get_model_version("batch-model", "1").tags
+
+
+def test_pyfunc_wrapper_captures_predictions(tmp_path):
+    from sklearn.linear_model import LogisticRegression
+
+    from mlflow_monitor.production import wrap_model
+
+    rng = np.random.default_rng(0)
+    frame = _rows(rng, 200)[["x", "y"]]
+    model = LogisticRegression().fit(frame, (frame["x"] > 0).astype(int))
+    with mlflow.start_run():
+        info = mlflow.sklearn.log_model(model, name="model", pip_requirements=["scikit-learn"])
+    mv = mlflow.register_model(info.model_uri, "wrapped")
+    with mlflow.start_run():
+        wrapped = wrap_model(f"models:/wrapped/{mv.version}", window="1s")
+    loaded = mlflow.pyfunc.load_model(wrapped.model_uri)
+    out = loaded.predict(frame.iloc[:50])
+    assert list(out) == list(model.predict(frame.iloc[:50]))
+    capture = loaded.unwrap_python_model()._capture
+    assert capture.model_name == "wrapped" and capture.version == str(mv.version)
+    assert capture.close(30)
+    client = mlflow.MlflowClient()
+    run_id = client.get_model_version("wrapped", mv.version).tags[PROD_RUN_TAG]
+    assert sum(m.value for m in client.get_metric_history(run_id, "prod/rows")) == 50
+
+
+def test_unreadable_partials_are_set_aside_and_the_rest_delivered(tmp_path, clock, monitor_logs):
+    name, version, _ = register_version()
+    cap = Capture(name, version, window="1s", state_dir=tmp_path, clock=clock, worker_id="w1")
+    try:
+        cap.record(_rows(np.random.default_rng(0), 2), [0, 1], latency_ms=1.0)
+        (cap.spool.folder / "20251201T095959Z-1s__000000.json").write_text("{torn")  # a torn file on disk
+        clock.now += 5
+        assert cap.flush(30)
+        rejected = list((cap.spool.root.parent / "rejected").iterdir())
+        assert [p.name for p in rejected] == ["w1__20251201T095959Z-1s__000000.json"]
+        assert "moved unreadable window partial" in monitor_logs.text
+        client = mlflow.MlflowClient()
+        run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+        # a partial in the run that cannot be read: that window is skipped, the others are logged
+        bad = tmp_path / "bad"
+        bad.mkdir()
+        (bad / "w9__000000.json").write_text("not json")
+        (bad / "w9__000000.parquet").write_bytes(b"")
+        client.log_artifacts(run_id, str(bad), "mlflow_monitor/prod/partials/2025-12-01/20251201T100003Z-1s")
+        cap.record(_rows(np.random.default_rng(1), 3), [0, 1, 0], latency_ms=1.0, timestamp=clock.now)
+        clock.now += 5
+        assert cap.flush(30)
+        merged = _summaries(client, run_id)
+        assert 1_764_583_203 not in merged and merged[int(clock.now - 5)]["state"]["rows"] == 3
+        assert "20251201T100003Z-1s" in monitor_logs.text and "was not logged" in monitor_logs.text
+    finally:
+        cap.close(10)
