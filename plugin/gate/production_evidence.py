@@ -62,7 +62,11 @@ def load_production_current(recipe: "Recipe", *, name: str, holder: Optional[Any
             f"current.production: model '{safe_text(name)}' has no current alias holder (champion) whose "
             "production traffic could be the current data")
     version = str(holder.version)
-    run_id = find_monitoring_run(client, name, version, registry=registry)
+    try:
+        run_id = find_monitoring_run(client, name, version, registry=registry, strict=True)
+    except LookupError as exc:
+        raise ProductionEvidenceError(f"current.production: champion version {version} of '{safe_text(name)}': "
+                                      f"{safe_text(str(exc))}") from None
     if run_id is None:
         raise ProductionEvidenceError(
             f"current.production: champion version {version} of '{safe_text(name)}' has no monitoring run: "

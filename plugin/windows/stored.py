@@ -112,13 +112,16 @@ def _list(client: Any, run_id: str, path: str) -> list[Any]:
         raise
 
 
-def find_monitoring_run(client: Any, model_name: str, version: str, *, registry: Any = None) -> Optional[str]:
+def find_monitoring_run(client: Any, model_name: str, version: str, *, registry: Any = None,
+                        strict: bool = False) -> Optional[str]:
     """The id of version ``version``'s monitoring run, or ``None`` when it has none.
 
     The version's ``mlflow_monitor.prod.run_id`` tag when it names an active run tagged
     for this version; else the oldest such run in the source run's experiment (the rule
     the service uses when it creates one). ``registry``: where to read the version
-    (default ``client``; the gate passes its registry store).
+    (default ``client``; the gate passes its registry store). ``strict`` (the gate):
+    without the version tag, two or more tagged runs raise ``LookupError`` instead of
+    picking the oldest (an experiment editor can create a run with any start time).
     """
     value = f"{model_name}/{version}"
     mv = (registry or client).get_model_version(model_name, str(version))
@@ -139,6 +142,9 @@ def find_monitoring_run(client: Any, model_name: str, version: str, *, registry:
                                           max_results=50) if r.data.tags.get(PROD_TAG) == value]
     if not runs:
         return None
+    if strict and len(runs) > 1:
+        raise LookupError(f"{len(runs)} runs are tagged {PROD_TAG}={value!r} and the version's {PROD_RUN_TAG} tag "
+                          "names none of them: which one the monitor wrote cannot be told")
     return str(min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)).info.run_id)
 
 

@@ -96,3 +96,19 @@ def test_too_little_traffic_says_so_and_follows_on_error():
     client.set_registered_model_tag(MODEL, T.RECIPE, _recipe(min_rows=1000, on_error="allow"))
     client.set_registered_model_alias(MODEL, "champion", candidate)
     assert client.get_model_version(MODEL, candidate).tags[T.VERDICT] == T.ERROR_ALLOWED
+
+
+@pytest.mark.slow
+def test_a_second_run_tagged_as_the_champions_monitoring_run_is_refused_not_trusted():
+    client = gated_client()
+    _, holdout = breast_cancer_frames()
+    champion = _champion_with_traffic(client, holdout)
+    candidate = reference_only_version(client, MODEL)
+    mv = client.get_model_version(MODEL, champion)
+    if "mlflow_monitor.prod.run_id" in (mv.tags or {}):
+        pytest.skip("the version tag names the real run here; the forgery cannot redirect it")
+    experiment = client.get_run(mv.run_id).info.experiment_id
+    client.create_run(experiment, start_time=1, tags={"mlflow_monitor.prod": f"{MODEL}/{champion}"})  # forged, older
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe())
+    with pytest.raises(MlflowException, match="which one the monitor wrote cannot be told"):
+        client.set_registered_model_alias(MODEL, "champion", candidate)
