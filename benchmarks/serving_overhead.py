@@ -46,7 +46,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _register(tracking_uri: str) -> str:
+def _register(tracking_uri: str, artifacts: Path) -> str:
     import mlflow
     import numpy as np
     import pandas as pd
@@ -59,6 +59,7 @@ def _register(tracking_uri: str) -> str:
     import mlflow_monitor
 
     mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_experiment(experiment_id=mlflow.create_experiment("bench-serving", artifact_location=artifacts.as_uri()))
     rng = np.random.default_rng(0)
     ref = pd.DataFrame({"x": rng.normal(size=2000), "y": rng.normal(loc=5.0, size=2000),
                         "c": rng.choice(["a", "b", "c"], 2000)})
@@ -153,7 +154,7 @@ def serving(seconds: float, rounds: int) -> dict:
         # `mlflow models serve` runs `uvicorn` from PATH: this interpreter's scripts
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         os.environ["MLFLOW_TRACKING_URI"] = tracking
-        uri = _register(tracking)
+        uri = _register(tracking, root / "artifacts")
         servers = {}
         p1, p2 = _free_port(), _free_port()
         servers["mlflow models serve"] = (

@@ -145,8 +145,7 @@ def check_window(client: Any, run_id: str, summary: dict[str, Any],
     raised: list[Optional[ProductionAlert]] = []
     drift = summary.get("drift")
     if drift and drift.get("dataset_drift") and (drift.get("current_rows") or 0) >= settings.min_drift_rows:
-        cols = sorted((c for c in drift.get("columns", []) if c.get("drifted")),
-                      key=lambda c: -(c.get("score") or 0.0))
+        cols = sorted((c for c in drift.get("columns", []) if c.get("drifted")), key=lambda c: str(c["column"]))
         details = [f"{c['column']}: {c.get('stattest')} score {format_number(c.get('score'))} "
                    f"(threshold {format_number(c.get('threshold'))})" for c in cols[:10]]
         raised.append(_raise(client, run, window, "drift",
