@@ -136,3 +136,16 @@ def test_a_version_without_traffic_is_a_clear_error():
     name, version, _ = register_version("no-traffic")
     with pytest.raises(ValueError, match="has no monitoring run"):
         log_labels(f"models:/{name}/{version}", {"a": 1})
+
+
+def test_the_core_reader_reads_where_the_service_writes():
+    from mlflow_monitor.production import layout, monitoring_run
+    from mlflow_monitor.windows import WindowKey, stored
+
+    assert (stored.PROD_ROOT, stored.PARTIALS, stored.WINDOWS) == (layout.PROD_ROOT, layout.PARTIALS, layout.WINDOWS)
+    assert (stored.PROD_TAG, stored.PROD_RUN_TAG) == (monitoring_run.PROD_TAG, monitoring_run.PROD_RUN_TAG)
+    key = WindowKey("m", "1", 1_764_583_200, 300)
+    window = stored.parse_window_id(key.window_id)
+    assert window is not None and window.folder(stored.PARTIALS) == layout.partial_folder(key)
+    assert window.folder(stored.WINDOWS) == layout.summary_folder(key) and window.index == key.index
+    assert stored.parse_window_id("not-a-window") is None
