@@ -151,7 +151,10 @@ class Capture:
 
     def record_batch(self, inputs: Any, predictions: Any, *, prediction_ids: Optional[Sequence[str]] = None,
                      timestamp: Optional[float] = None) -> list[str]:
-        """Capture rows scored offline (no request, no latency): counted in ``prod/rows``."""
+        """Capture rows scored offline (no request, no latency): counted in ``prod/rows``.
+        Raises ``RuntimeError`` after :meth:`close` (nothing would deliver them)."""
+        if self._closed:
+            raise RuntimeError(f"this Capture of '{self.model_name}' version {self.version} is closed")
         n = _rows(inputs)
         ids = new_prediction_ids(n) if prediction_ids is None else [str(i) for i in prediction_ids]
         if len(ids) != n:

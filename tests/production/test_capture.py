@@ -231,3 +231,11 @@ def test_generated_ids_are_unique_and_ignore_the_users_random_seed():
     os.waitpid(pid, 0)
     child = os.read(r, 64).decode()
     assert child != new_prediction_ids(1)[0] and len(child) == 32
+
+
+def test_batch_rows_after_close_are_refused(tmp_path):
+    cap = Capture("m", "1", state_dir=tmp_path, deliver=False)
+    cap.close(5)
+    with pytest.raises(RuntimeError, match="closed"):
+        cap.record_batch([{"x": 1.0}], [0])
+    assert cap.record([{"x": 1.0}], [0], latency_ms=1.0) and cap.dropped == 1  # the request path never raises

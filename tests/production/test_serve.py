@@ -19,7 +19,8 @@ from serving import ServeProcess, payload, sampled_ids, traffic, train_and_regis
 
 from mlflow_monitor.production import PROD_RUN_TAG
 
-pytestmark = pytest.mark.slow
+# each test starts an mlflow server and a serve process: bounded, but longer than the default 300 s on a busy host
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
 JSON = {"Content-Type": "application/json"}
 BAD_PAYLOADS = [
