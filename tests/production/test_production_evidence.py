@@ -58,14 +58,14 @@ def test_drifted_champion_traffic_blocks_and_the_candidates_own_artifacts_cannot
     run_id = client.get_model_version(MODEL, candidate).run_id
     # the promoter (EDIT on its own run) logs flattering data and fake windows there
     log_current(holdout, context="evaluation", run_id=run_id)
-    with mlflow.start_run(run_id=run_id):
-        mlflow.set_tag("mlflow_monitor.prod", f"{MODEL}/1")
+    with mlflow.start_run(run_id=run_id):  # (tagging the run as a monitoring run: see the forgery test below)
         mlflow.log_dict({"fake": True}, "mlflow_monitor/prod/windows/2026-01-01/x/summary.json")
     client.set_registered_model_tag(MODEL, T.RECIPE, _recipe())
-    with pytest.raises(MlflowException, match="BLOCKED"):
+    with pytest.raises(MlflowException, match="BLOCKED") as info:
         client.set_registered_model_alias(MODEL, "champion", candidate)
     mv = client.get_model_version(MODEL, candidate)
-    assert mv.tags[T.VERDICT] == T.BLOCKED and "drift_share" in mv.tags[T.REASON]
+    assert mv.tags.get(T.VERDICT) == T.BLOCKED, info.value.message
+    assert "drift_share" in mv.tags[T.REASON]
     assert _current_source(mv)["owner"] == OWNED
 
 
