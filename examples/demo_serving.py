@@ -121,6 +121,8 @@ def run_serving_demo(tracking_uri: str) -> None:
             print(f"    ALERT [{alert['alert']}] {alert['message']}")
             for line in alert.get("details", [])[:5]:
                 print(f"        {line}")
+            if alert["alert"] == "drift":
+                print(f"        Evidently report: run artifacts > {w.folder('mlflow_monitor/prod/alerts')}/drift_report.html")
     print(f"[serving demo] drift chart: #/experiments/{run.info.experiment_id}/runs/{run_id} -> Model metrics -> "
           "prod/drift_share (and prod/<column>/drift_score, prod/latency_p99_ms, prod/requests)")
     print(f"[serving demo] or: mlflow-monitor prod status {MODEL_NAME}")

@@ -18,6 +18,8 @@ notifier renders them with a link to the monitoring run).
 Deduplicated per model version, alert and window: an alert raised is recorded in the
 monitoring run (``alerts/<day>/<window_id>/<alert>.json``) and never raised again for
 that window, however often the window is re-merged (late partials, several closers).
+A drift alert raised by the closer also gets an Evidently HTML report of the window
+(``alerts/<day>/<window_id>/drift_report.html``, at most 20 per closer process).
 """
 
 from __future__ import annotations
@@ -37,7 +39,8 @@ from mlflow_monitor.redaction import redact
 from mlflow_monitor.windows.stored import ALERTS, PROD_TAG, StoredWindow, parse_window_id
 
 __all__ = ["ALERT_KINDS", "DEFAULT_SETTINGS", "EVALUATION_NAMES", "AlertSettings", "check_performance",
-           "check_window", "evaluation_metrics", "raised_alerts", "safe_check_window", "window_alerts"]
+           "MAX_REPORTS_PER_PROCESS", "check_window", "drift_report", "evaluation_metrics", "raised_alerts",
+           "safe_check_window", "window_alerts"]
 
 _logger = logging.getLogger(__name__)
 
@@ -237,10 +240,42 @@ def window_alerts(client: Any, run_id: str, window: StoredWindow) -> list[dict[s
     return out
 
 
-def safe_check_window(client: Any, run_id: str, summary: dict[str, Any]) -> None:
-    """:func:`check_window` for the closer: never raises (a failed check is logged)."""
+MAX_REPORTS_PER_PROCESS = 20  # Evidently HTML reports of drift-alerting windows, per closer process
+_reports_written = 0
+
+
+def drift_report(client: Any, run_id: str, window: StoredWindow, current: Any, reference: Any) -> Optional[str]:
+    """An Evidently drift report (HTML) of a drift-alerting window's sample against the
+    reference, logged as ``alerts/<day>/<window_id>/drift_report.html``; at most
+    :data:`MAX_REPORTS_PER_PROCESS` per process. Returns the artifact path."""
+    global _reports_written
+    if _reports_written >= MAX_REPORTS_PER_PROCESS or reference is None or current is None or current.empty:
+        return None
+    from mlflow_monitor.gate.reports import build_report
+    from mlflow_monitor.recipes import load_recipe
+
+    recipe = load_recipe({"task": "drift", "current": {"production": {}}, "presets": ["DataDriftPreset"]})
+    cols = [c for c in current.columns if c in set(map(str, reference.frame.columns))]
+    report = build_report(reference.frame[cols], current[cols], recipe=recipe, sample_size=5000,
+                          title=f"window {window.window_id}", evidence="production traffic captured by the monitor")
+    _reports_written += 1
+    with tempfile.TemporaryDirectory(prefix="mlflow_monitor_alert_") as tmp:
+        path = Path(tmp) / "drift_report.html"
+        path.write_text(report.html, encoding="utf-8")
+        client.log_artifact(run_id, str(path), window.folder(ALERTS))
+    return f"{window.folder(ALERTS)}/drift_report.html"
+
+
+def safe_check_window(client: Any, run_id: str, summary: dict[str, Any], *, current: Any = None,
+                      reference: Any = None) -> None:
+    """:func:`check_window` for the closer: never raises (a failed check is logged).
+    With the window's sample inputs ``current`` and the version's ``reference``, a drift
+    alert also gets an Evidently HTML report (:func:`drift_report`)."""
     try:
-        check_window(client, run_id, summary)
+        raised = check_window(client, run_id, summary)
+        window = parse_window_id(str(summary.get("window_id", "")))
+        if window is not None and any(a.alert == "drift" for a in raised):
+            drift_report(client, run_id, window, current, reference)
     except Exception as exc:
         _logger.warning("mlflow-monitor: alert check of window %s failed (%s)", summary.get("window_id"),
                         redact(f"{type(exc).__name__}: {exc}")[:300])

@@ -232,7 +232,8 @@ class WindowCloser:
             sample.write_bytes(state.sample.to_parquet())
             self._client.log_artifact(run_id, str(sample), layout.SAMPLES)
             self._client.log_artifact(run_id, str(path), layout.summary_folder(state.key))
-        safe_check_window(self._client, run_id, summary)  # alerts (alerts.py): once per window, never raises
+        safe_check_window(self._client, run_id, summary, current=state.sample_inputs(),  # alerts.py: once
+                          reference=self._reference)  # per window, never raises
 
 
 def _day(ts: float) -> str:

@@ -79,6 +79,10 @@ def test_drifted_traffic_alerts_once_in_slack_with_a_link_to_the_monitoring_run(
     link = f"http://mlflow.example:5000/#/experiments/{run.info.experiment_id}/runs/{run_id}"
     assert len(msgs) == 1 and "Production drift" in msgs[0]["text"] and link in str(msgs[0])
     assert sorted(d.split(":")[0] for d in alerts[0].details) == ["x", "y"]
+    window = list_windows(client, run_id, since=time.time() - 3600, until=time.time())[0]
+    html = client.download_artifacts(run_id, f"{window.folder('mlflow_monitor/prod/alerts')}/drift_report.html")
+    text = open(html, encoding="utf-8").read()  # the alerting window's Evidently report, with our banner
+    assert 'id="mlflow-monitor-evidence"' in text and "production traffic captured by the monitor" in text
     # the same window merged again (a late partial, a second closer): no second alert
     window = list_windows(client, run_id, since=time.time() - 3600, until=time.time())[0]
     summary = read_json_artifact(client, run_id, f"{window.folder(WINDOWS)}/summary.json")
