@@ -8,7 +8,9 @@ artifacts in ``./mlruns``, monitor state in ``./.mlflow_monitor``):
 2. the promotion gate: version 1 is promoted to ``@champion`` (passes), version 2 is
    evaluated on drifted data and blocked, with the reason;
 3. Slack: the run summaries and verdicts of steps 1-2; without Slack configured they go
-   to a local Slack API stub (``tests/slack_stub.py``) and the Block Kit JSON is printed.
+   to a local Slack API stub (``tests/slack_stub.py``) and the Block Kit JSON is printed;
+4. production: ``mlflow-monitor serve`` serves the champion, a drifted segment of traffic
+   raises a drift alert in its monitoring run (``examples/demo_serving.py``).
 
 Then open the UI with the printed ``mlflow ui`` command.
 """
@@ -62,6 +64,11 @@ def main() -> None:
 
     _banner("3. Slack notifications (the run summary and verdicts above)")
     run_slack_demo(events=seen)
+
+    from demo_serving import run_serving_demo
+
+    _banner("4. Serving the champion with production monitoring")
+    run_serving_demo(tracking_uri)
 
     _banner("Open the MLflow UI")
     print(f"  mlflow ui --backend-store-uri {tracking_uri} --port 5000")

@@ -8,6 +8,7 @@ Public API (kept small):
 - :func:`enable_gating` / :func:`disable_gating` -- gate Model Registry promotions in this client.
 - :func:`log_predictions` -- log rows scored offline as production traffic of a model version
   (served traffic: ``mlflow-monitor serve``; other hosts: :mod:`mlflow_monitor.production`).
+- :func:`log_labels` -- join delayed labels to the captured predictions by id: per-window performance.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ _redaction.guard_package_logs()  # every mlflow_monitor.* log record is redacted
 __version__ = "0.1.0"
 
 __all__ = ["autolog", "log_metrics", "flush", "log_reference", "enable_gating", "disable_gating",
-           "log_predictions", "__version__"]
+           "log_predictions", "log_labels", "__version__"]
 
 _LAZY = {
     "autolog": "mlflow_monitor.autologging",
@@ -31,6 +32,7 @@ _LAZY = {
     "enable_gating": "mlflow_monitor.gate.registry_store",
     "disable_gating": "mlflow_monitor.gate.registry_store",
     "log_predictions": "mlflow_monitor.production.batch",
+    "log_labels": "mlflow_monitor.production.labels",
 }
 
 

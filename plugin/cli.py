@@ -20,6 +20,7 @@ _SUBCOMMANDS = {
     "report": "mlflow_monitor.gate.cli_report:report",
     "serve": "mlflow_monitor.production.cli_serve:serve",
     "slack": "mlflow_monitor.integrations.slack.cli:slack",
+    "prod": "mlflow_monitor.production.cli_prod:prod",  # status, backfill
 }
 
 

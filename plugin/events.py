@@ -86,7 +86,32 @@ class Verdict:
         return f"verdict:{self.model_name}:{self.version}:{self.target}:{self.timestamp}"
 
 
-Event = Union[HealthAlert, RunSummary, Verdict]
+@dataclasses.dataclass(frozen=True)
+class ProductionAlert:
+    """Production monitoring raised an alert on a closed window of a served version
+    (``drift``, ``performance``, ``latency`` or ``errors``); ``run_id`` is the version's
+    monitoring run."""
+
+    model_name: str
+    version: str
+    alert: str  # "drift" | "performance" | "latency" | "errors"
+    window_id: str  # e.g. "20261201T102000Z-5m"
+    message: str  # human readable, plain text (not escaped)
+    run_id: str
+    experiment_id: Optional[str] = None
+    metric: Optional[str] = None
+    value: Optional[float] = None
+    threshold: Optional[float] = None
+    severity: str = "warning"  # "warning" | "critical"
+    details: list[str] = dataclasses.field(default_factory=list)  # e.g. the drifted columns
+    timestamp: float = dataclasses.field(default_factory=time.time)
+
+    @property
+    def dedup_key(self) -> str:
+        return f"prod:{self.model_name}:{self.version}:{self.alert}:{self.window_id}"
+
+
+Event = Union[HealthAlert, RunSummary, Verdict, ProductionAlert]
 Subscriber = Callable[[Event], None]
 
 _lock = threading.Lock()
@@ -98,7 +123,7 @@ def subscribe(callback: Subscriber, *kinds: type) -> Callable[[], None]:
 
     Returns a function that unsubscribes it.
     """
-    entry = (callback, tuple(kinds) or (HealthAlert, RunSummary, Verdict))
+    entry = (callback, tuple(kinds) or (HealthAlert, RunSummary, Verdict, ProductionAlert))
     with _lock:
         _subscribers.append(entry)
 

@@ -77,6 +77,7 @@ class CurrentData(_Strict):
     path: Optional[str] = None
     dataset: Optional[str] = None
     format: Literal["auto", "csv", "parquet", "json", "jsonl"] = "auto"
+    production: Optional["ProductionCurrent"] = None  # see ProductionCurrent below
 
     @model_validator(mode="before")
     @classmethod
@@ -85,9 +86,44 @@ class CurrentData(_Strict):
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "CurrentData":
-        if (self.path is None) == (self.dataset is None):
-            raise ValueError("expected exactly one of 'path' or 'dataset'")
+        if sum(x is not None for x in (self.path, self.dataset, self.production)) != 1:
+            raise ValueError("expected exactly one of 'path', 'dataset' or 'production'")
         return self
+
+
+# -- production evidence (issue 10): current: {production: {window: 7d, min_rows: 1000}} -------
+class ProductionCurrent(_Strict):
+    """The captured production traffic of the model's current alias holder (the
+    champion) as the current data: its monitoring run's window samples of the last
+    ``window`` (``"<n>s|m|h|d"``, up to 366d), newest first, at most ``max_rows`` rows;
+    fewer than ``min_rows`` is an error (the verdict says so and follows ``on_error``).
+    Read by ``mlflow_monitor.gate.production_evidence``; evidence owned by the monitor."""
+
+    window: str = "7d"
+    min_rows: int = Field(default=1000, ge=1)
+    max_rows: int = Field(default=50_000, ge=1)
+
+    @field_validator("window")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        import re
+
+        match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", str(v).lower())
+        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86_400}[match.group(2)] if match else 0
+        if not 1 <= seconds <= 366 * 86_400:
+            raise ValueError(f"window must be a whole number followed by s, m, h or d (e.g. '7d'), from 1s to "
+                             f"366d; got {v!r}")
+        return str(v).strip().lower()
+
+    @model_validator(mode="after")
+    def _bounds(self) -> "ProductionCurrent":
+        if self.max_rows < self.min_rows:
+            raise ValueError(f"max_rows ({self.max_rows}) must be at least min_rows ({self.min_rows})")
+        return self
+
+
+CurrentData.model_rebuild()
+# -- end of production evidence ---------------------------------------------------------
 
 
 class ReferenceSource(_Strict):

@@ -1,4 +1,4 @@
-"""Render events (Verdict, RunSummary, HealthAlert) into Slack messages (Block Kit + fallback).
+"""Render events (Verdict, RunSummary, HealthAlert, ProductionAlert) into Slack messages (Block Kit + fallback).
 
 Every user string (model, column, rule and run names, messages, errors) is escaped
 for mrkdwn; every block stays within Slack's limits (see :mod:`.blocks`). Numbers are
@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, Mapping, Optional
 
-from mlflow_monitor.events import Event, HealthAlert, RunSummary, Verdict
+from mlflow_monitor.events import Event, HealthAlert, ProductionAlert, RunSummary, Verdict
 from mlflow_monitor.formatting import format_number, format_signed
 from mlflow_monitor.integrations.slack import blocks as bk
 from mlflow_monitor.integrations.slack.links import MlflowUiLinks
@@ -35,6 +35,8 @@ class MessageRenderer:
             msg = self.run_summary(event)
         elif isinstance(event, HealthAlert):
             msg = self.health_alert(event)
+        elif isinstance(event, ProductionAlert):
+            msg = self.production_alert(event)
         else:
             raise TypeError(f"cannot render {type(event).__name__}")
         if suppressed > 0:
@@ -150,6 +152,35 @@ class MessageRenderer:
         return SlackMessage("health_alert", bk.fallback_text(text), bk.fit_blocks(blocks), a.dedup_key,
                             ThreadRef("run", (a.run_id,)))
 
+    # ---- production alert ---------------------------------------------------------
+    def production_alert(self, a: ProductionAlert) -> SlackMessage:
+        emoji = ":rotating_light:" if a.severity == "critical" else ":warning:"
+        run_url = self.links.run(a.run_id, a.experiment_id)
+        version_url = self.links.model_version(a.model_name, a.version)
+        details = [("Model", bk.link(version_url, a.model_name)), ("Version", bk.escape(a.version)),
+                   ("Alert", f"`{bk.escape(a.alert)}`"), ("Window", bk.escape(a.window_id))]
+        if a.metric:
+            details.append(("Metric", f"`{bk.escape(a.metric)}`"))
+        if a.value is not None:
+            details.append(("Value", _fmt(a.value)))
+        if a.threshold is not None:
+            details.append(("Threshold", _fmt(a.threshold)))
+        blocks = [
+            bk.header(f"{emoji} Production {a.alert}: {a.model_name} v{a.version}"),
+            bk.section(bk.escape(a.message)),
+            bk.fields(details),
+        ]
+        if a.details:
+            blocks.append(bk.bullet_section("Details", [bk.escape(d) for d in a.details[:10]],
+                                            total=len(a.details), noun="more"))
+        run_link = bk.link(run_url, "Monitoring run") if run_url else f"monitoring run `{bk.escape(a.run_id)}`"
+        blocks.append(bk.context(run_link))
+        text = f"Production {a.alert} ({a.severity}) {a.model_name} v{a.version}, window {a.window_id}: {a.message}"
+        if run_url:
+            text += f" {run_url}"
+        return SlackMessage("production_alert", bk.fallback_text(text), bk.fit_blocks(blocks), a.dedup_key,
+                            ThreadRef("model_version", (a.model_name, str(a.version))))
+
     def suppressed_summary(self, event: Event, count: int) -> SlackMessage:
         """The closing note for a key whose last ``count`` messages were throttled."""
         base = self.render(event)
@@ -263,6 +294,7 @@ _FALLBACK_FIELDS = {
     "verdict": ("model_name", "version", "target", "passed", "run_id"),
     "run_summary": ("run_id", "status", "run_name", "error"),
     "health_alert": ("run_id", "rule", "message", "metric", "value", "step", "severity"),
+    "production_alert": ("model_name", "version", "alert", "window_id", "message", "run_id"),
 }
 
 
@@ -272,7 +304,8 @@ def plain_fallback(event: Any, suppressed: int = 0) -> SlackMessage:
     The event's type and key fields, escaped and cut short, no blocks; dead-lettered
     with the reason, so the event is not lost and ``slack replay`` can still send it.
     """
-    kind = {Verdict: "verdict", RunSummary: "run_summary", HealthAlert: "health_alert"}.get(type(event), "event")
+    kind = {Verdict: "verdict", RunSummary: "run_summary", HealthAlert: "health_alert",
+            ProductionAlert: "production_alert"}.get(type(event), "event")
     parts = []
     for name in _FALLBACK_FIELDS.get(kind, ()):
         try:
@@ -286,7 +319,7 @@ def plain_fallback(event: Any, suppressed: int = 0) -> SlackMessage:
     text = bk.fallback_text(f"mlflow-monitor {type(event).__name__}{note}: " + ", ".join(parts))
     thread = None
     try:
-        if kind == "verdict":
+        if kind in ("verdict", "production_alert"):
             thread = ThreadRef("model_version", (str(event.model_name), str(event.version)))
         elif kind in ("run_summary", "health_alert"):
             thread = ThreadRef("run", (str(event.run_id),))

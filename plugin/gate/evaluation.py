@@ -89,7 +89,8 @@ class CandidateEvaluator:
         target_col = cols.target or getattr(reference, "target", None)
         pred_col = cols.prediction or getattr(reference, "prediction", None)
         self._progress("loading current data")
-        current = _load_current(recipe, mv.run_id, self._tracking_uri)
+        current = _load_current(recipe, mv.run_id, self._tracking_uri) if recipe.current.production is None \
+            else self._production_current(name, mv, target, target_col)  # production_evidence.py
         features = self._features(ref_frame, target_col, pred_col)
         if need_perf:
             evidence = evidence_of(
@@ -187,6 +188,16 @@ class CandidateEvaluator:
             return list(cols.features)
         skip = {target_col, pred_col, *(cols.prediction_proba or []), *cols.exclude}
         return [c for c in ref_frame.columns if c not in skip]
+
+    def _production_current(self, name: str, mv: Any, target: Target, target_col: Optional[str]) -> Any:
+        from mlflow import MlflowClient
+
+        from mlflow_monitor.gate.production_evidence import load_production_current
+
+        return load_production_current(
+            self._recipe, name=name, holder=champion_of(self._store, name, target, str(mv.version)),
+            candidate_run_id=mv.run_id, client=MlflowClient(tracking_uri=self._tracking_uri),
+            registry=self._store, target=target_col, progress=self._progress)
 
     def _model_uri(self, name: str, version: str) -> str:
         return self._store.get_model_version_download_uri(name, version)

@@ -107,6 +107,9 @@ def _reference(recipe: "Recipe", run_id: str) -> EvidenceSource:
 
 def _current(recipe: "Recipe", run_id: str) -> EvidenceSource:
     source = recipe.current
+    if source.production is not None:  # captured by the monitor (gate/production_evidence.py)
+        return EvidenceSource("current data", "production traffic of the current alias holder in the last "
+                                              f"{source.production.window}, captured by the monitor", OWNED)
     if source.dataset is not None:
         return EvidenceSource("current data", f"dataset '{source.dataset}' logged on the candidate's "
                                               f"run {run_id}", SELF_REPORTED)

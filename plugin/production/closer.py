@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from mlflow_monitor.production import layout
+from mlflow_monitor.production.alerts import safe_check_window
 from mlflow_monitor.production.window_drift import drift_summary, window_drift
 from mlflow_monitor.production.window_metrics import window_metrics
 from mlflow_monitor.redaction import redact
@@ -231,6 +232,8 @@ class WindowCloser:
             sample.write_bytes(state.sample.to_parquet())
             self._client.log_artifact(run_id, str(sample), layout.SAMPLES)
             self._client.log_artifact(run_id, str(path), layout.summary_folder(state.key))
+        safe_check_window(self._client, run_id, summary, current=state.sample_inputs(),  # alerts.py: once
+                          reference=self._reference)  # per window, never raises
 
 
 def _day(ts: float) -> str:

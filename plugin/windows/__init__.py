@@ -6,7 +6,8 @@ row sample that merges exactly (:class:`RowSample`, bottom-k by prediction id); 
 latency histogram in fixed log buckets (:class:`LatencyHistogram`); error counts by
 status. Windows are keyed by (model, version, start, granularity) (:class:`WindowKey`)
 and aligned to the epoch, with a granularity from 1 s to 1 day
-(:func:`parse_granularity`).
+(:func:`parse_granularity`). :mod:`.stored` reads a monitoring run's stored windows
+back (labels, the gate's production evidence, ``prod status``).
 """
 
 from mlflow_monitor.windows.categories import CategoryCounts
@@ -18,6 +19,7 @@ from mlflow_monitor.windows.latency import LatencyHistogram
 from mlflow_monitor.windows.numeric import NumericStats
 from mlflow_monitor.windows.sample import DEFAULT_SAMPLE_ROWS, RowSample, id_hashes, sampled_mask
 from mlflow_monitor.windows.state import STATE_FORMAT, WindowState
+from mlflow_monitor.windows.stored import StoredWindow, find_monitoring_run, list_windows, parse_duration, read_window_rows
 
 __all__ = [
     "DEFAULT_SAMPLE_ROWS",
@@ -29,7 +31,12 @@ __all__ = [
     "NumericStats",
     "RowSample",
     "WindowKey",
+    "StoredWindow",
     "WindowState",
+    "find_monitoring_run",
+    "list_windows",
+    "parse_duration",
+    "read_window_rows",
     "format_granularity",
     "id_hashes",
     "inputs_frame",

@@ -10,8 +10,8 @@ import pytest
 
 import mlflow_monitor
 
-PUBLIC_API = ["__version__", "autolog", "disable_gating", "enable_gating", "flush", "log_metrics", "log_predictions",
-              "log_reference"]
+PUBLIC_API = ["__version__", "autolog", "disable_gating", "enable_gating", "flush", "log_labels", "log_metrics",
+              "log_predictions", "log_reference"]
 
 ENTRY_POINTS = {
     ("mlflow.model_registry_store", "monitor"): "mlflow_monitor.gate.registry_store:build_monitor_registry_store",
@@ -24,6 +24,7 @@ CLI_COMMANDS = {
     "audit": ["export", "show", "verify"],
     "check": [],
     "override": [],
+    "prod": ["backfill", "status"],
     "recipe": ["remove", "set", "show"],
     "report": [],
     "serve": [],

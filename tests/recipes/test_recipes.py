@@ -121,9 +121,9 @@ def test_missing_current_source_is_required():
     assert _errors({"task": "drift"}) == ["current: required field is missing"]
 
 
-def test_current_needs_exactly_one_of_path_or_dataset():
+def test_current_needs_exactly_one_of_path_dataset_or_production():
     errors = _errors({"task": "drift", "current": {"path": "a.csv", "dataset": "evaluation"}})
-    assert errors == ["current: expected exactly one of 'path' or 'dataset'"]
+    assert errors == ["current: expected exactly one of 'path', 'dataset' or 'production'"]
 
 
 def test_rule_with_two_forms_is_rejected():

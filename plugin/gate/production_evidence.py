@@ -1,0 +1,104 @@
+"""The gate's production evidence: ``current: {production: {window: 7d, min_rows: 1000}}``.
+
+The current data is the traffic the monitor captured for the model's current alias
+holder (the champion, or the stage's latest version): the row samples of the merged
+windows of its monitoring run in the last ``window``, newest window first, at most
+``max_rows`` rows, with the labels joined to them so far (as the recipe's target
+column). Nothing comes from the candidate's run, so a promoter who can only write there
+cannot shape it. The monitoring run is found from the champion's version tag
+``mlflow_monitor.prod.run_id`` (an ``mlflow_monitor.*`` tag the gate's store refuses to
+let clients set) or by its ``mlflow_monitor.prod`` tag, and must not be the candidate's
+run. Fewer than ``min_rows`` captured rows raises :class:`ProductionEvidenceError`:
+the verdict says so and follows ``on_error``.
+
+Read through the core :mod:`mlflow_monitor.windows.stored`; this module never imports
+the production service.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import pandas as pd
+
+from mlflow_monitor.gate.data import CurrentDataError
+from mlflow_monitor.gate.escaping import safe_text
+from mlflow_monitor.windows.sample import ID_COLUMN
+from mlflow_monitor.windows.state import PREDICTION_PREFIX
+from mlflow_monitor.windows.stored import LABELS, find_monitoring_run, list_windows, parse_duration, read_window_rows
+
+if TYPE_CHECKING:  # pragma: no cover
+    from mlflow_monitor.recipes import Recipe
+
+__all__ = ["ProductionEvidenceError", "load_production_current"]
+
+
+class ProductionEvidenceError(CurrentDataError):
+    """No usable production traffic: no champion, no monitoring run, or too few rows."""
+
+
+def _labels(client: Any, run_id: str, window: Any) -> Optional[pd.DataFrame]:
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mlflow_monitor_gate_") as tmp:
+        try:
+            local = client.download_artifacts(run_id, f"{window.folder(LABELS)}/labels.parquet", tmp)
+        except Exception:
+            return None
+        return pd.read_parquet(local)
+
+
+def load_production_current(recipe: "Recipe", *, name: str, holder: Optional[Any], candidate_run_id: str,
+                            client: Any, registry: Any = None, target: Optional[str] = None, now: Optional[float] = None,
+                            progress: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
+    """The champion's captured traffic as the current data (input columns, plus
+    ``target`` where labels were joined). Raises :class:`ProductionEvidenceError`."""
+    spec = recipe.current.production
+    assert spec is not None
+    say = progress or (lambda _m: None)
+    if holder is None:
+        raise ProductionEvidenceError(
+            f"current.production: model '{safe_text(name)}' has no current alias holder (champion) whose "
+            "production traffic could be the current data")
+    version = str(holder.version)
+    try:
+        run_id = find_monitoring_run(client, name, version, registry=registry, strict=True)
+    except LookupError as exc:
+        raise ProductionEvidenceError(f"current.production: champion version {version} of '{safe_text(name)}': "
+                                      f"{safe_text(str(exc))}") from None
+    if run_id is None:
+        raise ProductionEvidenceError(
+            f"current.production: champion version {version} of '{safe_text(name)}' has no monitoring run: "
+            f"no production traffic was captured for it (need at least {spec.min_rows} rows)")
+    if run_id == candidate_run_id:
+        raise ProductionEvidenceError("current.production: the champion's monitoring run is the candidate's own "
+                                      "run; its windows are not evidence the monitor owns")
+    seconds = parse_duration(spec.window, what="current.production.window")
+    now = time.time() if now is None else now
+    frames: list[pd.DataFrame] = []
+    rows = 0
+    windows = list_windows(client, run_id, since=now - seconds, until=now + 1)
+    for window in windows:
+        part = read_window_rows(client, run_id, window)
+        if part.empty:
+            continue
+        if target:
+            labels = _labels(client, run_id, window)
+            if labels is not None and len(labels):
+                part = part.merge(labels.rename(columns={"id": ID_COLUMN, "label": target}), on=ID_COLUMN,
+                                  how="left")
+        frames.append(part)
+        rows += len(part)
+        if rows >= spec.max_rows:
+            break
+    if rows < spec.min_rows:
+        raise ProductionEvidenceError(
+            f"current.production: too little production traffic for champion version {version} of "
+            f"'{safe_text(name)}': {rows} captured rows in {len(windows)} window(s) of the last {spec.window}, "
+            f"the recipe needs at least {spec.min_rows} (min_rows)")
+    frame = pd.concat(frames, ignore_index=True, sort=False).head(spec.max_rows)
+    keep = [c for c in frame.columns if c != ID_COLUMN and not str(c).startswith(PREDICTION_PREFIX)]
+    say(f"production evidence: {len(frame)} rows captured for champion version {version} in the last "
+        f"{spec.window} (monitoring run {run_id})")
+    return frame[keep].infer_objects().reset_index(drop=True)

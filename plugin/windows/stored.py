@@ -1,0 +1,210 @@
+"""Reading a monitoring run's stored windows back (labels, the gate, ``prod status``).
+
+The production service writes, in a model version's monitoring run (artifact root
+``mlflow_monitor/prod``): ``partials/<day>/<window_id>/<worker>__<seq>.json|.parquet``
+(each worker's partial state and row sample), ``windows/<day>/<window_id>/summary.json``
+(the merged window), ``labels/<day>/<window_id>/`` (joined labels and the window's
+performance) and ``alerts/<day>/<window_id>/<alert>.json`` (alerts raised). This module
+is core: the gate reads production traffic through it without importing the service.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import io
+import json
+import tempfile
+from pathlib import Path
+from typing import Any, Iterator, Optional
+
+import pandas as pd
+
+from mlflow_monitor.windows.granularity import format_granularity, parse_granularity
+from mlflow_monitor.windows.sample import HASH_COLUMN, ID_COLUMN
+from mlflow_monitor.windows.state import PREDICTION_PREFIX
+
+__all__ = [
+    "ALERTS", "LABELS", "PARTIALS", "PROD_ROOT", "PROD_RUN_TAG", "PROD_TAG", "WINDOWS", "StoredWindow",
+    "find_monitoring_run", "list_windows", "parse_duration", "parse_window_id", "prediction_columns",
+    "read_json_artifact", "read_window_rows",
+]
+
+PROD_ROOT = "mlflow_monitor/prod"
+PARTIALS = f"{PROD_ROOT}/partials"
+WINDOWS = f"{PROD_ROOT}/windows"
+LABELS = f"{PROD_ROOT}/labels"
+ALERTS = f"{PROD_ROOT}/alerts"
+PROD_TAG = "mlflow_monitor.prod"  # on the monitoring run: "<name>/<version>"
+PROD_RUN_TAG = "mlflow_monitor.prod.run_id"  # on the model version: the monitoring run's id
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+
+
+def parse_duration(value: "str | int", *, what: str = "duration", max_days: int = 366) -> int:
+    """Seconds of ``"<n>s|m|h|d"`` (or whole seconds), from 1 s to ``max_days`` days.
+
+    Raises ``ValueError`` naming ``what``, the value and what is allowed.
+    """
+    allowed = f"a whole number followed by s, m, h or d (e.g. '30m', '7d'), from 1s to {max_days}d"
+    seconds: Optional[int] = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        seconds = value
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if len(text) >= 2 and text[:-1].isdigit() and text[-1] in _UNITS:
+            seconds = int(text[:-1]) * _UNITS[text[-1]]
+    if seconds is None or not 1 <= seconds <= max_days * 86_400:
+        raise ValueError(f"{what} must be {allowed}; got {value!r}")
+    return seconds
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class StoredWindow:
+    """A merged window of a monitoring run, by its start and granularity."""
+
+    start: int
+    granularity_s: int
+
+    @property
+    def end(self) -> int:
+        return self.start + self.granularity_s
+
+    @property
+    def index(self) -> int:
+        """The metric step of the window's values."""
+        return self.start // self.granularity_s
+
+    @property
+    def day(self) -> str:
+        return _dt.datetime.fromtimestamp(self.start, tz=_dt.timezone.utc).strftime("%Y-%m-%d")
+
+    @property
+    def window_id(self) -> str:
+        stamp = _dt.datetime.fromtimestamp(self.start, tz=_dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+        return f"{stamp}-{format_granularity(self.granularity_s)}"
+
+    def folder(self, root: str) -> str:
+        """This window's folder under ``root`` (:data:`PARTIALS`, :data:`WINDOWS`, ...)."""
+        return f"{root}/{self.day}/{self.window_id}"
+
+
+def parse_window_id(window_id: str) -> Optional[StoredWindow]:
+    """``20261201T102000Z-5m`` as a :class:`StoredWindow`; ``None`` for another name."""
+    stamp, _, gran = window_id.partition("-")
+    try:
+        start = _dt.datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=_dt.timezone.utc)
+        return StoredWindow(int(start.timestamp()), parse_granularity(gran))
+    except ValueError:
+        return None
+
+
+def _not_found(exc: BaseException) -> bool:
+    return getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST" or isinstance(
+        exc, (FileNotFoundError, NotADirectoryError))
+
+
+def _list(client: Any, run_id: str, path: str) -> list[Any]:
+    try:
+        return list(client.list_artifacts(run_id, path))
+    except Exception as exc:
+        if _not_found(exc):
+            return []
+        raise
+
+
+def find_monitoring_run(client: Any, model_name: str, version: str, *, registry: Any = None,
+                        strict: bool = False) -> Optional[str]:
+    """The id of version ``version``'s monitoring run, or ``None`` when it has none.
+
+    The version's ``mlflow_monitor.prod.run_id`` tag when it names an active run tagged
+    for this version; else the oldest such run in the source run's experiment (the rule
+    the service uses when it creates one). ``registry``: where to read the version
+    (default ``client``; the gate passes its registry store). ``strict`` (the gate):
+    without the version tag, two or more tagged runs raise ``LookupError`` instead of
+    picking the oldest (an experiment editor can create a run with any start time).
+    """
+    value = f"{model_name}/{version}"
+    mv = (registry or client).get_model_version(model_name, str(version))
+    tagged = (mv.tags or {}).get(PROD_RUN_TAG)
+    if tagged:
+        try:
+            run = client.get_run(tagged)
+            if run.info.lifecycle_stage == "active" and run.data.tags.get(PROD_TAG) == value:
+                return str(tagged)
+        except Exception as exc:
+            if not _not_found(exc):
+                raise
+    if not mv.run_id:
+        return None
+    experiment_id = client.get_run(mv.run_id).info.experiment_id
+    quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+    runs = [r for r in client.search_runs([experiment_id], filter_string=f"tags.`{PROD_TAG}` = '{quoted}'",
+                                          max_results=50) if r.data.tags.get(PROD_TAG) == value]
+    if not runs:
+        return None
+    if strict and len(runs) > 1:
+        raise LookupError(f"{len(runs)} runs are tagged {PROD_TAG}={value!r} and the version's {PROD_RUN_TAG} tag "
+                          "names none of them: which one the monitor wrote cannot be told")
+    return str(min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)).info.run_id)
+
+
+def list_windows(client: Any, run_id: str, *, since: float, until: float) -> list[StoredWindow]:
+    """Merged windows (a ``summary.json`` exists) starting in ``[since, until)``, newest first."""
+    out: list[StoredWindow] = []
+    day = _dt.datetime.fromtimestamp(since, tz=_dt.timezone.utc).date()
+    last = _dt.datetime.fromtimestamp(until, tz=_dt.timezone.utc).date()
+    while day <= last:
+        for entry in _list(client, run_id, f"{WINDOWS}/{day.isoformat()}"):
+            window = parse_window_id(Path(entry.path).name)
+            if window is not None and since <= window.start < until:
+                out.append(window)
+        day += _dt.timedelta(days=1)
+    return sorted(set(out), reverse=True)
+
+
+def read_json_artifact(client: Any, run_id: str, path: str) -> Optional[dict[str, Any]]:
+    """A JSON artifact of the run, or ``None`` when there is none."""
+    with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
+        try:
+            local = client.download_artifacts(run_id, path, tmp)
+        except Exception as exc:
+            if _not_found(exc):
+                return None
+            raise
+        try:
+            data = json.loads(Path(local).read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+    return data if isinstance(data, dict) else None
+
+
+def read_window_rows(client: Any, run_id: str, window: StoredWindow) -> pd.DataFrame:
+    """The sampled rows of ``window``: the union of its partials' row samples, one row per
+    prediction id. Columns: ``__prediction_id``, the input columns and the prediction
+    columns (prefixed ``__prediction__/``). Rows not sampled (``--sample`` below 1, or
+    beyond a worker's bottom-k sample) are not here."""
+    frames = list(_partial_samples(client, run_id, window))
+    if not frames:
+        return pd.DataFrame({ID_COLUMN: pd.Series([], dtype=object)})
+    rows = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
+    rows = rows.drop_duplicates(subset=ID_COLUMN, keep="first")
+    return rows.drop(columns=[HASH_COLUMN], errors="ignore").reset_index(drop=True)
+
+
+def _partial_samples(client: Any, run_id: str, window: StoredWindow) -> Iterator[pd.DataFrame]:
+    folder = window.folder(PARTIALS)
+    names = {Path(e.path).name for e in _list(client, run_id, folder)}
+    complete = sorted(n for n in names if n.endswith(".parquet") and f"{n[:-8]}.json" in names)
+    if not complete:
+        return
+    with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
+        local = Path(client.download_artifacts(run_id, folder, tmp))
+        for name in complete:
+            frame = pd.read_parquet(io.BytesIO((local / name).read_bytes()))
+            if ID_COLUMN in frame.columns:
+                yield frame
+
+
+def prediction_columns(rows: pd.DataFrame) -> dict[str, str]:
+    """``{prediction column: its column in rows}`` of a :func:`read_window_rows` frame."""
+    return {str(c)[len(PREDICTION_PREFIX):]: str(c) for c in rows.columns if str(c).startswith(PREDICTION_PREFIX)}

@@ -1,0 +1,151 @@
+"""``log_labels``: labels joined to their windows by prediction id, per-window performance
+at the window's timestamp (oracle: scikit-learn on the rows joined by pandas), late
+labels updating their window, and bad input changing nothing."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import register_version
+from sklearn.metrics import accuracy_score, f1_score, mean_absolute_error, mean_squared_error, roc_auc_score
+
+import mlflow_monitor
+from mlflow_monitor.production.labels import log_labels
+from mlflow_monitor.windows import find_monitoring_run
+
+WINDOW = 60
+
+
+def _traffic(n: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rng = np.random.default_rng(seed)
+    x = pd.DataFrame({"x": rng.normal(size=n), "y": rng.normal(loc=5.0, size=n),
+                      "c": rng.choice(["a", "b", "c"], n)})
+    proba = rng.uniform(size=n)
+    preds = pd.DataFrame({"prediction": (proba > 0.5).astype(int), "probability": proba})
+    return x, preds
+
+
+def _two_windows(name: str, version: str) -> tuple[list[str], pd.DataFrame, float]:
+    """60 rows in each of two past 1-minute windows; returns ids, predictions, first start."""
+    start = (math.floor(time.time() / WINDOW) - 10) * WINDOW
+    x, preds = _traffic(120, 1)
+    ids = [f"p-{i}" for i in range(120)]
+    ts = [start + (0 if i < 60 else WINDOW) + (i % 60) * 0.5 for i in range(120)]
+    mlflow_monitor.log_predictions(x, preds, model_uri=f"models:/{name}/{version}", prediction_ids=ids,
+                                   timestamps=ts, window="1m")
+    return ids, preds.assign(id=ids), start
+
+
+def _oracle(preds: pd.DataFrame, labels: dict[str, int]) -> dict[str, float]:
+    joined = preds.merge(pd.DataFrame({"id": list(labels), "label": list(labels.values())}), on="id")
+    return {"accuracy": accuracy_score(joined["label"], joined["prediction"]),
+            "f1": f1_score(joined["label"], joined["prediction"]),
+            "roc_auc": roc_auc_score(joined["label"], joined["probability"]), "rows": len(joined)}
+
+
+def _at_step(client, run_id: str, key: str, step: int) -> list[float]:
+    """Values at ``step``, oldest revision first (each revision is 1 ms later)."""
+    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.timestamp)
+            if m.step == step]
+
+
+def test_labels_join_their_windows_and_late_labels_update_the_value():
+    name, version, _ = register_version("labelled")
+    ids, preds, start = _two_windows(name, version)
+    client = mlflow.MlflowClient()
+    run_id = find_monitoring_run(client, name, version)
+    rng = np.random.default_rng(7)
+    truth = {i: int(rng.integers(0, 2)) for i in ids}
+    first = {i: truth[i] for i in ids[:40]}  # window 1 only, partly
+    report = log_labels(f"models:/{name}/{version}", first)
+    assert report.matched == 40 and report.unmatched == [] and report.task == "classification"
+    step0 = start // WINDOW
+    want = _oracle(preds, first)
+    for key in ("accuracy", "f1", "roc_auc"):
+        assert _at_step(client, run_id, f"prod/{key}", step0) == [pytest.approx(want[key])]
+    hist = client.get_metric_history(run_id, "prod/accuracy")
+    assert [m.timestamp for m in hist] == [(start + WINDOW) * 1000]  # the window's end
+    # late labels: the rest of window 1 and all of window 2 (a DataFrame this time)
+    late = pd.DataFrame({"prediction_id": ids[40:], "label": [truth[i] for i in ids[40:]]})
+    report = log_labels(f"models:/{name}/{version}", late)
+    assert report.matched == 80 and len(report.windows) == 2
+    window1 = {i: truth[i] for i in ids[:60]}
+    window2 = {i: truth[i] for i in ids[60:]}
+    assert _at_step(client, run_id, "prod/accuracy", step0)[-1] == pytest.approx(_oracle(preds, window1)["accuracy"])
+    assert _at_step(client, run_id, "prod/labelled_rows", step0)[-1] == 60
+    assert _at_step(client, run_id, "prod/f1", step0 + 1) == [pytest.approx(_oracle(preds, window2)["f1"])]
+
+
+def test_regression_labels_score_mae_and_rmse():
+    name, version, _ = register_version("regressor")
+    start = (math.floor(time.time() / WINDOW) - 5) * WINDOW
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame({"x": rng.normal(size=50)})
+    pred = rng.normal(size=50)
+    ids = [f"r-{i}" for i in range(50)]
+    mlflow_monitor.log_predictions(x, pred, model_uri=f"models:/{name}/{version}", prediction_ids=ids,
+                                   timestamps=start + 1.0, window="1m")
+    y = pred + rng.normal(scale=0.3, size=50)
+    report = log_labels(f"models:/{name}/{version}", dict(zip(ids, y)), task="regression")
+    metrics = report.windows[next(iter(report.windows))]
+    assert metrics["prod/mae"] == pytest.approx(mean_absolute_error(y, pred))
+    assert metrics["prod/rmse"] == pytest.approx(math.sqrt(mean_squared_error(y, pred)))
+
+
+def test_unknown_ids_are_kept_not_dropped_and_the_horizon_bounds_the_join():
+    name, version, _ = register_version("horizon")
+    ids, _, start = _two_windows(name, version)
+    client = mlflow.MlflowClient()
+    run_id = find_monitoring_run(client, name, version)
+    report = log_labels(f"models:/{name}/{version}", {ids[0]: 1, "nope": 0}, horizon="1m")
+    assert report.matched == 0 and report.unmatched == sorted([ids[0], "nope"])  # both windows are older than 1m
+    kept = client.list_artifacts(run_id, "mlflow_monitor/prod/labels/unmatched")
+    assert len(kept) == 1
+    local = client.download_artifacts(run_id, kept[0].path)
+    assert sorted(pd.read_parquet(local)["id"]) == sorted([ids[0], "nope"])
+    assert log_labels(f"models:/{name}/{version}", {ids[0]: 1}).matched == 1  # default horizon 14d
+
+
+@pytest.mark.parametrize("labels,needle", [
+    ({}, "no labels"),
+    (pd.DataFrame({"id": ["a"], "label": [1]}), "must have columns 'prediction_id' and 'label'"),
+    (pd.DataFrame({"prediction_id": ["a", "a"], "label": [1, 0]}), "more than once"),
+    (pd.DataFrame({"prediction_id": ["a", "b"], "label": [1, None]}), "missing label"),
+    ([("a", 1)], "must be a mapping"),
+])
+def test_bad_labels_are_clear_errors_and_write_nothing(labels, needle):
+    name, version, _ = register_version("bad-labels")
+    ids, _, _ = _two_windows(name, version)
+    client = mlflow.MlflowClient()
+    run_id = find_monitoring_run(client, name, version)
+    before = client.list_artifacts(run_id, "mlflow_monitor/prod")
+    with pytest.raises((ValueError, TypeError), match=needle):
+        log_labels(f"models:/{name}/{version}", labels)
+    with pytest.raises(ValueError, match="label horizon"):
+        log_labels(f"models:/{name}/{version}", {ids[0]: 1}, horizon="2y")
+    assert client.list_artifacts(run_id, "mlflow_monitor/prod") == before
+    assert not client.get_metric_history(run_id, "prod/accuracy")
+
+
+def test_a_version_without_traffic_is_a_clear_error():
+    name, version, _ = register_version("no-traffic")
+    with pytest.raises(ValueError, match="has no monitoring run"):
+        log_labels(f"models:/{name}/{version}", {"a": 1})
+
+
+def test_the_core_reader_reads_where_the_service_writes():
+    from mlflow_monitor.production import layout, monitoring_run
+    from mlflow_monitor.windows import WindowKey, stored
+
+    assert (stored.PROD_ROOT, stored.PARTIALS, stored.WINDOWS) == (layout.PROD_ROOT, layout.PARTIALS, layout.WINDOWS)
+    assert (stored.PROD_TAG, stored.PROD_RUN_TAG) == (monitoring_run.PROD_TAG, monitoring_run.PROD_RUN_TAG)
+    key = WindowKey("m", "1", 1_764_583_200, 300)
+    window = stored.parse_window_id(key.window_id)
+    assert window is not None and window.folder(stored.PARTIALS) == layout.partial_folder(key)
+    assert window.folder(stored.WINDOWS) == layout.summary_folder(key) and window.index == key.index
+    assert stored.parse_window_id("not-a-window") is None

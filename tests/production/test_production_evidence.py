@@ -1,0 +1,114 @@
+"""The gate's production evidence: ``current: {production: ...}`` is the champion's
+captured traffic, owned by the monitor: drifted traffic blocks, healthy traffic passes,
+artifacts the promoter logs into the candidate's run change nothing, and too little
+traffic is an error the verdict names (following ``on_error``)."""
+
+from __future__ import annotations
+
+import time
+
+import mlflow
+import pytest
+from mlflow.exceptions import MlflowException
+
+import mlflow_monitor
+from mlflow_monitor.gate import tags as T
+from mlflow_monitor.gate.data import log_current
+from mlflow_monitor.gate.evidence import OWNED
+from mlflow_monitor.recipes import load_recipe
+from helpers.gate import breast_cancer_frames, drifted, gated_client, reference_only_version
+
+MODEL = "prod-evidence"
+
+
+def _recipe(min_rows: int = 100, on_error: str = "block") -> str:
+    return ("task: drift\ncurrent: {production: {window: 1d, min_rows: %d}}\nrules: [drift_share < 0.3]\n"
+            "presets: [DataDriftPreset]\nreport: {sample_size: 100}\non_error: %s\n" % (min_rows, on_error))
+
+
+def _current_source(mv) -> dict:
+    folder = mv.tags[T.REPORT].split(f"runs:/{mv.run_id}/", 1)[1]
+    summary = mlflow.artifacts.load_dict(f"runs:/{mv.run_id}/{folder}/summary.json")
+    return next(s for s in summary["evidence"]["sources"] if s["input"] == "current data")
+
+
+def _champion_with_traffic(client, traffic) -> str:
+    champion = reference_only_version(client, MODEL)
+    client.set_registered_model_alias(MODEL, "champion", champion)  # no recipe yet: not gated
+    features = traffic.drop(columns=["target"])
+    mlflow_monitor.log_predictions(features, traffic["target"], model_uri=f"models:/{MODEL}@champion",
+                                   timestamps=time.time() - 600, window="5m")
+    return champion
+
+
+def test_recipe_production_settings_are_validated():
+    with pytest.raises(ValueError, match="expected exactly one of 'path', 'dataset' or 'production'"):
+        load_recipe({"task": "drift", "current": {"path": "/x.csv", "production": {}}})
+    with pytest.raises(ValueError, match="max_rows .* must be at least min_rows"):
+        load_recipe({"task": "drift", "current": {"production": {"min_rows": 10, "max_rows": 5}}})
+    assert load_recipe({"task": "drift", "current": {"production": {}}}).current.production.window == "7d"
+
+
+@pytest.mark.slow  # several gated promotions against real windows
+def test_drifted_champion_traffic_blocks_and_the_candidates_own_artifacts_cannot_fake_it():
+    client = gated_client()
+    _, holdout = breast_cancer_frames()
+    _champion_with_traffic(client, drifted(holdout))
+    candidate = reference_only_version(client, MODEL)
+    run_id = client.get_model_version(MODEL, candidate).run_id
+    # the promoter (EDIT on its own run) logs flattering data and fake windows there
+    log_current(holdout, context="evaluation", run_id=run_id)
+    with mlflow.start_run(run_id=run_id):  # (tagging the run as a monitoring run: see the forgery test below)
+        mlflow.log_dict({"fake": True}, "mlflow_monitor/prod/windows/2026-01-01/x/summary.json")
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe())
+    with pytest.raises(MlflowException, match="BLOCKED") as info:
+        client.set_registered_model_alias(MODEL, "champion", candidate)
+    mv = client.get_model_version(MODEL, candidate)
+    assert mv.tags.get(T.VERDICT) == T.BLOCKED, info.value.message
+    assert "drift_share" in mv.tags[T.REASON]
+    assert _current_source(mv)["owner"] == OWNED
+
+
+@pytest.mark.slow
+def test_healthy_champion_traffic_passes_with_owned_current_data():
+    client = gated_client()
+    _, holdout = breast_cancer_frames()
+    _champion_with_traffic(client, holdout)
+    candidate = reference_only_version(client, MODEL)
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe())
+    client.set_registered_model_alias(MODEL, "champion", candidate)
+    mv = client.get_model_version(MODEL, candidate)
+    assert mv.tags[T.VERDICT] == T.PASSED
+    current = _current_source(mv)
+    assert current["owner"] == OWNED and "captured by the monitor" in current["origin"]
+
+
+@pytest.mark.slow
+def test_too_little_traffic_says_so_and_follows_on_error():
+    client = gated_client()
+    _, holdout = breast_cancer_frames()
+    _champion_with_traffic(client, holdout)  # 169 rows
+    candidate = reference_only_version(client, MODEL)
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe(min_rows=1000))
+    with pytest.raises(MlflowException) as info:
+        client.set_registered_model_alias(MODEL, "champion", candidate)
+    assert "too little production traffic" in info.value.message and "at least 1000" in info.value.message
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe(min_rows=1000, on_error="allow"))
+    client.set_registered_model_alias(MODEL, "champion", candidate)
+    assert client.get_model_version(MODEL, candidate).tags[T.VERDICT] == T.ERROR_ALLOWED
+
+
+@pytest.mark.slow
+def test_a_second_run_tagged_as_the_champions_monitoring_run_is_refused_not_trusted():
+    client = gated_client()
+    _, holdout = breast_cancer_frames()
+    champion = _champion_with_traffic(client, holdout)
+    candidate = reference_only_version(client, MODEL)
+    mv = client.get_model_version(MODEL, champion)
+    if "mlflow_monitor.prod.run_id" in (mv.tags or {}):
+        pytest.skip("the version tag names the real run here; the forgery cannot redirect it")
+    experiment = client.get_run(mv.run_id).info.experiment_id
+    client.create_run(experiment, start_time=1, tags={"mlflow_monitor.prod": f"{MODEL}/{champion}"})  # forged, older
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe())
+    with pytest.raises(MlflowException, match="which one the monitor wrote cannot be told"):
+        client.set_registered_model_alias(MODEL, "champion", candidate)
