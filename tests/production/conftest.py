@@ -1,48 +1,9 @@
-"""Shared pieces of the production-monitoring tests."""
+"""Fixtures of the production-monitoring tests (shared helpers: ``helpers.production``)."""
 
 from __future__ import annotations
 
-import numpy as np
-import pandas as pd
 import pytest
-
-
-def reference_frame(n: int = 2000, seed: int = 0) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    return pd.DataFrame({
-        "x": rng.normal(size=n),
-        "y": rng.normal(loc=5.0, size=n),
-        "c": rng.choice(["a", "b", "c"], n, p=[0.5, 0.3, 0.2]),
-    })
-
-
-def register_version(name: str = "prod-model", with_reference: bool = True) -> tuple[str, str, str]:
-    """A registered model version whose source run logged a reference: (name, version, run_id)."""
-    import mlflow
-
-    import mlflow_monitor
-
-    with mlflow.start_run() as run:
-        if with_reference:
-            mlflow_monitor.log_reference(reference_frame())
-        mlflow.log_param("kind", "test")
-    client = mlflow.MlflowClient()
-    try:
-        client.create_registered_model(name)
-    except Exception:
-        pass
-    mv = client.create_model_version(name, f"runs:/{run.info.run_id}/model", run_id=run.info.run_id)
-    return name, str(mv.version), run.info.run_id
-
-
-class FakeClock:
-    """An injected clock (seconds since the epoch) the test moves by hand."""
-
-    def __init__(self, start: float) -> None:
-        self.now = float(start)
-
-    def __call__(self) -> float:
-        return self.now
+from helpers.production import FakeClock
 
 
 @pytest.fixture

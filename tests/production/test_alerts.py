@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import reference_frame, register_version
+from helpers.production import reference_frame, register_version
 from helpers.slack_stub import FAST_SETTINGS, SlackStub
 
 import mlflow_monitor

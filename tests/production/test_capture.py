@@ -11,7 +11,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import register_version
+from helpers.production import register_version
 
 from mlflow_monitor.production import PROD_RUN_TAG, PROD_TAG, Capture
 
@@ -189,7 +189,7 @@ def test_rows_that_cannot_be_folded_are_counted_and_leave_the_window_intact(tmp_
 def test_drift_stays_quiet_on_reference_like_traffic_and_flags_a_shifted_segment(tmp_path, clock):
     """The windows' drift comes from the gate's engine against the logged reference: seven
     windows drawn like the reference raise nothing, two with ``x`` shifted by 1 sd do."""
-    from conftest import reference_frame
+    from helpers.production import reference_frame
 
     name, version, _ = register_version()
     cap = Capture(name, version, window="1s", state_dir=tmp_path, clock=clock, worker_id="w1")

@@ -10,7 +10,7 @@ import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import register_version
+from helpers.production import register_version
 
 from mlflow_monitor.production import PROD_RUN_TAG, Capture, WindowCloser, log_predictions
 

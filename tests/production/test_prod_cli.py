@@ -9,7 +9,7 @@ import time
 import mlflow
 import pandas as pd
 from click.testing import CliRunner
-from conftest import reference_frame, register_version
+from helpers.production import reference_frame, register_version
 
 from mlflow_monitor.cli import main
 from mlflow_monitor.windows import find_monitoring_run

@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 import requests
 from helpers.servers import MlflowServer
-from serving import ServeProcess, payload, sampled_ids, traffic, train_and_register, wait_for, window_summaries
+from helpers.serving import ServeProcess, payload, sampled_ids, traffic, train_and_register, wait_for, window_summaries
 
 from mlflow_monitor.production import PROD_RUN_TAG
 
