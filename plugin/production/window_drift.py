@@ -1,5 +1,7 @@
 """Drift of a merged window's row sample against the version's logged reference, with the
-gate's drift engine (:func:`mlflow_monitor.gate.drift.compute_drift`, so its thresholds)."""
+gate's drift engine (:func:`mlflow_monitor.gate.drift.compute_drift`) with the built-in
+recipes' calibrated detection (:class:`~mlflow_monitor.recipes.schema.DriftSettings` defaults:
+thresholds from the reference's own null at the window's size, dataset-level alpha 0.01)."""
 
 from __future__ import annotations
 
@@ -8,12 +10,15 @@ from typing import Any, Optional
 
 from mlflow_monitor.gate.drift import DriftResult, compute_drift
 from mlflow_monitor.redaction import redact
+from mlflow_monitor.recipes.schema import DriftSettings
 from mlflow_monitor.reference import DataValidationError, ReferenceData
 from mlflow_monitor.windows import WindowState
 
 __all__ = ["drift_summary", "window_drift"]
 
 _logger = logging.getLogger(__name__)
+
+CALIBRATED = DriftSettings()  # the built-in recipes' detection
 
 
 def window_drift(state: WindowState, reference: Optional[ReferenceData]) -> tuple[Optional[DriftResult], str]:
@@ -31,9 +36,9 @@ def window_drift(state: WindowState, reference: Optional[ReferenceData]) -> tupl
     current = current[cols].infer_objects()
     try:
         if reference.profile is not None:
-            result = compute_drift(None, current, profile=reference.profile)
+            result = compute_drift(None, current, profile=reference.profile, settings=CALIBRATED)
         else:
-            result = compute_drift(reference.frame, current)
+            result = compute_drift(reference.frame, current, settings=CALIBRATED)
     except (DataValidationError, ValueError, TypeError) as exc:
         note = redact(f"drift not computed: {exc}")
         _logger.warning("mlflow-monitor: window %s: %s", state.key.window_id, note)
