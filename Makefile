@@ -70,6 +70,10 @@ bench: $(STAMP)
 	$(PY) benchmarks/training_overhead.py
 	$(PY) benchmarks/sampler_cost.py
 	$(PY) benchmarks/gate_drift.py --quick
+	$(PY) benchmarks/alert_quality.py --quick
+	$(PY) benchmarks/gate_lock.py
+	$(PY) benchmarks/gate_promotion.py --rows 100000
+	$(PY) benchmarks/serving_overhead.py --quick
 	$(PY) benchmarks/gpu_check.py
 
 clean:

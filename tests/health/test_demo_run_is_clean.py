@@ -1,4 +1,5 @@
-"""The demo (`make demo`) as a user runs it: no stray run in its store, no health alert on any run."""
+"""The demo (`make demo`) as a user runs it: no stray run in its store, no health alert on any run
+(the serving step's drift alert is a production alert, on purpose)."""
 
 from __future__ import annotations
 
@@ -25,8 +26,11 @@ def test_demo_leaves_only_its_own_runs_and_no_health_alerts(tmp_path):
 
     client = mlflow.MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     runs = [r for e in client.search_experiments() for r in client.search_runs([e.experiment_id])]
+    # the demo's own runs: training, the gate's two, and the serving step's monitoring run
     assert sorted(r.info.run_name for r in runs) == ["demo-training", "gate-demo-candidate-drifted",
-                                                     "gate-demo-train"]
+                                                     "gate-demo-train", "prod-demo-gate-classifier-v1"]
+    monitoring = next(r for r in runs if r.info.run_name == "prod-demo-gate-classifier-v1")
+    assert monitoring.data.tags.get("mlflow_monitor.prod") == "demo-gate-classifier/1"
     alerts = {r.info.run_name: k for r in runs for k in r.data.tags if k.startswith("mlflow_monitor.health.")}
     assert alerts == {}
     assert "health alert" not in proc.stdout.lower()
