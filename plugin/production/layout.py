@@ -14,12 +14,10 @@
 from __future__ import annotations
 
 from mlflow_monitor.windows import WindowKey
+from mlflow_monitor.windows.stored import PARTIALS, PROD_ROOT, WINDOWS  # one definition, read back by core
 
 __all__ = ["PARTIALS", "PROD_ROOT", "SAMPLES", "WINDOWS", "partial_folder", "sample_path", "summary_folder"]
 
-PROD_ROOT = "mlflow_monitor/prod"
-PARTIALS = f"{PROD_ROOT}/partials"
-WINDOWS = f"{PROD_ROOT}/windows"
 SAMPLES = f"{PROD_ROOT}/samples"
 
 

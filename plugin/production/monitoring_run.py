@@ -13,13 +13,12 @@ import logging
 from typing import Any, Optional
 
 from mlflow_monitor.redaction import redact
+from mlflow_monitor.windows.stored import PROD_RUN_TAG, PROD_TAG  # one definition, read back by core
 
 __all__ = ["PROD_RUN_TAG", "PROD_TAG", "monitoring_run_id", "prod_tag_value"]
 
 _logger = logging.getLogger(__name__)
 
-PROD_TAG = "mlflow_monitor.prod"  # on the run: "<name>/<version>"
-PROD_RUN_TAG = "mlflow_monitor.prod.run_id"  # on the model version: the run's id
 
 
 def prod_tag_value(model_name: str, version: str) -> str:
