@@ -34,7 +34,7 @@ from mlflow.protos.databricks_pb2 import PERMISSION_DENIED
 from mlflow_monitor.gate.escaping import safe_text
 
 __all__ = ["Identity", "Roles", "audit_event", "current_identity", "os_user", "refusal",
-           "roles_for", "who"]
+           "require_policy_owner", "roles_for", "who"]
 
 _logger = logging.getLogger(__name__)
 
@@ -110,6 +110,35 @@ def roles_for(identity: Identity, model_name: str) -> Roles:
 def refusal(summary: str, detail: str) -> MlflowException:
     """HTTP 403 (``PERMISSION_DENIED``); the first line is a short summary (fits a toast)."""
     return MlflowException(f"mlflow-monitor refused: {summary}\n{detail}", error_code=PERMISSION_DENIED)
+
+
+def require_policy_owner(identity: Identity, model_name: str, action: str, *, target: str,
+                         store_uri: Optional[str], because: tuple[str, ...] = (),
+                         version: Optional[str] = None) -> None:
+    """Return when ``identity`` holds the policy owner role on ``model_name``; otherwise audit
+    a ``refused_write`` and raise :func:`refusal` (HTTP 403). The one check behind every
+    policy write: recipe changes, and renaming or deleting what the gate protects.
+
+    ``action`` reads as the subject of the message ("a recipe change", "renaming");
+    ``because`` says why the model is gated ("it has a recipe").
+    """
+    roles = roles_for(identity, model_name)
+    if roles.own_policy:
+        return
+    model = f"model '{safe_text(model_name)}'"
+    why = f" because {' and '.join(because)}" if because else ""
+    reason = (f"{action} of {model} needs the policy owner role (MANAGE on the model, or an "
+              f"admin){why}; {who(identity)} has {roles.permission}")
+    audit_event("refused_write", identity, model_name=model_name,
+                version=None if version is None else str(version), target=target, reason=reason,
+                store_uri=store_uri)
+    hint = ("this server runs without auth, so no REST caller may change policy: an operator "
+            "runs `mlflow-monitor recipe set MODEL FILE` against the registry database"
+            if identity.user is None else
+            "ask a user with MANAGE on the model to do it (or to run `mlflow-monitor recipe set "
+            "MODEL FILE` for a recipe)")
+    raise refusal(f"{action} of {'gated ' if because else ''}{model} needs the policy owner role",
+                  f"{reason}. Nothing was changed; {hint}.")
 
 
 def who(identity: Identity) -> str:

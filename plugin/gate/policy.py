@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from mlflow_monitor.gate import tags as T
-from mlflow_monitor.gate.authority import Identity, audit_event, current_identity, refusal, roles_for, who
+from mlflow_monitor.gate.authority import Identity, audit_event, current_identity, require_policy_owner
 from mlflow_monitor.gate.errors import invalid_input
 from mlflow_monitor.gate.escaping import safe_text
 
@@ -46,23 +46,6 @@ def tag_hash(value: Optional[str]) -> Optional[str]:
 
 
 # -- recipe changes ------------------------------------------------------------------------
-def _require_owner(inner: Any, name: str, identity: Identity, action: str, *, key: str,
-                   store_uri: Optional[str]) -> None:
-    roles = roles_for(identity, name)
-    if roles.own_policy:
-        return
-    reason = (f"{action} of model '{safe_text(name)}' needs the policy owner role (MANAGE on the "
-              f"model, or an admin); {who(identity)} has {roles.permission}")
-    audit_event("refused_write", identity, model_name=name, target=key, reason=reason,
-                store_uri=store_uri)
-    hint = ("this server runs without auth, so no REST caller may change policy: an operator "
-            "runs `mlflow-monitor recipe set MODEL FILE` against the registry database"
-            if identity.user is None else
-            "ask a user with MANAGE on the model to run `mlflow-monitor recipe set MODEL FILE`")
-    raise refusal(f"{action} of model '{safe_text(name)}' needs the policy owner role",
-                  f"{reason}. Nothing was changed; {hint}.")
-
-
 def set_recipe_tag(inner: Any, name: str, value: str, *, identity: Optional[Identity] = None,
                    store_uri: Optional[str] = None) -> None:
     """Attach or replace ``name``'s recipe (tag value: built-in name or YAML text)."""
@@ -71,7 +54,7 @@ def set_recipe_tag(inner: Any, name: str, value: str, *, identity: Optional[Iden
     from mlflow_monitor.gate.recipe_tag import is_prompt, load_recipe_tag, own_recipe_tag_of
 
     identity = identity or current_identity()
-    _require_owner(inner, name, identity, "a recipe change", key=T.RECIPE, store_uri=store_uri)
+    require_policy_owner(identity, name, "a recipe change", target=T.RECIPE, store_uri=store_uri)
     try:
         load_recipe_tag(value)
     except Exception as exc:
@@ -98,7 +81,7 @@ def remove_recipe_tag(inner: Any, name: str, *, identity: Optional[Identity] = N
     from mlflow_monitor.gate.recipe_tag import is_prompt, own_recipe_tag_of
 
     identity = identity or current_identity()
-    _require_owner(inner, name, identity, "removing the recipe", key=T.RECIPE, store_uri=store_uri)
+    require_policy_owner(identity, name, "removing the recipe", target=T.RECIPE, store_uri=store_uri)
     old = own_recipe_tag_of(inner, name)
     if is_prompt(inner, name):
         inner.delete_prompt_tag(name, T.RECIPE)

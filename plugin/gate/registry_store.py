@@ -423,19 +423,10 @@ class MonitorRegistryStore:
         return reasons
 
     def _require_owner(self, name, action, reasons, version=None):
-        from mlflow_monitor.gate.authority import audit_event, current_identity, refusal, roles_for, who
-        from mlflow_monitor.gate.escaping import safe_text
+        from mlflow_monitor.gate.authority import current_identity, require_policy_owner
 
-        identity = current_identity()
-        roles = roles_for(identity, name)
-        if roles.own_policy:
-            return
-        why = (f"{action} model '{safe_text(name)}' needs the policy owner role (MANAGE or admin) "
-               f"because {' and '.join(reasons)}; {who(identity)} has {roles.permission}")
-        audit_event("refused_write", identity, model_name=name, version=version, target=action,
-                    reason=why, store_uri=self._inner_uri)
-        raise refusal(f"{action} gated model '{safe_text(name)}' needs the policy owner role",
-                      why + ". Nothing was changed.")
+        require_policy_owner(current_identity(), name, action, target=action, store_uri=self._inner_uri,
+                             because=tuple(reasons), version=version)
 
     def _audit_owner_change(self, name, reason, **details):
         from mlflow_monitor.gate.authority import audit_event, current_identity

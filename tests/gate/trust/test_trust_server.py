@@ -112,6 +112,17 @@ def _still_blocked(server, name, version="1"):
     assert resp.status_code == 400 and "BLOCKED" in resp.json()["message"], resp.text
 
 
+def _report_settled(admin, name, version="1", timeout=120.0):
+    """Wait until the blocked check's deferred report is linked (or failed), so a later
+    snapshot of the version's tags does not race the report worker's own tag writes."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while admin.get_model_version(name, version).tags.get(T.REPORT_STATUS) == "pending":
+        assert time.monotonic() < deadline, f"report of {name} v{version} still pending after {timeout} s"
+        time.sleep(0.2)
+
+
 def test_promoter_cannot_delete_the_recipe_tag_and_the_refusal_is_audited(server, admin):
     name = "t-delete-recipe"
     version, _ = _gated_model(server, admin, name)
@@ -251,6 +262,7 @@ def test_verdict_tags_and_description_block_cannot_be_rewritten(server, admin):
     name = "t-verdict-rewrite"
     version, _ = _gated_model(server, admin, name)
     _still_blocked(server, name, version)
+    _report_settled(admin, name, version)
     before = _state(admin, name)
     assert before["version_tags"][T.VERDICT] == T.BLOCKED
 
