@@ -17,8 +17,12 @@ from typing import Iterator
 
 import pytest
 
+# The PostgreSQL driver can be chosen: `make test-floor` uses psycopg2, because MLflow 3.3's
+# registry store compares its Integer ``version`` column with the string version the REST
+# API passes, and psycopg 3 sends that parameter typed (``integer = character varying``
+# fails; stock MLflow 3.3 fails the same way). psycopg2 inlines it and PostgreSQL coerces.
 SERVERS = {
-    "postgresql": "postgresql+psycopg://postgres@127.0.0.1:5432",
+    "postgresql": os.environ.get("MLFLOW_MONITOR_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"),
     "mysql": "mysql+pymysql://root@127.0.0.1:3306",
 }
 ADMIN_DB = {"postgresql": "postgres", "mysql": "test"}
