@@ -5,10 +5,13 @@ after its end. Its value is the merge of every partial under
 ``partials/<day>/<window_id>/``; partials are named ``<worker_id>__<seq>``, so a
 re-delivered partial replaces itself and is never counted twice, and each worker's
 late rows arrive as a new ``seq``. When the set of partials changes (a late one), the
-window is merged again from all its partials and re-logged at the same timestamp and
-step. ``summary.json`` records the partials each merge used; two closers merging the same
-set log identical values (idempotent in SQL stores, which keep one row per identical
-metric).
+window is merged again from all its partials: revision ``r`` (0 for the first merge)
+logs, at the window's step and at ``timestamp = end + r`` ms, only the metrics whose
+value changed since revision ``r - 1``, so a step holds one point per distinct value
+and its newest point is the current value. ``summary.json`` records the partials and the
+revision each merge used; two closers merging the same set from the same previous
+summary log identical points (idempotent in SQL stores, which keep one row per
+identical metric).
 """
 
 from __future__ import annotations
@@ -31,7 +34,8 @@ from mlflow_monitor.retry import is_permanent
 from mlflow_monitor.reference import ReferenceData, ReferenceNotFoundError, load_reference
 from mlflow_monitor.windows import WindowKey, WindowState, format_granularity, parse_granularity
 
-__all__ = ["DEFAULT_SAMPLE_RETENTION", "SUMMARY_FORMAT", "CloserThread", "WindowCloser", "default_grace_s"]
+__all__ = ["DEFAULT_SAMPLE_RETENTION", "SUMMARY_FORMAT", "CloserThread", "WindowCloser", "default_grace_s",
+           "same_value", "summary_revision"]
 
 _logger = logging.getLogger(__name__)
 
@@ -73,6 +77,7 @@ class WindowCloser:
         self.late_s = float(late_s) if late_s is not None else max(600.0, 10.0 * granularity_s)
         self.sample_retention = sample_retention
         self._merged: dict[str, frozenset[str]] = {}  # window_id -> partials merged
+        self._logged: dict[str, tuple[int, dict[str, float]]] = {}  # window_id -> (revision, metrics)
         self._reference: Optional[ReferenceData] = None
         self._reference_note = ""
         self._reference_loaded = False
@@ -152,12 +157,12 @@ class WindowCloser:
             return False
         previous = self._merged.get(key.window_id)
         if previous is None and has_summary:
-            previous = self._remote_partials(run_id, key)
+            previous = self._remote_summary(run_id, key)
         if previous == names:
             self._merged[key.window_id] = names
             return False
         merged = self._merge(run_id, key, folder, names)
-        self._log(run_id, merged, sorted(names), revision=previous is not None)
+        self._log(run_id, merged, sorted(names), self._logged.get(key.window_id))
         self._merged[key.window_id] = names
         return True
 
@@ -168,15 +173,22 @@ class WindowCloser:
             return frozenset()
         return frozenset(n[:-5] for n in files if n.endswith(".json"))
 
-    def _remote_partials(self, run_id: str, key: WindowKey) -> Optional[frozenset[str]]:
+    def _remote_summary(self, run_id: str, key: WindowKey) -> Optional[frozenset[str]]:
+        """The partials of the window's stored summary (None when there is none); its
+        revision and metrics are remembered for the next revision's comparison."""
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
             try:
                 local = self._client.download_artifacts(run_id, f"{layout.summary_folder(key)}/summary.json", tmp)
-                return frozenset(json.loads(Path(local).read_text(encoding="utf-8"))["partials"])
+                summary = json.loads(Path(local).read_text(encoding="utf-8"))
+                names = frozenset(summary["partials"])
             except Exception as exc:
-                if _not_found(exc) or isinstance(exc, (KeyError, ValueError)):
+                if _not_found(exc) or isinstance(exc, (KeyError, ValueError, TypeError)):
                     return None
                 raise
+        metrics = summary.get("metrics")
+        self._logged[key.window_id] = (summary_revision(summary),
+                                       dict(metrics) if isinstance(metrics, dict) else {})
+        return names
 
     def _merge(self, run_id: str, key: WindowKey, folder: str, names: frozenset[str]) -> WindowState:
         merged: Optional[WindowState] = None
@@ -195,15 +207,19 @@ class WindowCloser:
         assert merged is not None
         return merged
 
-    def _log(self, run_id: str, state: WindowState, partials: list[str], revision: bool) -> None:
+    def _log(self, run_id: str, state: WindowState, partials: list[str],
+             previous: Optional[tuple[int, dict[str, float]]]) -> None:
         from mlflow.entities import Metric
 
         drift, note = window_drift(state, self.reference())
         if self._reference is None and self._reference_note:
             note = self._reference_note
         metrics = window_metrics(state, drift)
-        ts_ms = state.key.end * 1000
-        entities = [Metric(k, v, ts_ms, state.key.index) for k, v in sorted(metrics.items())]
+        revision = 0 if previous is None else previous[0] + 1
+        before = {} if previous is None else previous[1]
+        ts_ms = state.key.end * 1000 + revision  # the newest revision is the latest point of its step
+        entities = [Metric(k, v, ts_ms, state.key.index) for k, v in sorted(metrics.items())
+                    if not same_value(before.get(k), v)]
         for i in range(0, len(entities), MAX_BATCH):
             self._client.log_batch(run_id, metrics=entities[i:i + MAX_BATCH])
         summary = {
@@ -216,7 +232,8 @@ class WindowCloser:
             "granularity": format_granularity(state.key.granularity_s),
             "partials": partials,
             "workers": sorted({p.rpartition("__")[0] for p in partials}),
-            "revision": revision,
+            "revision": revision > 0,
+            "revision_number": revision,
             "merged_at": time.time(),
             "metrics": metrics,
             "drift": drift_summary(drift),
@@ -232,8 +249,28 @@ class WindowCloser:
             sample.write_bytes(state.sample.to_parquet())
             self._client.log_artifact(run_id, str(sample), layout.SAMPLES)
             self._client.log_artifact(run_id, str(path), layout.summary_folder(state.key))
+        self._logged[state.key.window_id] = (revision, metrics)
         safe_check_window(self._client, run_id, summary, current=state.sample_inputs(),  # alerts.py: once
                           reference=self._reference)  # per window, never raises
+
+
+def summary_revision(summary: dict[str, Any]) -> int:
+    """A stored summary's revision number (summaries written before ``revision_number``
+    existed say only ``revision: true``, read as 1)."""
+    number = summary.get("revision_number")
+    if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
+        return number
+    return 1 if summary.get("revision") is True else 0
+
+
+def same_value(old: Optional[float], new: float) -> bool:
+    """True when a metric logged before (``old``) has the value ``new`` (NaN equals NaN)."""
+    if old is None:
+        return False
+    try:
+        return bool(old == new or (math.isnan(float(old)) and math.isnan(float(new))))
+    except (TypeError, ValueError):
+        return False
 
 
 def _day(ts: float) -> str:

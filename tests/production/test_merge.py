@@ -69,8 +69,14 @@ def test_three_workers_merge_exactly_and_late_partials_re_merge(tmp_path, clock)
         assert again["revision"] and again["state"]["rows"] == len(first) + 3
         assert "w1__000001" in again["partials"]
         rows_history = [m for m in client.get_metric_history(run_id, "prod/rows") if m.step == 1_764_583_200]
-        assert sorted(m.value for m in rows_history) == [len(first), len(first) + 3]
-        assert {m.timestamp for m in rows_history} == {1_764_583_201_000}
+        # revision 1 is 1 ms after revision 0, so the step's newest point is the current value
+        assert [m.value for m in sorted(rows_history, key=lambda m: m.timestamp)] == [len(first), len(first) + 3]
+        assert [m.timestamp for m in sorted(rows_history, key=lambda m: m.timestamp)] == [1_764_583_201_000,
+                                                                                          1_764_583_201_001]
+        assert again["revision_number"] == 1
+        # a metric the late rows did not change gets no second point at the step
+        errors_history = [m for m in client.get_metric_history(run_id, "prod/errors") if m.step == 1_764_583_200]
+        assert [(m.value, m.timestamp) for m in errors_history] == [(0.0, 1_764_583_201_000)]
         # a second closer (another replica) over the same partials logs nothing new
         other = WindowCloser(client, lambda: run_id, name, version, granularity_s=1, clock=clock)
         assert other.run_once() == 0
