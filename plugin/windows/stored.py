@@ -27,7 +27,7 @@ from mlflow_monitor.windows.state import PREDICTION_PREFIX
 __all__ = [
     "ALERTS", "LABELS", "PARTIALS", "PROD_ROOT", "PROD_RUN_TAG", "PROD_TAG", "WINDOWS", "StoredWindow",
     "find_monitoring_run", "list_windows", "parse_duration", "parse_window_id", "prediction_columns",
-    "read_json_artifact", "read_window_rows",
+    "read_json_artifact", "read_window_labels", "read_window_performance", "read_window_rows",
 ]
 
 PROD_ROOT = "mlflow_monitor/prod"
@@ -37,6 +37,12 @@ LABELS = f"{PROD_ROOT}/labels"
 ALERTS = f"{PROD_ROOT}/alerts"
 PROD_TAG = "mlflow_monitor.prod"  # on the monitoring run: "<name>/<version>"
 PROD_RUN_TAG = "mlflow_monitor.prod.run_id"  # on the model version: the monitoring run's id
+# in a window's LABELS folder: one Parquet file per log_labels call, never overwritten
+# (``<UTC stamp>-<random>.parquet``, so name order is arrival order), and one JSON per
+# performance revision (``<revision:06d>.json``); ``labels.parquet`` / ``performance.json``
+# are the layout before these (read, never written)
+LABEL_BATCHES = "batches"
+PERFORMANCE = "performance"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
@@ -208,3 +214,37 @@ def _partial_samples(client: Any, run_id: str, window: StoredWindow) -> Iterator
 def prediction_columns(rows: pd.DataFrame) -> dict[str, str]:
     """``{prediction column: its column in rows}`` of a :func:`read_window_rows` frame."""
     return {str(c)[len(PREDICTION_PREFIX):]: str(c) for c in rows.columns if str(c).startswith(PREDICTION_PREFIX)}
+
+
+def read_window_labels(client: Any, run_id: str, window: StoredWindow) -> tuple[pd.DataFrame, int]:
+    """The labels joined to ``window`` (columns ``id``, ``label``; for an id given more
+    than once, the latest batch's label) and how many label batches they came from."""
+    folder = window.folder(LABELS)
+    names = {Path(e.path).name for e in _list(client, run_id, folder)}
+    batches = sorted(Path(e.path).name for e in _list(client, run_id, f"{folder}/{LABEL_BATCHES}")
+                     if e.path.endswith(".parquet")) if LABEL_BATCHES in names else []
+    legacy = "labels.parquet" in names
+    frames: list[pd.DataFrame] = []
+    if legacy or batches:
+        with tempfile.TemporaryDirectory(prefix="mlflow_monitor_labels_") as tmp:
+            if legacy:
+                frames.append(pd.read_parquet(client.download_artifacts(run_id, f"{folder}/labels.parquet", tmp)))
+            if batches:
+                local = Path(client.download_artifacts(run_id, f"{folder}/{LABEL_BATCHES}", tmp))
+                frames.extend(pd.read_parquet(local / name) for name in batches)
+    frames = [f for f in frames if {"id", "label"} <= set(f.columns)]
+    if not frames:
+        return pd.DataFrame({"id": pd.Series([], dtype=object), "label": pd.Series([], dtype=object)}), 0
+    both = pd.concat([f[["id", "label"]] for f in frames], ignore_index=True) if len(frames) > 1 else frames[0]
+    both = both.drop_duplicates(subset="id", keep="last").reset_index(drop=True)
+    return both[["id", "label"]], len(batches) + int(legacy)
+
+
+def read_window_performance(client: Any, run_id: str, window: StoredWindow) -> Optional[dict[str, Any]]:
+    """The window's newest performance record (highest revision), or ``None``."""
+    folder = window.folder(LABELS)
+    revisions = sorted(Path(e.path).name for e in _list(client, run_id, f"{folder}/{PERFORMANCE}")
+                       if e.path.endswith(".json"))
+    if revisions:
+        return read_json_artifact(client, run_id, f"{folder}/{PERFORMANCE}/{revisions[-1]}")
+    return read_json_artifact(client, run_id, f"{folder}/performance.json")
