@@ -25,7 +25,7 @@ from mlflow_monitor.windows.sample import HASH_COLUMN, ID_COLUMN
 from mlflow_monitor.windows.state import PREDICTION_PREFIX
 
 __all__ = [
-    "ALERTS", "LABELS", "PARTIALS", "PROD_ROOT", "PROD_RUN_TAG", "PROD_TAG", "WINDOWS", "StoredWindow",
+    "ALERTS", "LABELS", "PARTIALS", "PROD_ROOT", "PROD_RUN_TAG", "PROD_TAG", "WINDOWS", "WINDOW_ROWS", "StoredWindow",
     "find_monitoring_run", "list_windows", "parse_duration", "parse_window_id", "prediction_columns",
     "read_json_artifact", "read_window_labels", "read_window_performance", "read_window_rows",
 ]
@@ -42,6 +42,9 @@ PROD_RUN_TAG = "mlflow_monitor.prod.run_id"  # on the model version: the monitor
 # performance revision (``<revision:06d>.json``); ``labels.parquet`` / ``performance.json``
 # are the layout before these (read, never written)
 LABEL_BATCHES = "batches"
+# in a window's WINDOWS folder: the union of its merged partials' row samples (written
+# before its partials are pruned, so the rows outlive them)
+WINDOW_ROWS = "rows.parquet"
 PERFORMANCE = "performance"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
@@ -185,16 +188,27 @@ def read_json_artifact(client: Any, run_id: str, path: str) -> Optional[dict[str
 
 
 def read_window_rows(client: Any, run_id: str, window: StoredWindow) -> pd.DataFrame:
-    """The sampled rows of ``window``: the union of its partials' row samples, one row per
+    """The sampled rows of ``window``: the union of its partials' row samples (those the
+    closer pruned live on in the merged window's ``rows.parquet``), one row per
     prediction id. Columns: ``__prediction_id``, the input columns and the prediction
     columns (prefixed ``__prediction__/``). Rows not sampled (``--sample`` below 1, or
     beyond a worker's bottom-k sample) are not here."""
-    frames = list(_partial_samples(client, run_id, window))
+    frames = [*_merged_rows(client, run_id, window), *_partial_samples(client, run_id, window)]
     if not frames:
         return pd.DataFrame({ID_COLUMN: pd.Series([], dtype=object)})
     rows = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
     rows = rows.drop_duplicates(subset=ID_COLUMN, keep="first")
     return rows.drop(columns=[HASH_COLUMN], errors="ignore").reset_index(drop=True)
+
+
+def _merged_rows(client: Any, run_id: str, window: StoredWindow) -> Iterator[pd.DataFrame]:
+    folder = window.folder(WINDOWS)
+    if WINDOW_ROWS not in {Path(e.path).name for e in _list(client, run_id, folder)}:
+        return
+    with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
+        frame = pd.read_parquet(client.download_artifacts(run_id, f"{folder}/{WINDOW_ROWS}", tmp))
+    if ID_COLUMN in frame.columns:
+        yield frame
 
 
 def _partial_samples(client: Any, run_id: str, window: StoredWindow) -> Iterator[pd.DataFrame]:
