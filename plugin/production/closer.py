@@ -12,6 +12,11 @@ and its newest point is the current value. ``summary.json`` records the partials
 revision each merge used; two closers merging the same set from the same previous
 summary log identical points (idempotent in SQL stores, which keep one row per
 identical metric).
+
+Each merge also stores ``rows.parquet`` beside the summary: the union of its partials'
+row samples. Once a window's late check is over, its partials (those the stored summary
+lists) are deleted through the run's artifact repository, best effort. A partial that
+arrives after that merges onto the stored window (summary state plus ``rows.parquet``).
 """
 
 from __future__ import annotations
