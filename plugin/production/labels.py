@@ -34,8 +34,8 @@ from mlflow_monitor.production.labels_metrics import infer_task, score_window
 from mlflow_monitor.production.model_uri import resolve_model_version
 from mlflow_monitor.windows.sample import ID_COLUMN
 from mlflow_monitor.windows.stored import (LABEL_BATCHES, LABELS, PERFORMANCE, StoredWindow, find_monitoring_run,
-                                           list_windows, parse_duration, prediction_columns, read_window_labels,
-                                           read_window_performance, read_window_rows)
+                                           list_windows, parse_duration, prediction_columns, read_json_artifact,
+                                           read_window_labels, read_window_performance, read_window_rows)
 
 __all__ = ["DEFAULT_HORIZON", "LABEL_COLUMN", "LabelReport", "log_labels", "window_labels"]
 
@@ -163,7 +163,11 @@ def _update_window(client: Any, run_id: str, window: StoredWindow, new: pd.DataF
         client.log_artifact(run_id, str(path), f"{window.folder(LABELS)}/{LABEL_BATCHES}")
     previous = read_window_performance(client, run_id, window) or {}
     both, batches = read_window_labels(client, run_id, window)  # ours included: read after our write
-    revision = max(batches - 1, 0)
+    # a window labelled before batches existed counts its old revisions first (its
+    # labels.parquet is then the first batch), so a new revision is never older
+    legacy = read_json_artifact(client, run_id, f"{window.folder(LABELS)}/performance.json") or {}
+    base = legacy.get("revision") if isinstance(legacy.get("revision"), int) else 0
+    revision = base + max(batches - 1, 0)
     rows = read_window_rows(client, run_id, window)
     joined = rows.merge(both.rename(columns={"id": ID_COLUMN, "label": LABEL_COLUMN}), on=ID_COLUMN, how="inner")
     preds = prediction_columns(rows)

@@ -207,3 +207,30 @@ def test_the_core_reader_reads_where_the_service_writes():
     assert window is not None and window.folder(stored.PARTIALS) == layout.partial_folder(key)
     assert window.folder(stored.WINDOWS) == layout.summary_folder(key) and window.index == key.index
     assert stored.parse_window_id("not-a-window") is None
+
+
+def test_labels_stored_before_batches_are_the_first_batch_and_revisions_keep_counting(tmp_path):
+    """A window labelled by the earlier layout (one labels.parquet, performance.json at
+    revision 2): a new call keeps its labels and logs revision 3, the step's newest point."""
+    import json
+
+    from mlflow_monitor.windows.stored import LABELS, StoredWindow
+
+    name, version, _ = register_version("legacy-labels")
+    ids, preds, start = _two_windows(name, version)
+    client = mlflow.MlflowClient()
+    run_id = find_monitoring_run(client, name, version)
+    window = StoredWindow(start, WINDOW)
+    old = {i: 1 for i in ids[:30]}
+    pd.DataFrame({"id": list(old), "label": list(old.values())}).to_parquet(tmp_path / "labels.parquet", index=False)
+    (tmp_path / "performance.json").write_text(json.dumps({"revision": 2}), encoding="utf-8")
+    for f in ("labels.parquet", "performance.json"):
+        client.log_artifact(run_id, str(tmp_path / f), window.folder(LABELS))
+    new = {i: 0 for i in ids[30:60]}
+    log_labels(f"models:/{name}/{version}", new)
+    from mlflow_monitor.production.labels import window_labels
+
+    stored = window_labels(client, run_id, window)
+    assert dict(zip(stored["id"], stored["label"])) == {**old, **new}
+    [point] = [m for m in client.get_metric_history(run_id, "prod/labelled_rows") if m.step == start // WINDOW]
+    assert point.value == 60 and point.timestamp == (start + WINDOW) * 1000 + 3
