@@ -631,3 +631,28 @@ def has_active_training_session() -> bool:
     except ImportError:
         return False
     return bool(_has_active_training_session())
+
+# ------------------------------------------------------------- run artifact deletion --
+# MLflow's client has no API to delete a run's artifacts; its artifact repositories have
+# ``delete_artifacts(artifact_path)`` (local, mlflow-artifacts proxy, S3, GCS, Azure,
+# ...; some raise NotImplementedError). The production closer prunes merged partials
+# with it, best effort (production/closer.py).
+
+__all__ += ["delete_run_artifact"]
+
+
+def delete_run_artifact(client: Any, run_id: str, path: str) -> bool:
+    """Delete ``path`` (a file or folder) from run ``run_id``'s artifacts; False, changing
+    nothing, when the run's repository cannot delete (NotImplementedError). Other errors
+    are raised (the caller decides whether they matter)."""
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    repo = get_artifact_repository(client.get_run(run_id).info.artifact_uri)
+    delete = getattr(repo, "delete_artifacts", None)
+    if delete is None:
+        return False
+    try:
+        delete(path)
+    except NotImplementedError:
+        return False
+    return True

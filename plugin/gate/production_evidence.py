@@ -26,7 +26,8 @@ from mlflow_monitor.gate.data import CurrentDataError
 from mlflow_monitor.gate.escaping import safe_text
 from mlflow_monitor.windows.sample import ID_COLUMN
 from mlflow_monitor.windows.state import PREDICTION_PREFIX
-from mlflow_monitor.windows.stored import LABELS, find_monitoring_run, list_windows, parse_duration, read_window_rows
+from mlflow_monitor.windows.stored import (find_monitoring_run, list_windows, parse_duration, read_window_labels,
+                                           read_window_rows)
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow_monitor.recipes import Recipe
@@ -39,14 +40,11 @@ class ProductionEvidenceError(CurrentDataError):
 
 
 def _labels(client: Any, run_id: str, window: Any) -> Optional[pd.DataFrame]:
-    import tempfile
-
-    with tempfile.TemporaryDirectory(prefix="mlflow_monitor_gate_") as tmp:
-        try:
-            local = client.download_artifacts(run_id, f"{window.folder(LABELS)}/labels.parquet", tmp)
-        except Exception:
-            return None
-        return pd.read_parquet(local)
+    try:
+        labels, batches = read_window_labels(client, run_id, window)
+    except Exception:
+        return None
+    return labels if batches else None
 
 
 def load_production_current(recipe: "Recipe", *, name: str, holder: Optional[Any], candidate_run_id: str,

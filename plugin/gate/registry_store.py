@@ -15,8 +15,9 @@ Guarded (gate-owned state, :mod:`.authority` for who may do what):
 
 - tags under ``mlflow_monitor.`` on models, versions and prompts: refused (HTTP 403,
   audited ``refused_write``) unless it is the recipe set or removed by a policy owner
-  (:mod:`.policy`) or an override request or approval (:mod:`.override`); also refused
-  in ``create_model_version(tags=...)``;
+  (:mod:`.policy`), an override request or approval (:mod:`.override`) or a version's
+  monitoring-run link with its proof (:mod:`.prod_run_link`); also refused in
+  ``create_model_version(tags=...)``;
 - the gate's block in a version description (``update_model_version``);
 - ``rename_registered_model`` / ``delete_registered_model`` of a gated model and
   ``delete_model_version`` of a version holding a protected alias or stage: policy
@@ -332,6 +333,12 @@ class MonitorRegistryStore:
             approve_override(self._inner, name, str(version), note=tag.value or "",
                              store_uri=self._inner_uri)
             return None
+        if _is_prod_run_link(tag.key):  # the monitoring run's link, with proof (gate/prod_run_link.py)
+            from mlflow_monitor.gate.prod_run_link import link_monitoring_run
+
+            link_monitoring_run(self._inner, name, str(version), tag.value, tracking_uri=self._gate.tracking_uri(),
+                                store_uri=self._inner_uri)
+            return None
         if _owned(tag.key):
             self._refuse(name, tag.key, "setting", version=version)
         return self._inner.set_model_version_tag(name, version, tag)
@@ -446,6 +453,16 @@ class MonitorRegistryStore:
                     reason=f"{op} {key}: {why}", store_uri=self._inner_uri)
         raise refusal(f"{op} '{safe_text(key)}' on {where} is not allowed: the gate owns it",
                       f"{why}. Asked by {who(identity)}. Nothing was changed.")
+
+
+def _is_prod_run_link(key) -> bool:
+    """``key`` is the version's monitoring-run tag (the prefix check first: the constant's
+    module, core ``windows.stored``, imports pandas, which this store otherwise never does)."""
+    if not (isinstance(key, str) and key.startswith("mlflow_monitor.prod.")):
+        return False
+    from mlflow_monitor.windows.stored import PROD_RUN_TAG
+
+    return key == PROD_RUN_TAG
 
 
 def _owned(key) -> bool:

@@ -9,17 +9,23 @@ import threading
 import time
 from typing import Any, Callable, Deque, Optional
 
+import numpy as np
 import pandas as pd
 
 from mlflow_monitor.production.records import BATCH, ERROR, CaptureRecord
 from mlflow_monitor.production.window_spool import WindowSpool
 from mlflow_monitor.redaction import redact
-from mlflow_monitor.windows import WindowKey, WindowState, id_hashes, inputs_frame, predictions_frame, window_start
+from mlflow_monitor.windows import (PREDICTION_COLUMN, WindowKey, WindowState, id_hashes, inputs_frame,
+                                    predictions_frame, window_start)
 
 __all__ = ["Aggregator"]
 
 _logger = logging.getLogger(__name__)
 MAX_UNWRITTEN = 10_000  # closed partials kept in memory while the disk refuses them
+# The loop folds the buffer in slices of at most this many records and yields the GIL
+# between slices and once inside each (time.sleep(0)), so a request thread of the same
+# process waits about 1-2 ms at most for the interpreter (one-row requests, idle VM).
+SLICE_RECORDS = 32
 
 
 class Aggregator:
@@ -42,7 +48,10 @@ class Aggregator:
         self._dropped_seen = 0
         self._on_closed = on_closed
         self.lateness_s = min(2.0, granularity_s / 2)
-        self._tick = tick_s if tick_s is not None else min(0.2, granularity_s / 5)
+        # folding has a fixed cost per pass (the columns' statistics): a pass a second at
+        # most keeps it off the request threads; short windows (tests) fold more often
+        self._tick = tick_s if tick_s is not None else min(1.0, granularity_s / 5)
+        self._columns_ok: set[tuple] = set()  # input column tuples already checked (str, unique)
         self._open: dict[WindowKey, WindowState] = {}
         self._seq: dict[WindowKey, int] = {}
         self._unwritten: Deque[tuple[WindowState, int]] = collections.deque()
@@ -60,9 +69,20 @@ class Aggregator:
             self._wake.wait(self._tick)
             self._wake.clear()
             try:
-                self.step()
+                self._sliced_step()
             except Exception:  # never dies: the next tick tries again
                 _logger.warning("mlflow-monitor: capture aggregation failed", exc_info=True)
+
+    def _sliced_step(self) -> None:
+        """The loop's pass: fold in slices of :data:`SLICE_RECORDS`, yielding the GIL
+        between them, then close what is due."""
+        while self._buffer and not self._stop.is_set():
+            with self._lock:
+                self._fold(SLICE_RECORDS)
+            time.sleep(0)  # let a waiting request thread run
+        with self._lock:
+            self._fold()
+            self._close(False)
 
     def step(self, *, close_all: bool = False) -> int:
         """Fold what is buffered and close due windows (every open one with ``close_all``);
@@ -90,14 +110,16 @@ class Aggregator:
             state = self._open[key] = WindowState(key, sample_rows=self._sample_rows)
         return state
 
-    def _fold(self) -> None:
+    def _fold(self, limit: Optional[int] = None) -> None:
         groups: dict[WindowKey, list[CaptureRecord]] = {}
         buf = self._buffer
-        while True:
+        taken = 0
+        while limit is None or taken < limit:
             try:
                 raw = buf.popleft()
             except IndexError:
                 break
+            taken += 1
             rec = CaptureRecord(*raw)
             try:
                 key = self._key(float(rec.timestamp))
@@ -116,9 +138,22 @@ class Aggregator:
         for key, recs in groups.items():
             self._fold_window(self._state(key), recs)
 
+    def _inputs(self, inputs: Any) -> pd.DataFrame:
+        """``inputs_frame`` with its column check done once per distinct column tuple (the
+        served model's requests all have the same columns)."""
+        if isinstance(inputs, pd.DataFrame):
+            cols = tuple(inputs.columns)
+            if cols in self._columns_ok:
+                return inputs
+            frame = inputs_frame(inputs)
+            if frame is inputs:
+                self._columns_ok.add(cols)
+            return frame
+        return inputs_frame(inputs)
+
     def _fold_window(self, state: WindowState, recs: list[CaptureRecord]) -> None:
         inputs: list[pd.DataFrame] = []
-        preds: list[pd.DataFrame] = []
+        preds: list[Any] = []  # 1-D arrays (concatenated at once) or frames
         ids: list[str] = []
         for rec in recs:
             if rec.kind != BATCH:
@@ -126,8 +161,10 @@ class Aggregator:
             if rec.kind == ERROR or rec.inputs is None:
                 continue
             try:
-                x = inputs_frame(rec.inputs)
-                y = predictions_frame(rec.predictions, len(x))
+                x = self._inputs(rec.inputs)
+                y = _prediction_vector(rec.predictions, len(x))
+                if y is None:
+                    y = predictions_frame(rec.predictions, len(x))
                 if rec.ids is None or len(rec.ids) != len(x):
                     raise ValueError(f"{0 if rec.ids is None else len(rec.ids)} prediction ids for {len(x)} rows")
             except (TypeError, ValueError) as exc:
@@ -144,7 +181,8 @@ class Aggregator:
             return
         try:
             x_all = inputs[0] if len(inputs) == 1 else pd.concat(inputs, ignore_index=True, sort=False)
-            y_all = preds[0] if len(preds) == 1 else pd.concat(preds, ignore_index=True, sort=False)
+            y_all = _predictions_block(preds)
+            time.sleep(0)  # a second yield inside the slice: the GIL is held ~1 ms at a time
             state.add_rows(x_all.reset_index(drop=True), y_all.reset_index(drop=True), ids,
                            id_hashes(ids), self._fraction)
         except Exception as exc:  # a column pandas cannot fold: the requests still count, their rows do not
@@ -199,3 +237,24 @@ class Aggregator:
     @property
     def unwritten(self) -> int:
         return len(self._unwritten)
+
+
+def _prediction_vector(predictions: Any, rows: int) -> Optional[np.ndarray]:
+    """A 1-D array or Series of ``rows`` predictions as an array (what sklearn-like models
+    answer), else None (``predictions_frame`` handles the rest, and the mismatches)."""
+    if isinstance(predictions, np.ndarray) and predictions.ndim == 1 and predictions.dtype.kind != "O":
+        arr = predictions
+    elif isinstance(predictions, pd.Series) and predictions.dtype.kind in "biuf":
+        arr = predictions.to_numpy()
+    else:
+        return None
+    return arr if len(arr) == rows else None
+
+
+def _predictions_block(preds: list[Any]) -> pd.DataFrame:
+    """One frame of the records' predictions: runs of 1-D arrays are concatenated (one
+    ``prediction`` column, as ``predictions_frame`` names it), frames are concatenated."""
+    if all(isinstance(p, np.ndarray) for p in preds):
+        return pd.DataFrame({PREDICTION_COLUMN: preds[0] if len(preds) == 1 else np.concatenate(preds)})
+    frames = [pd.DataFrame({PREDICTION_COLUMN: p}) if isinstance(p, np.ndarray) else p for p in preds]
+    return frames[0] if len(frames) == 1 else pd.concat(frames, ignore_index=True, sort=False)

@@ -50,8 +50,8 @@ def status(model: str, count: int, since: str) -> None:
     from mlflow_monitor.production import alerts as alerts_mod
     from mlflow_monitor.production.labels import PERFORMANCE_FORMAT
     from mlflow_monitor.redaction import redact
-    from mlflow_monitor.windows.stored import (LABELS, WINDOWS, find_monitoring_run, list_windows, parse_duration,
-                                               read_json_artifact)
+    from mlflow_monitor.windows.stored import (WINDOWS, find_monitoring_run, list_windows, parse_duration,
+                                               read_json_artifact, read_window_performance)
 
     try:
         seconds = parse_duration(since, what="--since")
@@ -81,7 +81,7 @@ def status(model: str, count: int, since: str) -> None:
     for w in windows:
         summary = read_json_artifact(client, run_id, f"{w.folder(WINDOWS)}/summary.json") or {}
         m = summary.get("metrics") or {}
-        perf = read_json_artifact(client, run_id, f"{w.folder(LABELS)}/performance.json") or {}
+        perf = read_window_performance(client, run_id, w) or {}
         scores = ", ".join(f"{k} {v:.4g}" for k, v in sorted((perf.get("metrics") or {}).items())) \
             if perf.get("format") == PERFORMANCE_FORMAT else ""
         click.echo(f"{w.window_id:<22} {_fmt(m.get('prod/requests'), '{:.0f}'):>8} {_fmt(m.get('prod/rows'), '{:.0f}'):>8} "

@@ -5,23 +5,35 @@ after its end. Its value is the merge of every partial under
 ``partials/<day>/<window_id>/``; partials are named ``<worker_id>__<seq>``, so a
 re-delivered partial replaces itself and is never counted twice, and each worker's
 late rows arrive as a new ``seq``. When the set of partials changes (a late one), the
-window is merged again from all its partials and re-logged at the same timestamp and
-step. ``summary.json`` records the partials each merge used; two closers merging the same
-set log identical values (idempotent in SQL stores, which keep one row per identical
-metric).
+window is merged again from all its partials: revision ``r`` (0 for the first merge)
+logs, at the window's step and at ``timestamp = end + r`` ms, only the metrics whose
+value changed since revision ``r - 1``, so a step holds one point per distinct value
+and its newest point is the current value. ``summary.json`` records the partials and the
+revision each merge used; two closers merging the same set from the same previous
+summary log identical points (idempotent in SQL stores, which keep one row per
+identical metric).
+
+Each merge also stores ``rows.parquet`` beside the summary: the union of its partials'
+row samples. Once a window's late check is over, its partials (those the stored summary
+lists) are deleted through the run's artifact repository, best effort. A partial that
+arrives after that merges onto the stored window (summary state plus ``rows.parquet``).
 """
 
 from __future__ import annotations
 
+import io
 import json
-import math
 import logging
+import math
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
+import pandas as pd
+
+from mlflow_monitor import mlflow_compat
 from mlflow_monitor.production import layout
 from mlflow_monitor.production.alerts import safe_check_window
 from mlflow_monitor.production.window_drift import drift_summary, window_drift
@@ -30,8 +42,10 @@ from mlflow_monitor.redaction import redact
 from mlflow_monitor.retry import is_permanent
 from mlflow_monitor.reference import ReferenceData, ReferenceNotFoundError, load_reference
 from mlflow_monitor.windows import WindowKey, WindowState, format_granularity, parse_granularity
+from mlflow_monitor.windows.sample import ID_COLUMN
 
-__all__ = ["DEFAULT_SAMPLE_RETENTION", "SUMMARY_FORMAT", "CloserThread", "WindowCloser", "default_grace_s"]
+__all__ = ["DEFAULT_SAMPLE_RETENTION", "SUMMARY_FORMAT", "CloserThread", "WindowCloser", "default_grace_s",
+           "same_value", "summary_revision"]
 
 _logger = logging.getLogger(__name__)
 
@@ -61,7 +75,8 @@ class WindowCloser:
 
     def __init__(self, client: Any, run_id: Callable[[], str], model_name: str, version: str, *,
                  granularity_s: int, grace_s: Optional[float] = None, clock: Callable[[], float] = time.time,
-                 late_s: Optional[float] = None, sample_retention: int = DEFAULT_SAMPLE_RETENTION) -> None:
+                 late_s: Optional[float] = None, sample_retention: int = DEFAULT_SAMPLE_RETENTION,
+                 prune: bool = True) -> None:
         self._client = client
         self._run_id = run_id
         self.model_name = model_name
@@ -73,10 +88,16 @@ class WindowCloser:
         self.late_s = float(late_s) if late_s is not None else max(600.0, 10.0 * granularity_s)
         self.sample_retention = sample_retention
         self._merged: dict[str, frozenset[str]] = {}  # window_id -> partials merged
+        self._logged: dict[str, tuple[int, dict[str, float]]] = {}  # window_id -> (revision, metrics)
         self._reference: Optional[ReferenceData] = None
         self._reference_note = ""
         self._reference_loaded = False
         self._hints: set[WindowKey] = set()  # windows this process delivered (any age)
+        self.prune = prune  # delete merged partials once a window's late check is over
+        self._pruned: set[str] = set()  # windows this process pruned (or tried to)
+        self._can_prune = True  # False once the run's artifact store says it cannot delete
+        self.partials_pruned = 0
+        self.prune_failures = 0
         self._lock = threading.Lock()
         self.windows_logged = 0
 
@@ -117,6 +138,8 @@ class WindowCloser:
                         continue
                     recent = now < key.end + self.grace_s + self.late_s
                     if not recent and key not in hinted and (window_id in self._merged or window_id in done):
+                        if self.prune:
+                            self._prune(run_id, key)
                         continue
                     try:
                         if self._merge_if_changed(run_id, key, window_id in done):
@@ -152,14 +175,73 @@ class WindowCloser:
             return False
         previous = self._merged.get(key.window_id)
         if previous is None and has_summary:
-            previous = self._remote_partials(run_id, key)
-        if previous == names:
-            self._merged[key.window_id] = names
+            previous = self._remote_summary(run_id, key)
+        if previous is not None and names <= previous:  # nothing new (pruned or re-delivered ones included)
+            self._merged[key.window_id] = previous
             return False
-        merged = self._merge(run_id, key, folder, names)
-        self._log(run_id, merged, sorted(names), revision=previous is not None)
-        self._merged[key.window_id] = names
+        if previous is not None and not previous <= names:
+            # some merged partials were pruned: the stored window stands for them
+            base = self._stored_window(run_id, key)
+            if base is None:
+                _logger.warning("mlflow-monitor: window %s of '%s' version %s has late partials, but its merged "
+                                "rows cannot be read; it is left as it was", key.window_id, self.model_name,
+                                self.version)
+                self._merged[key.window_id] = previous
+                return False
+            merged, rows = self._merge(run_id, key, folder, names - previous, base)
+            used = names | previous
+        else:
+            merged, rows = self._merge(run_id, key, folder, names)
+            used = names
+        self._log(run_id, merged, sorted(used), self._logged.get(key.window_id), rows)
+        self._merged[key.window_id] = used
+        self._pruned.discard(key.window_id)  # its new partials are pruned in turn
         return True
+
+    def _stored_window(self, run_id: str, key: WindowKey) -> Optional[tuple[WindowState, pd.DataFrame]]:
+        """The merged window as stored (``summary.json``'s state, ``rows.parquet``), or None."""
+        folder = layout.summary_folder(key)
+        with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
+            try:
+                summary = json.loads(Path(self._client.download_artifacts(run_id, f"{folder}/summary.json", tmp))
+                                     .read_text(encoding="utf-8"))
+                blob = Path(self._client.download_artifacts(run_id, f"{folder}/{layout.WINDOW_ROWS}", tmp)).read_bytes()
+                return WindowState.from_dict(summary["state"], blob), pd.read_parquet(io.BytesIO(blob))
+            except Exception as exc:
+                if _not_found(exc) or isinstance(exc, (KeyError, ValueError, TypeError)):
+                    return None
+                raise
+
+    # -- pruning --------------------------------------------------------------------------
+    def _prune(self, run_id: str, key: WindowKey) -> None:
+        """Delete the partials of a merged window whose late check is over, best effort:
+        only those its stored summary lists, and only once ``rows.parquet`` holds their
+        rows. A failure is logged once and never stops the pass."""
+        if key.window_id in self._pruned or not self._can_prune:
+            return
+        self._pruned.add(key.window_id)
+        try:
+            merged = self._remote_summary(run_id, key)  # what is stored now, not what this process merged
+            summary_files = {Path(e.path).name for e in self._list(run_id, layout.summary_folder(key))}
+            if merged is None or layout.WINDOW_ROWS not in summary_files:
+                return  # merged before rows.parquet existed: its partials stay
+            folder = layout.partial_folder(key)
+            present = {Path(e.path).name for e in self._list(run_id, folder)}
+            for name in sorted(merged):
+                # the state first: a partial without its .json is never merged again
+                for suffix in (".json", ".parquet"):
+                    if f"{name}{suffix}" in present:
+                        if not mlflow_compat.delete_run_artifact(self._client, run_id, f"{folder}/{name}{suffix}"):
+                            self._can_prune = False
+                            _logger.info("mlflow-monitor: the artifact store of run %s cannot delete artifacts; "
+                                         "merged partials are kept", run_id)
+                            return
+                        self.partials_pruned += suffix == ".json"
+        except Exception as exc:
+            self.prune_failures += 1
+            if self.prune_failures == 1 or self.prune_failures % 100 == 0:
+                _logger.warning("mlflow-monitor: could not prune the merged partials of window %s (%s); they are "
+                                "kept", key.window_id, redact(f"{type(exc).__name__}: {exc}"))
 
     def _failed_names(self, run_id: str, key: WindowKey) -> frozenset[str]:
         try:
@@ -168,42 +250,60 @@ class WindowCloser:
             return frozenset()
         return frozenset(n[:-5] for n in files if n.endswith(".json"))
 
-    def _remote_partials(self, run_id: str, key: WindowKey) -> Optional[frozenset[str]]:
+    def _remote_summary(self, run_id: str, key: WindowKey) -> Optional[frozenset[str]]:
+        """The partials of the window's stored summary (None when there is none); its
+        revision and metrics are remembered for the next revision's comparison."""
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
             try:
                 local = self._client.download_artifacts(run_id, f"{layout.summary_folder(key)}/summary.json", tmp)
-                return frozenset(json.loads(Path(local).read_text(encoding="utf-8"))["partials"])
+                summary = json.loads(Path(local).read_text(encoding="utf-8"))
+                names = frozenset(summary["partials"])
             except Exception as exc:
-                if _not_found(exc) or isinstance(exc, (KeyError, ValueError)):
+                if _not_found(exc) or isinstance(exc, (KeyError, ValueError, TypeError)):
                     return None
                 raise
+        metrics = summary.get("metrics")
+        self._logged[key.window_id] = (summary_revision(summary),
+                                       dict(metrics) if isinstance(metrics, dict) else {})
+        return names
 
-    def _merge(self, run_id: str, key: WindowKey, folder: str, names: frozenset[str]) -> WindowState:
-        merged: Optional[WindowState] = None
+    def _merge(self, run_id: str, key: WindowKey, folder: str, names: frozenset[str],
+               base: Optional[tuple[WindowState, pd.DataFrame]] = None) -> tuple[WindowState, pd.DataFrame]:
+        """The merge of ``names`` (onto ``base``, the stored window, when given) and the
+        union of their row samples, one row per prediction id."""
+        merged: Optional[WindowState] = base[0] if base is not None else None
+        frames: list[pd.DataFrame] = [base[1]] if base is not None else []
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
             local = Path(self._client.download_artifacts(run_id, folder, tmp))
             for name in sorted(names):
                 data = json.loads((local / f"{name}.json").read_text(encoding="utf-8"))
-                part = WindowState.from_dict(data["state"], (local / f"{name}.parquet").read_bytes())
+                blob = (local / f"{name}.parquet").read_bytes()
+                part = WindowState.from_dict(data["state"], blob)
                 if part.key != key:
                     _logger.warning("mlflow-monitor: partial %s/%s belongs to another window; ignored", folder, name)
                     continue
+                frames.append(pd.read_parquet(io.BytesIO(blob)))
                 if merged is None:
                     merged = part
                 else:
                     merged.merge(part)
         assert merged is not None
-        return merged
+        rows = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
+        return merged, rows.drop_duplicates(subset=ID_COLUMN, keep="first").reset_index(drop=True)
 
-    def _log(self, run_id: str, state: WindowState, partials: list[str], revision: bool) -> None:
+    def _log(self, run_id: str, state: WindowState, partials: list[str],
+             previous: Optional[tuple[int, dict[str, float]]], rows: pd.DataFrame) -> None:
         from mlflow.entities import Metric
 
         drift, note = window_drift(state, self.reference())
         if self._reference is None and self._reference_note:
             note = self._reference_note
         metrics = window_metrics(state, drift)
-        ts_ms = state.key.end * 1000
-        entities = [Metric(k, v, ts_ms, state.key.index) for k, v in sorted(metrics.items())]
+        revision = 0 if previous is None else previous[0] + 1
+        before = {} if previous is None else previous[1]
+        ts_ms = state.key.end * 1000 + revision  # the newest revision is the latest point of its step
+        entities = [Metric(k, v, ts_ms, state.key.index) for k, v in sorted(metrics.items())
+                    if not same_value(before.get(k), v)]
         for i in range(0, len(entities), MAX_BATCH):
             self._client.log_batch(run_id, metrics=entities[i:i + MAX_BATCH])
         summary = {
@@ -216,7 +316,8 @@ class WindowCloser:
             "granularity": format_granularity(state.key.granularity_s),
             "partials": partials,
             "workers": sorted({p.rpartition("__")[0] for p in partials}),
-            "revision": revision,
+            "revision": revision > 0,
+            "revision_number": revision,
             "merged_at": time.time(),
             "metrics": metrics,
             "drift": drift_summary(drift),
@@ -230,10 +331,34 @@ class WindowCloser:
             path.write_text(json.dumps(summary, indent=1, allow_nan=True, default=str), encoding="utf-8")
             sample = Path(tmp) / Path(layout.sample_path(state.key, self.sample_retention)).name
             sample.write_bytes(state.sample.to_parquet())
+            union = Path(tmp) / layout.WINDOW_ROWS
+            rows.to_parquet(union, index=False)
             self._client.log_artifact(run_id, str(sample), layout.SAMPLES)
+            # the rows before the summary: a summary's partials are pruned only when its rows are stored
+            self._client.log_artifact(run_id, str(union), layout.summary_folder(state.key))
             self._client.log_artifact(run_id, str(path), layout.summary_folder(state.key))
+        self._logged[state.key.window_id] = (revision, metrics)
         safe_check_window(self._client, run_id, summary, current=state.sample_inputs(),  # alerts.py: once
                           reference=self._reference)  # per window, never raises
+
+
+def summary_revision(summary: dict[str, Any]) -> int:
+    """A stored summary's revision number (summaries written before ``revision_number``
+    existed say only ``revision: true``, read as 1)."""
+    number = summary.get("revision_number")
+    if isinstance(number, int) and not isinstance(number, bool) and number >= 0:
+        return number
+    return 1 if summary.get("revision") is True else 0
+
+
+def same_value(old: Optional[float], new: float) -> bool:
+    """True when a metric logged before (``old``) has the value ``new`` (NaN equals NaN)."""
+    if old is None:
+        return False
+    try:
+        return bool(old == new or (math.isnan(float(old)) and math.isnan(float(new))))
+    except (TypeError, ValueError):
+        return False
 
 
 def _day(ts: float) -> str:

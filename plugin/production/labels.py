@@ -2,12 +2,18 @@
 
 A label names its prediction by id. :func:`log_labels` finds the window each id was
 captured in (the window's stored row samples, newest window first, back to
-``horizon``), keeps the window's labels in the monitoring run
-(``labels/<day>/<window_id>/labels.parquet``; a later label for the same id replaces
-the earlier one), scores the window's labelled rows and logs ``prod/<metric>`` at the
-window's timestamp and step, so a late label updates its window's value (the metric
-history keeps each revision; ``performance.json`` holds the current one). Labels whose
-id is in no window are kept too (``labels/unmatched/``), never dropped silently.
+``horizon``), stores the labels of each window as a batch of its own
+(``labels/<day>/<window_id>/batches/<UTC stamp>-<random>.parquet``, never overwritten;
+for an id labelled twice the later batch wins), then scores the window on every batch
+stored so far and logs ``prod/<metric>`` at the window's step, revision ``r`` (batches
+seen - 1) at ``timestamp = end + r`` ms, only the metrics whose value changed.
+
+Two concurrent calls on one window lose nothing: each writes its batch before it reads
+the batches back, so the call that reads last sees both batches, scores the higher
+revision, and its points carry the later timestamp: the step's newest point (what
+MLflow shows as the latest value) is the score on all labels, whichever call logged
+last. ``performance/<revision>.json`` holds each revision. Labels whose id is in no
+window are kept too (``labels/unmatched/``), never dropped silently.
 """
 
 from __future__ import annotations
@@ -27,8 +33,9 @@ import pandas as pd
 from mlflow_monitor.production.labels_metrics import infer_task, score_window
 from mlflow_monitor.production.model_uri import resolve_model_version
 from mlflow_monitor.windows.sample import ID_COLUMN
-from mlflow_monitor.windows.stored import (LABELS, StoredWindow, find_monitoring_run, list_windows,
-                                           parse_duration, prediction_columns, read_window_rows)
+from mlflow_monitor.windows.stored import (LABEL_BATCHES, LABELS, PERFORMANCE, StoredWindow, find_monitoring_run,
+                                           list_windows, parse_duration, prediction_columns, read_json_artifact,
+                                           read_window_labels, read_window_performance, read_window_rows)
 
 __all__ = ["DEFAULT_HORIZON", "LABEL_COLUMN", "LabelReport", "log_labels", "window_labels"]
 
@@ -137,42 +144,53 @@ def _reference_task(client: Any, name: str, version: str) -> Optional[str]:
 
 def window_labels(client: Any, run_id: str, window: StoredWindow) -> pd.DataFrame:
     """The labels joined to ``window`` so far (columns ``id``, ``label``)."""
-    with tempfile.TemporaryDirectory(prefix="mlflow_monitor_labels_") as tmp:
-        try:
-            local = client.download_artifacts(run_id, f"{window.folder(LABELS)}/labels.parquet", tmp)
-        except Exception as exc:
-            if getattr(exc, "error_code", None) == "RESOURCE_DOES_NOT_EXIST" or isinstance(exc, OSError):
-                return pd.DataFrame({"id": pd.Series([], dtype=object), "label": pd.Series([], dtype=object)})
-            raise
-        return pd.read_parquet(local)
+    return read_window_labels(client, run_id, window)[0]
 
 
 def _update_window(client: Any, run_id: str, window: StoredWindow, new: pd.DataFrame, task: str
                    ) -> dict[str, float]:
+    """Store this call's labels of ``window`` as a batch of their own, then score the
+    window on every batch stored so far (see the module docstring for why this loses no
+    concurrent call's labels)."""
     from mlflow.entities import Metric
 
-    from mlflow_monitor.windows.stored import read_json_artifact
+    from mlflow_monitor.production.closer import same_value
 
-    previous = read_json_artifact(client, run_id, f"{window.folder(LABELS)}/performance.json") or {}
-    revision = int(previous.get("revision", -1)) + 1
-    old = window_labels(client, run_id, window)
-    both = pd.concat([old[~old["id"].isin(new["id"])], new], ignore_index=True) if len(old) else new
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+    with tempfile.TemporaryDirectory(prefix="mlflow_monitor_labels_") as tmp:
+        path = Path(tmp) / f"{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+        new[["id", "label"]].to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path), f"{window.folder(LABELS)}/{LABEL_BATCHES}")
+    previous = read_window_performance(client, run_id, window) or {}
+    both, batches = read_window_labels(client, run_id, window)  # ours included: read after our write
+    # a window labelled before batches existed counts its old revisions first (its
+    # labels.parquet is then the first batch), so a new revision is never older
+    legacy = read_json_artifact(client, run_id, f"{window.folder(LABELS)}/performance.json") or {}
+    base = legacy.get("revision") if isinstance(legacy.get("revision"), int) else 0
+    revision = base + max(batches - 1, 0)
     rows = read_window_rows(client, run_id, window)
     joined = rows.merge(both.rename(columns={"id": ID_COLUMN, "label": LABEL_COLUMN}), on=ID_COLUMN, how="inner")
     preds = prediction_columns(rows)
     metrics = score_window(joined, preds, task, LABEL_COLUMN)
     logged = {f"prod/{k}": v for k, v in metrics.items()}
     logged["prod/labelled_rows"] = float(len(joined))
-    ts_ms = window.end * 1000 + revision  # the newest revision is the latest value, unambiguously
-    client.log_batch(run_id, metrics=[Metric(k, v, ts_ms, window.index) for k, v in sorted(logged.items())])
+    # unchanged metrics are not logged again, but only against the revision just before
+    # ours (its points are in: its record is written after them); otherwise everything is
+    # logged (a concurrent call of the same revision logs identical points)
+    before = previous.get("logged") if isinstance(previous.get("logged"), dict) else {}
+    if previous.get("revision") != revision - 1:
+        before = {}
+    ts_ms = window.end * 1000 + revision  # the newest revision is the latest point of the step
+    changed = [Metric(k, v, ts_ms, window.index) for k, v in sorted(logged.items()) if not same_value(before.get(k), v)]
+    if changed:
+        client.log_batch(run_id, metrics=changed)
     summary = {"format": PERFORMANCE_FORMAT, "window_id": window.window_id, "start": window.start,
                "end": window.end, "task": task, "labelled_rows": len(joined), "metrics": metrics,
-               "revision": revision, "updated_at": time.time()}
+               "logged": logged, "revision": revision, "label_batches": batches, "updated_at": time.time()}
     with tempfile.TemporaryDirectory(prefix="mlflow_monitor_labels_") as tmp:
-        both.to_parquet(Path(tmp) / "labels.parquet", index=False)
-        (Path(tmp) / "performance.json").write_text(json.dumps(summary, indent=1, allow_nan=True), encoding="utf-8")
-        client.log_artifact(run_id, str(Path(tmp) / "labels.parquet"), window.folder(LABELS))
-        client.log_artifact(run_id, str(Path(tmp) / "performance.json"), window.folder(LABELS))
+        path = Path(tmp) / f"{revision:06d}.json"
+        path.write_text(json.dumps(summary, indent=1, allow_nan=True), encoding="utf-8")
+        client.log_artifact(run_id, str(path), f"{window.folder(LABELS)}/{PERFORMANCE}")
     _alert_on_performance(client, run_id, window, metrics, len(joined))
     return logged
 

@@ -5,7 +5,8 @@
 - ``partials/<day>/<window_id>/<worker_id>__<seq>.json`` (+ ``.parquet``): the partial
   state each worker delivered (``<day>`` = UTC day of the window start);
 - ``windows/<day>/<window_id>/summary.json``: the merged window's numbers and which
-  partials were merged;
+  partials were merged; ``rows.parquet`` beside it: the union of those partials' row
+  samples (the closer prunes merged partials once the window's late check is over);
 - ``samples/slot-<n>.parquet``: the merged row sample of a window; ``n`` is the window's
   index modulo the retention cap, so at most that many samples are kept (a slot is
   overwritten by a later window; ``summary.json`` names the window a slot holds).
@@ -14,9 +15,10 @@
 from __future__ import annotations
 
 from mlflow_monitor.windows import WindowKey
-from mlflow_monitor.windows.stored import PARTIALS, PROD_ROOT, WINDOWS  # one definition, read back by core
+from mlflow_monitor.windows.stored import PARTIALS, PROD_ROOT, WINDOW_ROWS, WINDOWS  # one definition, read by core
 
-__all__ = ["PARTIALS", "PROD_ROOT", "SAMPLES", "WINDOWS", "partial_folder", "sample_path", "summary_folder"]
+__all__ = ["PARTIALS", "PROD_ROOT", "SAMPLES", "WINDOWS", "WINDOW_ROWS", "partial_folder", "sample_path",
+           "summary_folder"]
 
 SAMPLES = f"{PROD_ROOT}/samples"
 

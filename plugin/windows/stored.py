@@ -25,9 +25,9 @@ from mlflow_monitor.windows.sample import HASH_COLUMN, ID_COLUMN
 from mlflow_monitor.windows.state import PREDICTION_PREFIX
 
 __all__ = [
-    "ALERTS", "LABELS", "PARTIALS", "PROD_ROOT", "PROD_RUN_TAG", "PROD_TAG", "WINDOWS", "StoredWindow",
+    "ALERTS", "LABELS", "PARTIALS", "PROD_ROOT", "PROD_RUN_TAG", "PROD_TAG", "WINDOWS", "WINDOW_ROWS", "StoredWindow",
     "find_monitoring_run", "list_windows", "parse_duration", "parse_window_id", "prediction_columns",
-    "read_json_artifact", "read_window_rows",
+    "read_json_artifact", "read_window_labels", "read_window_performance", "read_window_rows",
 ]
 
 PROD_ROOT = "mlflow_monitor/prod"
@@ -37,6 +37,15 @@ LABELS = f"{PROD_ROOT}/labels"
 ALERTS = f"{PROD_ROOT}/alerts"
 PROD_TAG = "mlflow_monitor.prod"  # on the monitoring run: "<name>/<version>"
 PROD_RUN_TAG = "mlflow_monitor.prod.run_id"  # on the model version: the monitoring run's id
+# in a window's LABELS folder: one Parquet file per log_labels call, never overwritten
+# (``<UTC stamp>-<random>.parquet``, so name order is arrival order), and one JSON per
+# performance revision (``<revision:06d>.json``); ``labels.parquet`` / ``performance.json``
+# are the layout before these (read, never written)
+LABEL_BATCHES = "batches"
+# in a window's WINDOWS folder: the union of its merged partials' row samples (written
+# before its partials are pruned, so the rows outlive them)
+WINDOW_ROWS = "rows.parquet"
+PERFORMANCE = "performance"
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
 
 
@@ -179,16 +188,27 @@ def read_json_artifact(client: Any, run_id: str, path: str) -> Optional[dict[str
 
 
 def read_window_rows(client: Any, run_id: str, window: StoredWindow) -> pd.DataFrame:
-    """The sampled rows of ``window``: the union of its partials' row samples, one row per
+    """The sampled rows of ``window``: the union of its partials' row samples (those the
+    closer pruned live on in the merged window's ``rows.parquet``), one row per
     prediction id. Columns: ``__prediction_id``, the input columns and the prediction
     columns (prefixed ``__prediction__/``). Rows not sampled (``--sample`` below 1, or
     beyond a worker's bottom-k sample) are not here."""
-    frames = list(_partial_samples(client, run_id, window))
+    frames = [*_merged_rows(client, run_id, window), *_partial_samples(client, run_id, window)]
     if not frames:
         return pd.DataFrame({ID_COLUMN: pd.Series([], dtype=object)})
     rows = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
     rows = rows.drop_duplicates(subset=ID_COLUMN, keep="first")
     return rows.drop(columns=[HASH_COLUMN], errors="ignore").reset_index(drop=True)
+
+
+def _merged_rows(client: Any, run_id: str, window: StoredWindow) -> Iterator[pd.DataFrame]:
+    folder = window.folder(WINDOWS)
+    if WINDOW_ROWS not in {Path(e.path).name for e in _list(client, run_id, folder)}:
+        return
+    with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
+        frame = pd.read_parquet(client.download_artifacts(run_id, f"{folder}/{WINDOW_ROWS}", tmp))
+    if ID_COLUMN in frame.columns:
+        yield frame
 
 
 def _partial_samples(client: Any, run_id: str, window: StoredWindow) -> Iterator[pd.DataFrame]:
@@ -208,3 +228,37 @@ def _partial_samples(client: Any, run_id: str, window: StoredWindow) -> Iterator
 def prediction_columns(rows: pd.DataFrame) -> dict[str, str]:
     """``{prediction column: its column in rows}`` of a :func:`read_window_rows` frame."""
     return {str(c)[len(PREDICTION_PREFIX):]: str(c) for c in rows.columns if str(c).startswith(PREDICTION_PREFIX)}
+
+
+def read_window_labels(client: Any, run_id: str, window: StoredWindow) -> tuple[pd.DataFrame, int]:
+    """The labels joined to ``window`` (columns ``id``, ``label``; for an id given more
+    than once, the latest batch's label) and how many label batches they came from."""
+    folder = window.folder(LABELS)
+    names = {Path(e.path).name for e in _list(client, run_id, folder)}
+    batches = sorted(Path(e.path).name for e in _list(client, run_id, f"{folder}/{LABEL_BATCHES}")
+                     if e.path.endswith(".parquet")) if LABEL_BATCHES in names else []
+    legacy = "labels.parquet" in names
+    frames: list[pd.DataFrame] = []
+    if legacy or batches:
+        with tempfile.TemporaryDirectory(prefix="mlflow_monitor_labels_") as tmp:
+            if legacy:
+                frames.append(pd.read_parquet(client.download_artifacts(run_id, f"{folder}/labels.parquet", tmp)))
+            if batches:
+                local = Path(client.download_artifacts(run_id, f"{folder}/{LABEL_BATCHES}", tmp))
+                frames.extend(pd.read_parquet(local / name) for name in batches)
+    frames = [f for f in frames if {"id", "label"} <= set(f.columns)]
+    if not frames:
+        return pd.DataFrame({"id": pd.Series([], dtype=object), "label": pd.Series([], dtype=object)}), 0
+    both = pd.concat([f[["id", "label"]] for f in frames], ignore_index=True) if len(frames) > 1 else frames[0]
+    both = both.drop_duplicates(subset="id", keep="last").reset_index(drop=True)
+    return both[["id", "label"]], len(batches) + int(legacy)
+
+
+def read_window_performance(client: Any, run_id: str, window: StoredWindow) -> Optional[dict[str, Any]]:
+    """The window's newest performance record (highest revision), or ``None``."""
+    folder = window.folder(LABELS)
+    revisions = sorted(Path(e.path).name for e in _list(client, run_id, f"{folder}/{PERFORMANCE}")
+                       if e.path.endswith(".json"))
+    if revisions:
+        return read_json_artifact(client, run_id, f"{folder}/{PERFORMANCE}/{revisions[-1]}")
+    return read_json_artifact(client, run_id, f"{folder}/performance.json")

@@ -79,6 +79,64 @@ def test_labels_join_their_windows_and_late_labels_update_the_value():
     assert _at_step(client, run_id, "prod/accuracy", step0)[-1] == pytest.approx(_oracle(preds, window1)["accuracy"])
     assert _at_step(client, run_id, "prod/labelled_rows", step0)[-1] == 60
     assert _at_step(client, run_id, "prod/f1", step0 + 1) == [pytest.approx(_oracle(preds, window2)["f1"])]
+    _assert_no_repeated_values(client, run_id)
+    # the same labels again: nothing changes, so no new point anywhere
+    before = {k: len(client.get_metric_history(run_id, k)) for k in ("prod/accuracy", "prod/labelled_rows")}
+    log_labels(f"models:/{name}/{version}", window2)
+    assert {k: len(client.get_metric_history(run_id, k)) for k in before} == before
+    _assert_no_repeated_values(client, run_id)
+
+
+def _assert_no_repeated_values(client, run_id: str) -> None:
+    """No metric has the same value twice at one step (a revision logs only what changed)."""
+    for key in ("prod/accuracy", "prod/f1", "prod/roc_auc", "prod/labelled_rows"):
+        points = [(m.step, m.value) for m in client.get_metric_history(run_id, key)]
+        assert len(points) == len(set(points)), (key, points)
+
+
+def test_concurrent_label_calls_on_one_window_lose_nothing():
+    """Four threads label disjoint parts of one window at the same moment: every label is
+    stored, and the step's newest point is the score on all of them."""
+    import threading
+
+    name, version, _ = register_version("concurrent-labels")
+    ids, preds, start = _two_windows(name, version)
+    client = mlflow.MlflowClient()
+    run_id = find_monitoring_run(client, name, version)
+    rng = np.random.default_rng(11)
+    truth = {i: int(rng.integers(0, 2)) for i in ids[:60]}
+    parts = [dict(list(truth.items())[k::4]) for k in range(4)]
+    barrier = threading.Barrier(len(parts))
+    errors: list[BaseException] = []
+
+    def call(part: dict) -> None:
+        try:
+            barrier.wait()
+            log_labels(f"models:/{name}/{version}", part, client=mlflow.MlflowClient())
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=call, args=(part,)) for part in parts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors
+    from mlflow_monitor.production.labels import window_labels
+    from mlflow_monitor.windows.stored import StoredWindow, read_window_performance
+
+    window = StoredWindow(start, WINDOW)
+    stored = window_labels(client, run_id, window)
+    assert dict(zip(stored["id"], stored["label"])) == truth
+    want = _oracle(preds, truth)
+    newest = max((m for m in client.get_metric_history(run_id, "prod/accuracy") if m.step == start // WINDOW),
+                 key=lambda m: m.timestamp)
+    assert newest.value == pytest.approx(want["accuracy"])
+    assert max((m for m in client.get_metric_history(run_id, "prod/labelled_rows")
+                if m.step == start // WINDOW), key=lambda m: m.timestamp).value == 60
+    perf = read_window_performance(client, run_id, window)
+    assert perf is not None and perf["revision"] == 3 and perf["labelled_rows"] == 60
+    _assert_no_repeated_values(client, run_id)
 
 
 def test_regression_labels_score_mae_and_rmse():
@@ -149,3 +207,30 @@ def test_the_core_reader_reads_where_the_service_writes():
     assert window is not None and window.folder(stored.PARTIALS) == layout.partial_folder(key)
     assert window.folder(stored.WINDOWS) == layout.summary_folder(key) and window.index == key.index
     assert stored.parse_window_id("not-a-window") is None
+
+
+def test_labels_stored_before_batches_are_the_first_batch_and_revisions_keep_counting(tmp_path):
+    """A window labelled by the earlier layout (one labels.parquet, performance.json at
+    revision 2): a new call keeps its labels and logs revision 3, the step's newest point."""
+    import json
+
+    from mlflow_monitor.windows.stored import LABELS, StoredWindow
+
+    name, version, _ = register_version("legacy-labels")
+    ids, preds, start = _two_windows(name, version)
+    client = mlflow.MlflowClient()
+    run_id = find_monitoring_run(client, name, version)
+    window = StoredWindow(start, WINDOW)
+    old = {i: 1 for i in ids[:30]}
+    pd.DataFrame({"id": list(old), "label": list(old.values())}).to_parquet(tmp_path / "labels.parquet", index=False)
+    (tmp_path / "performance.json").write_text(json.dumps({"revision": 2}), encoding="utf-8")
+    for f in ("labels.parquet", "performance.json"):
+        client.log_artifact(run_id, str(tmp_path / f), window.folder(LABELS))
+    new = {i: 0 for i in ids[30:60]}
+    log_labels(f"models:/{name}/{version}", new)
+    from mlflow_monitor.production.labels import window_labels
+
+    stored = window_labels(client, run_id, window)
+    assert dict(zip(stored["id"], stored["label"])) == {**old, **new}
+    [point] = [m for m in client.get_metric_history(run_id, "prod/labelled_rows") if m.step == start // WINDOW]
+    assert point.value == 60 and point.timestamp == (start + WINDOW) * 1000 + 3

@@ -69,8 +69,14 @@ def test_three_workers_merge_exactly_and_late_partials_re_merge(tmp_path, clock)
         assert again["revision"] and again["state"]["rows"] == len(first) + 3
         assert "w1__000001" in again["partials"]
         rows_history = [m for m in client.get_metric_history(run_id, "prod/rows") if m.step == 1_764_583_200]
-        assert sorted(m.value for m in rows_history) == [len(first), len(first) + 3]
-        assert {m.timestamp for m in rows_history} == {1_764_583_201_000}
+        # revision 1 is 1 ms after revision 0, so the step's newest point is the current value
+        assert [m.value for m in sorted(rows_history, key=lambda m: m.timestamp)] == [len(first), len(first) + 3]
+        assert [m.timestamp for m in sorted(rows_history, key=lambda m: m.timestamp)] == [1_764_583_201_000,
+                                                                                          1_764_583_201_001]
+        assert again["revision_number"] == 1
+        # a metric the late rows did not change gets no second point at the step
+        errors_history = [m for m in client.get_metric_history(run_id, "prod/errors") if m.step == 1_764_583_200]
+        assert [(m.value, m.timestamp) for m in errors_history] == [(0.0, 1_764_583_201_000)]
         # a second closer (another replica) over the same partials logs nothing new
         other = WindowCloser(client, lambda: run_id, name, version, granularity_s=1, clock=clock)
         assert other.run_once() == 0
@@ -173,3 +179,58 @@ def test_unreadable_partials_are_set_aside_and_the_rest_delivered(tmp_path, cloc
         assert "20251201T100003Z-1s" in monitor_logs.text and "was not logged" in monitor_logs.text
     finally:
         cap.close(10)
+
+
+def test_merged_partials_are_pruned_and_their_rows_outlive_them(tmp_path, clock):
+    """Once a merged window's late check is over, the closer deletes its partials (through
+    the artifact repository); the window's rows stay readable (``rows.parquet``), and a
+    partial arriving after that merges onto the stored window: nothing lost or doubled."""
+    from mlflow_monitor.windows.stored import StoredWindow, read_window_rows
+
+    name, version, _ = register_version("pruned")
+    rng = np.random.default_rng(5)
+    workers = [Capture(name, version, window="1s", state_dir=tmp_path, clock=clock, worker_id=f"p{i}",
+                       close_windows=False) for i in range(2)]
+    try:
+        clock.now = 1_764_583_200.2
+        sent = [_rows(rng, 4), _rows(rng, 6)]
+        ids = [workers[i].record(rows, np.zeros(len(rows), dtype=int), latency_ms=1.0) for i, rows in enumerate(sent)]
+        clock.now += 10
+        for w in workers:
+            assert w.flush(30)
+        client = mlflow.MlflowClient()
+        run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+        closer = WindowCloser(client, lambda: run_id, name, version, granularity_s=1, clock=clock, late_s=5)
+        assert closer.run_once() == 1
+        folder = "mlflow_monitor/prod/partials/2025-12-01/20251201T100000Z-1s"
+        assert len(client.list_artifacts(run_id, folder)) == 4  # pruned on a later pass, not in the merging one
+        assert closer.run_once() == 0 and closer.partials_pruned == 2
+        assert client.list_artifacts(run_id, folder) == []
+        window = StoredWindow(1_764_583_200, 1)
+        every = sorted(i for part in ids for i in part)
+        assert sorted(read_window_rows(client, run_id, window)["__prediction_id"]) == every
+        # a late partial after the pruning: merged onto the stored window
+        late = _rows(rng, 3)
+        late_ids = workers[1].record(late, [1, 1, 1], latency_ms=1.0, timestamp=1_764_583_200.5)
+        assert workers[1].flush(30)
+        closer.hint(_key(name, version))
+        assert closer.run_once() == 1
+        summary = _summaries(client, run_id)[1_764_583_200]
+        assert summary["state"]["rows"] == 13 and summary["revision_number"] == 1
+        assert sorted(summary["partials"]) == ["p0__000000", "p1__000000", "p1__000001"]
+        x = pd.concat([*sent, late])["x"]
+        assert summary["state"]["columns"]["x"]["numeric"]["sum"] == pytest.approx(x.sum(), rel=1e-12)
+        assert sorted(read_window_rows(client, run_id, window)["__prediction_id"]) == sorted(every + late_ids)
+        closer.run_once()
+        assert client.list_artifacts(run_id, folder) == [] and closer.partials_pruned == 3
+        # the same partial delivered again after its pruning is not counted twice
+        assert closer.run_once() == 0
+    finally:
+        for w in workers:
+            w.close(10)
+
+
+def _key(name, version):
+    from mlflow_monitor.windows import WindowKey
+
+    return WindowKey(name, str(version), 1_764_583_200, 1)

@@ -99,14 +99,43 @@ def test_too_little_traffic_says_so_and_follows_on_error():
 
 
 @pytest.mark.slow
-def test_a_second_run_tagged_as_the_champions_monitoring_run_is_refused_not_trusted():
+def test_a_forged_second_monitoring_run_changes_nothing_once_the_version_is_linked():
+    """Capture links the champion to its run through the gate's own path
+    (``gate/prod_run_link.py``), so a forged older run carrying the run tag is ignored."""
     client = gated_client()
     _, holdout = breast_cancer_frames()
     champion = _champion_with_traffic(client, holdout)
     candidate = reference_only_version(client, MODEL)
     mv = client.get_model_version(MODEL, champion)
-    if "mlflow_monitor.prod.run_id" in (mv.tags or {}):
-        pytest.skip("the version tag names the real run here; the forgery cannot redirect it")
+    real = mv.tags["mlflow_monitor.prod.run_id"]
+    experiment = client.get_run(mv.run_id).info.experiment_id
+    forged = client.create_run(experiment, start_time=1, tags={"mlflow_monitor.prod": f"{MODEL}/{champion}"})
+    with pytest.raises(MlflowException, match="the first link stands"):
+        client.set_model_version_tag(MODEL, champion, "mlflow_monitor.prod.run_id", forged.info.run_id)
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe())
+    client.set_registered_model_alias(MODEL, "champion", candidate)
+    mv = client.get_model_version(MODEL, candidate)
+    assert mv.tags[T.VERDICT] == T.PASSED
+    assert _current_source(mv)["owner"] == OWNED
+    assert client.get_model_version(MODEL, champion).tags["mlflow_monitor.prod.run_id"] == real
+
+
+@pytest.mark.slow
+def test_an_unlinked_version_with_a_second_tagged_run_is_refused_not_trusted():
+    """A version without the link (linked before the gate's path existed, or refused):
+    two runs carry its run tag, and the gate refuses to pick one."""
+    import mlflow
+
+    from mlflow_monitor.gate.registry_store import inner_uri_of
+
+    client = gated_client()
+    _, holdout = breast_cancer_frames()
+    champion = _champion_with_traffic(client, holdout)
+    candidate = reference_only_version(client, MODEL)
+    inner = mlflow.MlflowClient(registry_uri=inner_uri_of(mlflow.get_registry_uri()))
+    inner.delete_model_version_tag(MODEL, champion, "mlflow_monitor.prod.run_id")  # bypasses the gate
+    mv = client.get_model_version(MODEL, champion)
+    assert "mlflow_monitor.prod.run_id" not in mv.tags
     experiment = client.get_run(mv.run_id).info.experiment_id
     client.create_run(experiment, start_time=1, tags={"mlflow_monitor.prod": f"{MODEL}/{champion}"})  # forged, older
     client.set_registered_model_tag(MODEL, T.RECIPE, _recipe())

@@ -1,0 +1,122 @@
+"""The version's monitoring-run link (``mlflow_monitor.prod.run_id``) through the gate's
+own path, against a real ``mlflow server --app-name basic-auth --registry-store-uri
+monitor:...``: the serving identity (EDIT on the model and its experiment) links its
+run by the ordinary set-tag call; an editor of the experiment alone, a run that is not
+the version's monitoring run, a second run carrying the tag, and a re-link to another
+run are refused, audited, and change nothing."""
+
+from __future__ import annotations
+
+import mlflow
+import pytest
+from mlflow import MlflowClient
+
+from helpers.auth_server import ADMIN, AuthServer, password_of
+from helpers.gate import reference_only_version
+from mlflow_monitor.gate.audit import read_audit_log
+from mlflow_monitor.production.monitoring_run import monitoring_run_id
+from mlflow_monitor.windows.stored import PROD_RUN_TAG, PROD_TAG, find_monitoring_run
+
+pytestmark = pytest.mark.slow  # an mlflow server subprocess
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    root = tmp_path_factory.mktemp("trust_prod_run")
+    srv = AuthServer(root, registry_store_uri=f"monitor:sqlite:///{root / 'server.db'}",
+                     env={"MLFLOW_MONITOR_HOME": str(root / "monitor_home")})
+    srv.start()
+    for user in ("serving", "editor"):
+        srv.create_user(user)
+    yield srv
+    srv.stop()
+
+
+def _login(monkeypatch, server, user: str) -> MlflowClient:
+    monkeypatch.setenv("MLFLOW_TRACKING_USERNAME", user)
+    monkeypatch.setenv("MLFLOW_TRACKING_PASSWORD", password_of(user))
+    mlflow.set_tracking_uri(server.url)
+    mlflow.set_registry_uri(server.url)
+    return MlflowClient(tracking_uri=server.url, registry_uri=server.url)
+
+
+def _grant_experiment(server, user: str, experiment_id: str, permission: str = "EDIT") -> None:
+    r = server.api(ADMIN, "POST", "3.0/mlflow/users/permissions/grant",
+                   json={"username": user, "resource_type": "experiment", "resource_id": experiment_id,
+                         "permission": permission})
+    r.raise_for_status()
+
+
+def _model(server, monkeypatch, name: str) -> tuple[str, str]:
+    """Version 1 of ``name`` (by the admin); serving: EDIT on the model and the experiment,
+    editor: EDIT on the experiment only. Returns the version and the experiment id."""
+    admin = _login(monkeypatch, server, ADMIN)
+    mlflow.set_experiment(f"exp-{name}")  # an experiment of its own: grants are per experiment
+    version = reference_only_version(admin, name)
+    experiment_id = admin.get_run(admin.get_model_version(name, version).run_id).info.experiment_id
+    server.grant("serving", name, "EDIT")
+    for user in ("serving", "editor"):
+        _grant_experiment(server, user, experiment_id)
+    return version, experiment_id
+
+
+def _set_version_tag(server, user, name, version, value):
+    return server.api(user, "POST", "2.0/mlflow/model-versions/set-tag",
+                      json={"name": name, "version": version, "key": PROD_RUN_TAG, "value": value})
+
+
+def _tags(server, monkeypatch, name, version) -> dict:
+    return dict(_login(monkeypatch, server, ADMIN).get_model_version(name, version).tags)
+
+
+def _audit(server, event, name):
+    return [r for r in read_audit_log(store_uri=server.registry_store_uri)
+            if r.get("event") == event and r.get("model_name") == name]
+
+
+def test_the_serving_identity_links_its_monitoring_run_and_the_gate_trusts_only_it(server, monkeypatch):
+    name = "prod-link"
+    version, experiment_id = _model(server, monkeypatch, name)
+    serving = _login(monkeypatch, server, "serving")
+    run_id = monitoring_run_id(serving, name, version)  # what `mlflow-monitor serve` does at start
+    assert _tags(server, monkeypatch, name, version)[PROD_RUN_TAG] == run_id
+    [linked] = _audit(server, "prod_run_linked", name)
+    assert linked["user"] == "serving" and linked["run_id"] == run_id
+    # an experiment editor forges an older-looking run with the same run tag ...
+    editor = _login(monkeypatch, server, "editor")
+    forged = editor.create_run(experiment_id, start_time=1, tags={PROD_TAG: f"{name}/{version}"}).info.run_id
+    # ... and cannot point the version at it: no EDIT on the model (MLflow's auth refuses
+    # it before the store; the store's own check is the same rule)
+    resp = _set_version_tag(server, "editor", name, version, forged)
+    assert resp.status_code == 403, resp.text
+    # nor can the serving identity re-point it: the first link stands
+    resp = _set_version_tag(server, "serving", name, version, forged)
+    assert resp.status_code == 403 and "the first link stands" in resp.json()["message"], resp.text
+    assert _tags(server, monkeypatch, name, version)[PROD_RUN_TAG] == run_id
+    refused = _audit(server, "refused_write", name)
+    assert [r["user"] for r in refused] == ["serving"]
+    # the gate's evidence follows the link, not the forged run (the two runs would be refused)
+    admin = _login(monkeypatch, server, ADMIN)
+    assert find_monitoring_run(admin, name, version, strict=True) == run_id
+    # setting the same link again is a no-op, not an error
+    assert _set_version_tag(server, "serving", name, version, run_id).status_code == 200
+
+
+def test_a_link_without_proof_is_refused_and_changes_nothing(server, monkeypatch):
+    name = "prod-link-proof"
+    version, experiment_id = _model(server, monkeypatch, name)
+    serving = _login(monkeypatch, server, "serving")
+    plain = serving.create_run(experiment_id).info.run_id
+    other = serving.create_run(experiment_id, tags={PROD_TAG: f"{name}/999"}).info.run_id
+    for run_id, words in ((plain, "is not tagged"), (other, "is not tagged"), ("no-such-run", "no such run")):
+        resp = _set_version_tag(server, "serving", name, version, run_id)
+        assert resp.status_code == 400, resp.text
+        assert words in resp.json()["message"]
+    # two runs carry the version's run tag: the gate will not pick one
+    first = serving.create_run(experiment_id, tags={PROD_TAG: f"{name}/{version}"}).info.run_id
+    serving.create_run(experiment_id, tags={PROD_TAG: f"{name}/{version}"})
+    resp = _set_version_tag(server, "serving", name, version, first)
+    assert resp.status_code == 403 and "links only a unique monitoring run" in resp.json()["message"], resp.text
+    assert PROD_RUN_TAG not in _tags(server, monkeypatch, name, version)
+    assert len(_audit(server, "refused_write", name)) == 4
+    assert not _audit(server, "prod_run_linked", name)
