@@ -97,11 +97,24 @@ class ProductionCurrent(_Strict):
     champion) as the current data: its monitoring run's window samples of the last
     ``window`` (``"<n>s|m|h|d"``, up to 366d), newest first, at most ``max_rows`` rows;
     fewer than ``min_rows`` is an error (the verdict says so and follows ``on_error``).
+    ``serving_users``: who besides a policy owner may link a version to its monitoring run.
     Read by ``mlflow_monitor.gate.production_evidence``; evidence owned by the monitor."""
 
     window: str = "7d"
     min_rows: int = Field(default=1000, ge=1)
     max_rows: int = Field(default=50_000, ge=1)
+    #: The MLflow users whose serving processes may link a version to its monitoring run
+    #: (``mlflow_monitor.prod.run_id``), besides policy owners. A promoter with EDIT on the
+    #: model is not one of them unless named here: the link decides whose windows are evidence.
+    serving_users: list[str] = Field(default_factory=list)
+
+    @field_validator("serving_users")
+    @classmethod
+    def _users(cls, v: list[str]) -> list[str]:
+        bad = [u for u in v if not isinstance(u, str) or not u.strip()]
+        if bad:
+            raise ValueError(f"serving_users must be a list of non-empty MLflow user names; got {v!r}")
+        return [u.strip() for u in v]
 
     @field_validator("window")
     @classmethod

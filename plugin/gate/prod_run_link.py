@@ -5,9 +5,12 @@ gate trusts as production evidence (:mod:`.production_evidence`). It is under th
 ``mlflow_monitor.`` prefix, so the ``monitor:`` store refuses it from clients, except
 through :func:`link_monitoring_run`, which writes it when the caller proves the link:
 
-1. **who**: the caller may promote the model (EDIT on the registered model, MANAGE or
-   admin; a client outside ``mlflow server``). The serving identity needs that grant;
-   an editor of the monitoring experiment alone does not have it;
+1. **who**: a policy owner of the model (MANAGE or admin; a client outside ``mlflow
+   server``), or a user the model's recipe names in ``current.production.serving_users``
+   who also has EDIT on the model. A promoter with EDIT alone may not link: the link
+   decides whose captured windows the gate takes as evidence, and a promoter could
+   otherwise point the champion at a run it wrote itself. An editor of the monitoring
+   experiment alone never may;
 2. **what**: the run exists, is active and is tagged ``mlflow_monitor.prod`` =
    ``<name>/<version>``;
 3. **unique**: it is the only active run so tagged in its experiment (two such runs are
@@ -51,6 +54,19 @@ def _linked_run_is_live(client: Any, run_id: str, value: str) -> bool:
     return run.info.lifecycle_stage == "active" and run.data.tags.get(PROD_TAG) == value
 
 
+def _serving_users(inner: Any, name: str) -> list[str]:
+    """``current.production.serving_users`` of ``name``'s recipe (none when it has no
+    recipe, the recipe takes no production evidence, or it does not load)."""
+    from mlflow_monitor.gate.recipe_tag import load_recipe_tag, own_recipe_tag_of
+
+    try:
+        tag = own_recipe_tag_of(inner, name)
+        production = load_recipe_tag(tag).current.production if tag is not None else None
+    except Exception:
+        return []
+    return list(production.serving_users) if production is not None else []
+
+
 def link_monitoring_run(inner: Any, name: str, version: str, run_id: str, *, tracking_uri: Optional[str],
                         identity: Optional[Identity] = None, store_uri: Optional[str] = None) -> None:
     """Set ``mlflow_monitor.prod.run_id`` = ``run_id`` on ``name`` version ``version``
@@ -74,8 +90,14 @@ def link_monitoring_run(inner: Any, name: str, version: str, run_id: str, *, tra
 
     mv = inner.get_model_version(name, version)  # MLflow's own error when it does not exist
     roles = roles_for(identity, name)
-    if not roles.promote:
-        refuse(f"linking a monitoring run needs EDIT on the model; {who(identity)} has {roles.permission}")
+    serving = _serving_users(inner, name)
+    named = identity.user is not None and identity.user in serving and roles.promote
+    if not (roles.own_policy or named):
+        listed = (f"the recipe's current.production.serving_users are {', '.join(map(safe_text, serving))}"
+                  if serving else "the model's recipe names no current.production.serving_users")
+        refuse(f"linking a monitoring run needs the policy owner role (MANAGE on the model, or an admin) or "
+               f"a serving user named in the model's recipe with EDIT on the model; {who(identity)} has "
+               f"{roles.permission} and {listed}")
     if not run_id:
         refuse("the run id is empty", bad_input=True)
     client = MlflowClient(tracking_uri=tracking_uri)

@@ -128,9 +128,11 @@ def find_monitoring_run(client: Any, model_name: str, version: str, *, registry:
     The version's ``mlflow_monitor.prod.run_id`` tag when it names an active run tagged
     for this version; else the oldest such run in the source run's experiment (the rule
     the service uses when it creates one). ``registry``: where to read the version
-    (default ``client``; the gate passes its registry store). ``strict`` (the gate):
-    without the version tag, two or more tagged runs raise ``LookupError`` instead of
-    picking the oldest (an experiment editor can create a run with any start time).
+    (default ``client``; the gate passes its registry store). ``strict`` (the gate): only
+    the version tag counts, since only the gate's link path writes it (for a policy owner
+    or a serving user the recipe names); without it, a tagged run raises ``LookupError``
+    instead of being picked (anyone who can write to the experiment can create a run
+    with that tag and any start time).
     """
     value = f"{model_name}/{version}"
     mv = (registry or client).get_model_version(model_name, str(version))
@@ -151,9 +153,11 @@ def find_monitoring_run(client: Any, model_name: str, version: str, *, registry:
                                           max_results=50) if r.data.tags.get(PROD_TAG) == value]
     if not runs:
         return None
-    if strict and len(runs) > 1:
-        raise LookupError(f"{len(runs)} runs are tagged {PROD_TAG}={value!r} and the version's {PROD_RUN_TAG} tag "
-                          "names none of them: which one the monitor wrote cannot be told")
+    if strict:
+        raise LookupError(f"{len(runs)} run(s) are tagged {PROD_TAG}={value!r} but the version has no "
+                          f"{PROD_RUN_TAG} link naming one: which one the monitor wrote cannot be told (the "
+                          "link is set by the serving process of a user the recipe names in "
+                          "current.production.serving_users, or by a policy owner)")
     return str(min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)).info.run_id)
 
 

@@ -123,7 +123,7 @@ def test_a_forged_second_monitoring_run_changes_nothing_once_the_version_is_link
 @pytest.mark.slow
 def test_an_unlinked_version_with_a_second_tagged_run_is_refused_not_trusted():
     """A version without the link (linked before the gate's path existed, or refused):
-    two runs carry its run tag, and the gate refuses to pick one."""
+    runs carry its run tag, and the gate takes none of them as evidence."""
     import mlflow
 
     from mlflow_monitor.gate.registry_store import inner_uri_of
@@ -139,5 +139,5 @@ def test_an_unlinked_version_with_a_second_tagged_run_is_refused_not_trusted():
     experiment = client.get_run(mv.run_id).info.experiment_id
     client.create_run(experiment, start_time=1, tags={"mlflow_monitor.prod": f"{MODEL}/{champion}"})  # forged, older
     client.set_registered_model_tag(MODEL, T.RECIPE, _recipe())
-    with pytest.raises(MlflowException, match="which one the monitor wrote cannot be told"):
+    with pytest.raises(MlflowException, match="no mlflow_monitor.prod.run_id link naming one"):
         client.set_registered_model_alias(MODEL, "champion", candidate)

@@ -1,9 +1,10 @@
 """The version's monitoring-run link (``mlflow_monitor.prod.run_id``) through the gate's
 own path, against a real ``mlflow server --app-name basic-auth --registry-store-uri
-monitor:...``: the serving identity (EDIT on the model and its experiment) links its
-run by the ordinary set-tag call; an editor of the experiment alone, a run that is not
-the version's monitoring run, a second run carrying the tag, and a re-link to another
-run are refused, audited, and change nothing."""
+monitor:...``: the serving identity (EDIT on the model and its experiment, named in the
+recipe's ``current.production.serving_users``) links its run by the ordinary set-tag
+call; a promoter with the same grants but not named, an editor of the experiment alone,
+a run that is not the version's monitoring run, a second run carrying the tag, and a
+re-link to another run are refused, audited, and change nothing."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def server(tmp_path_factory):
     srv = AuthServer(root, registry_store_uri=f"monitor:sqlite:///{root / 'server.db'}",
                      env={"MLFLOW_MONITOR_HOME": str(root / "monitor_home")})
     srv.start()
-    for user in ("serving", "editor"):
+    for user in ("serving", "promoter", "editor"):
         srv.create_user(user)
     yield srv
     srv.stop()
@@ -47,15 +48,25 @@ def _grant_experiment(server, user: str, experiment_id: str, permission: str = "
     r.raise_for_status()
 
 
+RECIPE = ("task: drift\ncurrent: {production: {window: 1d, min_rows: 10, serving_users: [serving]}}\n"
+          "rules: [drift_share < 0.3]\n")
+
+
 def _model(server, monkeypatch, name: str) -> tuple[str, str]:
-    """Version 1 of ``name`` (by the admin); serving: EDIT on the model and the experiment,
-    editor: EDIT on the experiment only. Returns the version and the experiment id."""
+    """Version 1 of ``name`` (by the admin), with a recipe (set by the admin) naming
+    ``serving`` as its serving user; serving and promoter: EDIT on the model and the
+    experiment; editor: EDIT on the experiment only. Returns the version and the
+    experiment id."""
     admin = _login(monkeypatch, server, ADMIN)
     mlflow.set_experiment(f"exp-{name}")  # an experiment of its own: grants are per experiment
     version = reference_only_version(admin, name)
     experiment_id = admin.get_run(admin.get_model_version(name, version).run_id).info.experiment_id
-    server.grant("serving", name, "EDIT")
-    for user in ("serving", "editor"):
+    r = server.api(ADMIN, "POST", "2.0/mlflow/registered-models/set-tag",
+                   json={"name": name, "key": "mlflow_monitor.recipe", "value": RECIPE})
+    assert r.status_code == 200, r.text
+    for user in ("serving", "promoter"):
+        server.grant(user, name, "EDIT")
+    for user in ("serving", "promoter", "editor"):
         _grant_experiment(server, user, experiment_id)
     return version, experiment_id
 
@@ -77,6 +88,18 @@ def _audit(server, event, name):
 def test_the_serving_identity_links_its_monitoring_run_and_the_gate_trusts_only_it(server, monkeypatch):
     name = "prod-link"
     version, experiment_id = _model(server, monkeypatch, name)
+    # before serving starts, a promoter (EDIT on the model and the experiment, not a serving
+    # user of the recipe) writes a run of its own for the version and tries to link it
+    promoter = _login(monkeypatch, server, "promoter")
+    planted = promoter.create_run(experiment_id, tags={PROD_TAG: f"{name}/{version}"}).info.run_id
+    resp = _set_version_tag(server, "promoter", name, version, planted)
+    assert resp.status_code == 403 and "serving user named in the model's recipe" in resp.json()["message"], resp.text
+    assert PROD_RUN_TAG not in _tags(server, monkeypatch, name, version)
+    # ... and without a link the gate takes no tagged run as evidence, however unique
+    admin = _login(monkeypatch, server, ADMIN)
+    with pytest.raises(LookupError, match="no mlflow_monitor.prod.run_id link"):
+        find_monitoring_run(admin, name, version, strict=True)
+    promoter.delete_run(planted)
     serving = _login(monkeypatch, server, "serving")
     run_id = monitoring_run_id(serving, name, version)  # what `mlflow-monitor serve` does at start
     assert _tags(server, monkeypatch, name, version)[PROD_RUN_TAG] == run_id
@@ -94,7 +117,7 @@ def test_the_serving_identity_links_its_monitoring_run_and_the_gate_trusts_only_
     assert resp.status_code == 403 and "the first link stands" in resp.json()["message"], resp.text
     assert _tags(server, monkeypatch, name, version)[PROD_RUN_TAG] == run_id
     refused = _audit(server, "refused_write", name)
-    assert [r["user"] for r in refused] == ["serving"]
+    assert [r["user"] for r in refused] == ["promoter", "serving"]
     # the gate's evidence follows the link, not the forged run (the two runs would be refused)
     admin = _login(monkeypatch, server, ADMIN)
     assert find_monitoring_run(admin, name, version, strict=True) == run_id
