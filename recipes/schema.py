@@ -119,13 +119,9 @@ class ProductionCurrent(_Strict):
     @field_validator("window")
     @classmethod
     def _duration(cls, v: str) -> str:
-        import re
+        from mlflow_monitor.windows.granularity import parse_duration
 
-        match = re.fullmatch(r"\s*(\d+)\s*([smhd])\s*", str(v).lower())
-        seconds = int(match.group(1)) * {"s": 1, "m": 60, "h": 3600, "d": 86_400}[match.group(2)] if match else 0
-        if not 1 <= seconds <= 366 * 86_400:
-            raise ValueError(f"window must be a whole number followed by s, m, h or d (e.g. '7d'), from 1s to "
-                             f"366d; got {v!r}")
+        parse_duration(v, what="window")  # the monitor's one duration parser (1s to 366d)
         return str(v).strip().lower()
 
     @model_validator(mode="after")

@@ -26,8 +26,8 @@ from mlflow_monitor.gate.data import CurrentDataError
 from mlflow_monitor.gate.escaping import safe_text
 from mlflow_monitor.windows.sample import ID_COLUMN
 from mlflow_monitor.windows.state import PREDICTION_PREFIX
-from mlflow_monitor.windows.stored import (find_monitoring_run, list_windows, parse_duration, read_window_labels,
-                                           read_window_rows)
+from mlflow_monitor.windows.granularity import parse_duration
+from mlflow_monitor.windows.stored import find_monitoring_run, list_windows, read_window_labels, read_window_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow_monitor.recipes import Recipe

@@ -50,8 +50,9 @@ def status(model: str, count: int, since: str) -> None:
     from mlflow_monitor.production import alerts as alerts_mod
     from mlflow_monitor.production.labels import PERFORMANCE_FORMAT
     from mlflow_monitor.redaction import redact
-    from mlflow_monitor.windows.stored import (WINDOWS, find_monitoring_run, list_windows, parse_duration,
-                                               read_json_artifact, read_window_performance)
+    from mlflow_monitor.windows.granularity import parse_duration
+    from mlflow_monitor.windows.stored import (WINDOWS, find_monitoring_run, list_windows, read_json_artifact,
+                                               read_window_performance)
 
     try:
         seconds = parse_duration(since, what="--since")

@@ -33,9 +33,10 @@ import pandas as pd
 from mlflow_monitor.production.labels_metrics import infer_task, score_window
 from mlflow_monitor.production.model_uri import resolve_model_version
 from mlflow_monitor.windows.sample import ID_COLUMN
+from mlflow_monitor.windows.granularity import parse_duration
 from mlflow_monitor.windows.stored import (LABEL_BATCHES, LABELS, PERFORMANCE, StoredWindow, find_monitoring_run,
-                                           list_windows, parse_duration, prediction_columns, read_json_artifact,
-                                           read_window_labels, read_window_performance, read_window_rows)
+                                           list_windows, prediction_columns, read_json_artifact, read_window_labels,
+                                           read_window_performance, read_window_rows)
 
 __all__ = ["DEFAULT_HORIZON", "LABEL_COLUMN", "LabelReport", "log_labels", "window_labels"]
 
@@ -99,7 +100,7 @@ def log_labels(model_uri: str, labels: Union[Mapping[str, Any], pd.DataFrame], *
     import mlflow
 
     frame = _labels_frame(labels, id_column, label_column)
-    horizon_s = parse_duration(horizon, what="label horizon", max_days=366)
+    horizon_s = parse_duration(horizon, what="label horizon")
     if task is not None and task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
     client = client or mlflow.MlflowClient()

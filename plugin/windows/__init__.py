@@ -13,13 +13,13 @@ back (labels, the gate's production evidence, ``prod status``).
 from mlflow_monitor.windows.categories import CategoryCounts
 from mlflow_monitor.windows.column import ColumnState
 from mlflow_monitor.windows.frames import PREDICTION_COLUMN, inputs_frame, predictions_frame
-from mlflow_monitor.windows.granularity import format_granularity, parse_granularity, window_start
+from mlflow_monitor.windows.granularity import format_granularity, parse_duration, parse_granularity, window_start
 from mlflow_monitor.windows.key import WindowKey
 from mlflow_monitor.windows.latency import LatencyHistogram
 from mlflow_monitor.windows.numeric import NumericStats
 from mlflow_monitor.windows.sample import DEFAULT_SAMPLE_ROWS, RowSample, id_hashes, sampled_mask
 from mlflow_monitor.windows.state import STATE_FORMAT, WindowState
-from mlflow_monitor.windows.stored import StoredWindow, find_monitoring_run, list_windows, parse_duration, read_window_rows
+from mlflow_monitor.windows.stored import StoredWindow, find_monitoring_run, list_windows, read_window_rows
 
 __all__ = [
     "DEFAULT_SAMPLE_ROWS",

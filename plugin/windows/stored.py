@@ -26,7 +26,7 @@ from mlflow_monitor.windows.state import PREDICTION_PREFIX
 
 __all__ = [
     "ALERTS", "LABELS", "PARTIALS", "PROD_ROOT", "PROD_RUN_TAG", "PROD_TAG", "WINDOWS", "WINDOW_ROWS", "StoredWindow",
-    "find_monitoring_run", "list_windows", "parse_duration", "parse_window_id", "prediction_columns",
+    "find_monitoring_run", "list_windows", "parse_window_id", "prediction_columns",
     "read_json_artifact", "read_window_labels", "read_window_performance", "read_window_rows",
 ]
 
@@ -46,25 +46,6 @@ LABEL_BATCHES = "batches"
 # before its partials are pruned, so the rows outlive them)
 WINDOW_ROWS = "rows.parquet"
 PERFORMANCE = "performance"
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
-
-
-def parse_duration(value: "str | int", *, what: str = "duration", max_days: int = 366) -> int:
-    """Seconds of ``"<n>s|m|h|d"`` (or whole seconds), from 1 s to ``max_days`` days.
-
-    Raises ``ValueError`` naming ``what``, the value and what is allowed.
-    """
-    allowed = f"a whole number followed by s, m, h or d (e.g. '30m', '7d'), from 1s to {max_days}d"
-    seconds: Optional[int] = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        seconds = value
-    elif isinstance(value, str):
-        text = value.strip().lower()
-        if len(text) >= 2 and text[:-1].isdigit() and text[-1] in _UNITS:
-            seconds = int(text[:-1]) * _UNITS[text[-1]]
-    if seconds is None or not 1 <= seconds <= max_days * 86_400:
-        raise ValueError(f"{what} must be {allowed}; got {value!r}")
-    return seconds
 
 
 @dataclasses.dataclass(frozen=True, order=True)
