@@ -1,6 +1,6 @@
 """Training overhead of mlflow_monitor.autolog() on CPU loops: 1-3 ms steps and 0.2 ms steps.
 
-Two loop shapes, each with the two arms interleaved block by block in one process to
+Two loop shapes, each with the arms interleaved block by block (order rotated) in one process to
 share the machine's noise:
 
   mlp   -- MLP 128-256-256-10, batch 64, a collating DataLoader (1-3 ms per step)
@@ -8,17 +8,25 @@ share the machine's noise:
            no collation): about 0.2 ms per step on an idle core, where a per-point cost
            shows. The step time measured is printed; on a loaded machine it is longer.
 
-  off       -- autolog disabled (the anchor)
-  autolog   -- mlflow_monitor.autolog(), one run per block, flushed afterwards
+  off      -- autolog disabled (the anchor)
+  proc     -- mlflow_monitor.autolog(), embedded sqlite written by the writer process (the default)
+  inproc   -- the same, the writes in the training process (MLFLOW_MONITOR_WRITER_PROCESS=0)
+  hooks    -- (with --arms ...,hooks) the hooks' own cost: points dropped at the buffer
 
-Every autolog step logs 4 points (train/loss, train/lr, train/step_time_s,
-train/samples_per_s) into the embedded sqlite store; each block's points are checked
-in the store afterwards. Once, for context: ``mlflow.log_metric`` of the loss every step.
+Every autolog block is its own run and logs 4 points a step (train/loss, train/lr,
+train/step_time_s, train/samples_per_s) into the embedded sqlite store; each block's
+points are checked in the store afterwards. The arms share one pipeline and one warm
+writer process (the live writer is switched between blocks). Per step it reports the
+wall time, the training thread's CPU (``thread_time``), wall minus that CPU (waiting for
+the GIL or a CPU), the training process's CPU (all threads) and the writer process's
+CPU (``/proc``), both until the block's points are stored. Once, for context:
+``mlflow.log_metric`` of the loss every step.
 
 Targets: autolog at most 3% slower than off at 1-3 ms steps, at most 10% at 0.2 ms
 steps, and every point of every step in the run.
 
-    python benchmarks/training_overhead.py [--blocks 10] [--steps-per-block 300] [--shapes mlp,tiny]
+    python benchmarks/training_overhead.py [--blocks 10] [--steps-per-block 1000] [--shapes mlp,tiny]
+                                           [--arms off,proc,inproc,hooks]
 """
 
 from __future__ import annotations
