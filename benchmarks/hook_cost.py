@@ -4,7 +4,9 @@ Each hook of ``integrations/torch.py`` is called on its own in a loop on realist
 objects (a ``Linear(8, 4)``, its SGD optimizer, a batch of 8, a CPU loss), with the
 pipeline's buffer append replaced by a no-op so nothing accumulates; then a whole
 training step (forward, backward, ``optimizer.step()``, no DataLoader) with the hooks on
-and off, interleaved. The hooks' total is the difference of the two steps.
+and off, interleaved. The hooks' total is the difference of the two steps. Then the
+same step with one piece of the hooks made a no-op at a time (in the step, where caches
+are cold, a hook costs more than alone in a loop): what each piece costs in situ.
 
     .venv/bin/python benchmarks/hook_cost.py [--n 20000] [--rounds 5]
 """
@@ -30,7 +32,7 @@ def _cpu_us(fn, n: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--n", type=int, default=20_000, help="calls per hook measurement")
-    ap.add_argument("--rounds", type=int, default=5, help="interleaved rounds of steps on / off (medians)")
+    ap.add_argument("--rounds", type=int, default=12, help="interleaved rounds of steps on / off (medians)")
     args = ap.parse_args()
     work = tempfile.mkdtemp(prefix="mm-hooks-")
     os.environ["MLFLOW_MONITOR_HOME"] = os.path.join(work, "home")
@@ -86,8 +88,32 @@ def main() -> None:
             ("  - of which `read_cpu_scalars`", _cpu_us(lambda: read_cpu_scalars(metrics), n)),
         ]
         on, off = [], []
-        for _ in range(args.rounds):
-            on.append(_cpu_us(step, n // 4))
+        ablations: dict[str, list[float]] = {}
+        rid = run.info.run_id
+
+        def ablate(label: str, obj, name: str, value) -> None:
+            real = getattr(obj, name)
+            setattr(obj, name, value)
+            try:
+                ablations.setdefault(label, []).append(_cpu_us(step, n // 4))
+            finally:
+                setattr(obj, name, real)
+
+        for r in range(args.rounds):
+            h = hooks_module.active_hooks()
+            variants = [
+                ("on", None, None, None),
+                ("`on_backward` a no-op", h, "on_backward", lambda loss: None),
+                ("`_resolve_run` a constant", h, "_resolve_run", lambda: rid),
+                ("`MonitoredRuns.log_step` a no-op", h.runs, "log_step", lambda *a: None),
+                ("`_log_primary` a no-op (collect + log_step)", h, "_log_primary", lambda *a: None),
+                ("every hook returns at once (`suspended`)", h, "suspended", 1),
+            ]
+            for label, obj, name, value in variants[r % len(variants):] + variants[: r % len(variants)]:
+                if obj is None:  # order rotated each round: no variant always runs first
+                    on.append(_cpu_us(step, n // 4))
+                else:
+                    ablate(label, obj, name, value)
             mlflow_monitor.autolog(disable=True, silent=True)
             off.append(_cpu_us(step, n // 4))
             mlflow_monitor.autolog(system_metrics=False, notify=False, health=False, silent=True, sklearn=False)
@@ -102,6 +128,11 @@ def main() -> None:
     print(f"| training step, hooks on (points dropped at the buffer) | {m_on:.2f} |")
     print(f"| training step, autolog off | {m_off:.2f} |")
     print(f"| **the hooks' total per step** (on - off, median of {args.rounds} rounds) | **{m_on - m_off:.2f}** |")
+    print("\n| the step with ... (in situ) | CPU us per step | saved vs hooks on |")
+    print("|---|---:|---:|")
+    for label, values in ablations.items():
+        m = statistics.median(values)
+        print(f"| {label} | {m:.2f} | {m_on - m:.2f} |")
 
 
 if __name__ == "__main__":
