@@ -225,7 +225,7 @@ class SqlWriterProcess:
         if proc is not None:
             for stream in (proc.stdin, proc.stdout):
                 try:
-                    os.close(stream.fileno())  # type: ignore[union-attr]
+                    stream.close()  # type: ignore[union-attr]  # this process's copies only
                 except (OSError, ValueError):
                     pass
             proc.returncode = 0  # never waited for or killed from here
