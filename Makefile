@@ -68,6 +68,7 @@ test-floor: $(FLOOR_STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/hot_path.py
 	$(PY) benchmarks/training_overhead.py
+	$(PY) benchmarks/hook_cost.py
 	$(PY) benchmarks/sampler_cost.py
 	$(PY) benchmarks/gate_drift.py --quick
 	$(PY) benchmarks/alert_quality.py --quick

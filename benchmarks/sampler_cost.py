@@ -14,7 +14,8 @@ CPU time is read per thread from its POSIX thread CPU clock (``pthread_getcpuclo
 over a window that starts after the first sample, so start-up is excluded. ``--children``
 idle child processes stand in for DataLoader workers (ours also samples them).
 
-Then what a user pays: the whole process's extra CPU (``time.process_time``: every thread,
+Then what a user pays: the whole process's extra CPU (``time.process_time``: every thread;
+plus the writer process that writes an embedded sqlite store, from ``/proc``;
 user and system time, so the sampler, its points' materialisation, the flusher's sqlite
 writes and whatever they cost the interpreter) with our sampler writing into a sqlite
 run, against the same process idle. Windows alternate idle / sampling to share the
@@ -108,6 +109,23 @@ def _machine_info() -> list[str]:
     ]
 
 
+def _writer_cpu_s(pipeline) -> float:
+    """CPU seconds the pipeline's writer processes (embedded sqlite) have used so far
+    (Linux ``/proc``): the sampler's writes run there, so a user pays them too."""
+    total = 0.0
+    for dest in list(pipeline._destinations.values()):
+        pid = getattr(getattr(dest.sender, "writer", None), "pid", None)
+        if not pid:
+            continue
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, IndexError, ValueError):
+            pass
+    return total
+
+
 def _whole_process_extra(uri: str, client, exp: str, interval: float, seconds: float,
                          windows: int = 6) -> tuple[float, float, int]:
     """(idle % of a core, sampling % of a core, samples stored): alternating windows."""
@@ -124,11 +142,12 @@ def _whole_process_extra(uri: str, client, exp: str, interval: float, seconds: f
         if sampling:
             sampler = SystemSampler(run_id, interval_s=interval, sink=pipeline).start()
             time.sleep(interval * 1.5)  # past start-up and the first sample
-        w0, c0 = time.monotonic(), time.process_time()
+        w0, c0 = time.monotonic(), time.process_time() + _writer_cpu_s(pipeline)
         time.sleep(each)
         if sampling:
             pipeline.flush(timeout=30)  # the window pays for writing its own samples
-        (busy if sampling else idle).append((time.process_time() - c0) / (time.monotonic() - w0) * 100)
+        cpu = time.process_time() + _writer_cpu_s(pipeline) - c0  # this process + its writer process
+        (busy if sampling else idle).append(cpu / (time.monotonic() - w0) * 100)
         if sampler is not None:
             sampler.stop()
             pipeline.flush(timeout=30)

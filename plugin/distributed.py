@@ -23,13 +23,12 @@ from typing import Optional
 
 def is_distributed() -> bool:
     """True inside an initialized process group of more than one process."""
-    if "torch.distributed" not in sys.modules:  # never import torch just to ask
+    dist = sys.modules.get("torch.distributed")  # never import torch just to ask
+    if dist is None:
         return False
-    import torch.distributed as dist
-
-    try:
-        return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
-    except Exception:
+    try:  # once per optimizer step: no import statement, and is_initialized first (False off DDP)
+        return dist.is_initialized() and dist.is_available() and dist.get_world_size() > 1
+    except Exception:  # a torch without distributed support has no is_initialized
         return False
 
 

@@ -48,6 +48,8 @@ from mlflow_monitor.metrics.run_context import active_run_id
 from mlflow_monitor.mlflow_compat import end_run_owners
 from mlflow_monitor.patching import PatchRegistry
 
+_time_ns = time.time_ns
+
 _logger = logging.getLogger(__name__)
 
 END_RUN_FLUSH_TIMEOUT_S = 10.0
@@ -229,8 +231,8 @@ class MonitoredRuns:
     def log_step(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
         """Queue one optimizer step's metrics (numbers or 0-dim tensors) for ``run_id``;
         CPU tensors are read now (:func:`~mlflow_monitor.metrics.materialize.read_cpu_scalars`)."""
-        if metrics:
-            get_pipeline().append_many(run_id, read_cpu_scalars(metrics), step)
+        if metrics:  # read_cpu_scalars builds a new dict: queued as it is (append_many would copy it again)
+            get_pipeline().push((run_id, read_cpu_scalars(metrics), step, _time_ns() // 1_000_000))
 
     @staticmethod
     def set_current_step(step: int) -> None:

@@ -8,7 +8,8 @@
 Modules: ``point`` (the one point shape and the buffer entries), ``api`` (log_metrics,
 validation, ``current_step``), ``pipeline`` (buffer + flusher), ``materialize`` (tensors
 to floats), ``destination`` (one store: ordered delivery, outage, replay), ``sender``
-(log-batch requests), ``spool`` (the on-disk spool), ``sql_writer`` (bulk SQL rows).
+(log-batch requests), ``spool`` (the on-disk spool), ``sql_writer`` (bulk SQL rows),
+``writer_process`` (embedded sqlite writes from a child process).
 """
 
 from __future__ import annotations

@@ -46,9 +46,10 @@ class Destination:
         reject: Callable[[list[MetricPoint], BaseException], None],
         timeout_s: float = 10.0,
         max_retry_interval_s: float = 10.0,
+        writer_process: Optional[bool] = None,
     ) -> None:
         self.uri = uri
-        self.sender = MetricSender(uri, timeout_s=timeout_s)
+        self.sender = MetricSender(uri, timeout_s=timeout_s, writer_process=writer_process)
         self.spool: Optional[Spool] = None
         self.orphans: list[Spool] = []  # spools of earlier processes for this URI, oldest first
         self.outage = False
@@ -58,7 +59,7 @@ class Destination:
 
     @property
     def embedded(self) -> bool:
-        """Writes go to a sqlite file in this process (see ``MetricSender.embedded``)."""
+        """Writes go to a local sqlite file, from this process or its writer process (see ``MetricSender.embedded``)."""
         return bool(getattr(self.sender, "embedded", False))
 
     # -- state -------------------------------------------------------------------------
@@ -137,6 +138,12 @@ class Destination:
             if spool.pending():
                 left.append((str(spool.path), spool.pending_points()))
             spool.close()
+        close = getattr(self.sender, "close", None)
+        if close is not None:
+            try:
+                close()
+            except Exception:
+                _logger.exception("mlflow-monitor: could not stop the metrics writer for %s", redact_uri(self.uri))
         return left
 
     # -- internals --------------------------------------------------------------------

@@ -67,7 +67,13 @@ class MetricsPipeline:
         max_buffered_points: int = 200_000,
         request_timeout_s: float = 10.0,
         max_retry_interval_s: float = 10.0,
+        writer_process: Optional[bool] = None,
     ) -> None:
+        """``writer_process``: write embedded sqlite stores from a child process (None: the
+        ``MLFLOW_MONITOR_WRITER_PROCESS`` switch, on when unset; see ``writer_process``)."""
+        from mlflow_monitor.metrics.writer_process import writer_process_enabled
+
+        self.writer_process = writer_process_enabled(writer_process)  # a bad switch fails here, not later
         self.flush_interval_s = flush_interval_s
         self.max_buffered_points = max_buffered_points
         self.request_timeout_s = request_timeout_s
@@ -285,7 +291,7 @@ class MetricsPipeline:
         dest = self._destinations.get(uri)
         if dest is None:
             dest = self._destinations[uri] = Destination(
-                uri, self._reject, self.request_timeout_s, self.max_retry_interval_s
+                uri, self._reject, self.request_timeout_s, self.max_retry_interval_s, self.writer_process
             )
         return dest
 

@@ -11,7 +11,27 @@ from mlflow.entities import Metric
 from mlflow.exceptions import MlflowException
 
 from mlflow_monitor.metrics.sql_writer import make_sql_writer
+from mlflow_monitor.metrics.writer_process import SqlWriterProcess
 from mlflow_monitor.mlflow_compat import MLFLOW_VERSION
+
+
+@pytest.fixture(params=["in-process", "writer-process"])
+def new_writer(request):
+    """``new_writer(uri)``: the bulk writer in this process, or the same writer behind a writer
+    process (the embedded sqlite store's default path); every case runs through both."""
+    started = []
+
+    def make(uri):
+        writer = make_sql_writer(uri)
+        if request.param == "writer-process" and writer is not None:
+            writer = SqlWriterProcess(uri, in_process=writer)
+            started.append(writer)
+        return writer
+
+    yield make
+    for w in started:
+        assert not w.in_process, "the writer process did not start: the case ran in-process"
+        w.close()
 
 
 def _batch(offset: int = 0) -> list[Metric]:
@@ -45,11 +65,11 @@ _MLFLOW_SKIPS_REPEATED_ROWS = MLFLOW_VERSION >= (3, 17)
     pytest.param((10, 0), marks=pytest.mark.skipif(  # an older batch after a newer one: latest stays
         not _MLFLOW_SKIPS_REPEATED_ROWS, reason="this MLflow's log_batch fails on rows repeated across batches")),
 ], ids=["one-batch", "overlapping-batches", "older-batch-second"])
-def test_fast_path_rows_and_latest_metrics_match_mlflow_log_batch(tracking_uri, offsets):
+def test_fast_path_rows_and_latest_metrics_match_mlflow_log_batch(tracking_uri, offsets, new_writer):
     client = MlflowClient()
     exp = client.create_experiment("parity")
     ours, theirs = client.create_run(exp).info.run_id, client.create_run(exp).info.run_id
-    writer = make_sql_writer(tracking_uri)
+    writer = new_writer(tracking_uri)
     assert writer is not None
     for offset in offsets:  # a second batch overlaps: duplicates across batches too
         writer.write(ours, _batch(offset))
@@ -57,10 +77,10 @@ def test_fast_path_rows_and_latest_metrics_match_mlflow_log_batch(tracking_uri, 
     assert _state(client, ours) == _state(client, theirs)
 
 
-def test_fast_path_skips_rows_repeated_across_batches(tracking_uri):
+def test_fast_path_skips_rows_repeated_across_batches(tracking_uri, new_writer):
     client = MlflowClient()
     run_id = client.create_run(client.create_experiment("repeats")).info.run_id
-    writer = make_sql_writer(tracking_uri)
+    writer = new_writer(tracking_uri)
     writer.write(run_id, _batch(0))
     writer.write(run_id, _batch(10))  # the "odd" and "late" rows repeat the first batch's
     assert len(client.get_metric_history(run_id, "odd")) == 4
@@ -68,11 +88,11 @@ def test_fast_path_skips_rows_repeated_across_batches(tracking_uri):
     assert len(client.get_metric_history(run_id, "loss")) == 102  # 2 x (50 steps + the duplicate pair's one row)
 
 
-def test_fast_path_refuses_deleted_and_unknown_runs_like_mlflow(tracking_uri):
+def test_fast_path_refuses_deleted_and_unknown_runs_like_mlflow(tracking_uri, new_writer):
     client = MlflowClient()
     run_id = client.create_run("0").info.run_id
     client.delete_run(run_id)
-    writer = make_sql_writer(tracking_uri)
+    writer = new_writer(tracking_uri)
     with pytest.raises(MlflowException) as deleted:
         writer.write(run_id, [Metric("m", 1.0, 1, 0)])
     assert deleted.value.error_code == "INVALID_PARAMETER_VALUE"
@@ -87,15 +107,15 @@ def test_non_sql_stores_get_no_fast_path(tmp_path):
     mlflow.set_tracking_uri(None)
 
 
-def test_fast_path_rejects_invalid_metric_names_like_mlflow(tracking_uri):
+def test_fast_path_rejects_invalid_metric_names_like_mlflow(tracking_uri, new_writer):
     run_id = MlflowClient().create_run("0").info.run_id
     with pytest.raises(MlflowException) as bad:
-        make_sql_writer(tracking_uri).write(run_id, [Metric("bad//../name", 1.0, 1, 0)])
+        new_writer(tracking_uri).write(run_id, [Metric("bad//../name", 1.0, 1, 0)])
     assert bad.value.error_code == "INVALID_PARAMETER_VALUE"
     assert MlflowClient().get_run(run_id).data.metrics == {}
 
 
-def test_fast_path_matches_log_batch_on_long_and_wide_batches(tracking_uri):
+def test_fast_path_matches_log_batch_on_long_and_wide_batches(tracking_uri, new_writer):
     """Several statements per key (100, 10 and 1 rows) and several latest-metrics upserts (>100 keys)."""
     client = MlflowClient()
     exp = client.create_experiment("wide")
@@ -103,7 +123,7 @@ def test_fast_path_matches_log_batch_on_long_and_wide_batches(tracking_uri):
     batch = [Metric("long", (-1.0) ** i * i / 7, 2000 + i // 3, i) for i in range(123)]
     batch += [Metric(f"wide/{k:03d}", float(k) if k % 50 else math.nan, 3000, k % 7) for k in range(205)]
     batch += [Metric("wide/007", -math.inf, 3000, 9)]  # a later step with -inf: becomes the latest
-    make_sql_writer(tracking_uri).write(ours, batch)
+    new_writer(tracking_uri).write(ours, batch)
     for i in range(0, len(batch), 1000):
         client.log_batch(theirs, metrics=batch[i : i + 1000])
 
