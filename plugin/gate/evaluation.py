@@ -313,7 +313,12 @@ def _load_reference(run_id: str, tracking_uri: Optional[str]) -> Any:
     client = MlflowClient(tracking_uri=tracking_uri)
     # on a server: the run's artifact location must be one the server may read
     check_location(f"runs:/{run_id}/", what="reference run", client=client)
-    return load_reference(run_id, client=client)
+    reference = load_reference(run_id, client=client)
+    if reference.calibration is not None:  # precomputed when the reference was logged
+        from mlflow_monitor.gate.drift.calibration import default_calibrator
+
+        default_calibrator().adopt(reference.calibration)
+    return reference
 
 
 def _load_current(recipe: "Recipe", run_id: str, tracking_uri: Optional[str]) -> Any:
