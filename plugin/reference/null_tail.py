@@ -29,9 +29,9 @@ import numpy as np
 from mlflow_monitor.reference.column import ColumnSample
 
 __all__ = ["CALIBRATION_FORMAT", "DEFAULT_ALPHA", "DISCRETE_VALUES", "GAUSSIAN_ROWS", "MIN_REPLICATES",
-           "NUMERIC_ATOMS", "PERMUTATION_ROWS", "TESTS_PER_COLUMN", "NullTail", "atoms", "gaussian_key",
-           "is_discrete", "precalibrate", "replicates_for", "scale_to", "simulate", "simulate_unit",
-           "size_bucket", "top_share", "wasserstein_key"]
+           "NUMERIC_ATOMS", "PERMUTATION_ROWS", "SHARED_UNIT_SEED", "TESTS_PER_COLUMN", "NullTail", "atoms",
+           "gaussian_key", "is_discrete", "precalibrate", "quantile_atoms", "replicates_for", "scale_to", "simulate",
+           "simulate_unit", "simulate_units", "size_bucket", "top_share", "unit_seed", "wasserstein_key"]
 
 #: A numerical column is calibrated by exact permutation (per check) up to this many
 #: reference + current values, by the bootstrap above.
@@ -52,6 +52,8 @@ TESTS_PER_COLUMN = 3
 #: its replicates for when logging a reference.
 DEFAULT_ALPHA = 0.01
 CALIBRATION_FORMAT = "mlflow_monitor.drift_calibration/1"
+#: The seed of the unit tails of every column on quantile atoms (see :func:`unit_seed`).
+SHARED_UNIT_SEED = 0x6D6C666C6F77
 _TAIL_SHARE = 0.1  # the largest 10% of replicates are kept: alphas up to 0.1 per test
 
 
@@ -160,10 +162,62 @@ def simulate_unit(ref: ColumnSample, *, replicates: int, seed: int) -> NullTail:
     return _simulate(ref, current=0, replicates=replicates, seed=seed, gaussian=True)
 
 
+def unit_seed(ref: ColumnSample) -> int:
+    """The seed of ``ref``'s unit tail. Columns on :data:`NUMERIC_ATOMS` equal-frequency
+    quantiles all have uniform atom weights, so their bridges have one law: they share
+    one seed (:data:`SHARED_UNIT_SEED`) and :func:`simulate_units` draws the bridges once
+    for all of them. Each column's test stays exact at its level (a Bonferroni bound needs
+    no independence between tests). Other columns: a seed from their content hash."""
+    return SHARED_UNIT_SEED if quantile_atoms(ref) else int(ref.digest()[:12], 16)
+
+
+def simulate_units(refs: list[ColumnSample], *, replicates: int) -> list[NullTail]:
+    """:func:`simulate_unit` of each of ``refs`` with its :func:`unit_seed`, the shared
+    bridges drawn once for every column on quantile atoms (the same numbers as one by one)."""
+    shared = [r for r in refs if quantile_atoms(r)]
+    out: dict[int, NullTail] = {}
+    if shared:
+        for ref, tail in zip(shared, _simulate_shared(shared, replicates)):
+            out[id(ref)] = tail
+    return [out[id(r)] if id(r) in out else simulate_unit(r, replicates=replicates, seed=unit_seed(r))
+            for r in refs]
+
+
+def quantile_atoms(ref: ColumnSample) -> bool:
+    """Whether ``ref`` has more than :data:`NUMERIC_ATOMS` distinct values (its atoms are
+    equal-frequency quantiles)."""
+    v = ref.sorted64()
+    return int(np.count_nonzero(v[1:] != v[:-1])) + 1 > NUMERIC_ATOMS
+
+
+def _simulate_shared(refs: list[ColumnSample], replicates: int) -> list[NullTail]:
+    """The unit tails of columns on quantile atoms from one set of bridges, computed as
+    :func:`_simulate` computes each (same seed, chunks and arithmetic per column)."""
+    gaps = []
+    for ref in refs:
+        support, _ = atoms(ref)
+        gaps.append(np.diff(support) / max(ref.std(), 0.001))
+    p = np.full(NUMERIC_ATOMS, 1.0 / NUMERIC_ATOMS)
+    rng = np.random.default_rng(SHARED_UNIT_SEED)
+    dists = [np.empty(replicates) for _ in refs]
+    chunk = max(1, 2_000_000 // len(p))
+    root_p = np.sqrt(p)
+    cdf = np.cumsum(p)[:-1]
+    for lo in range(0, replicates, chunk):
+        b = min(chunk, replicates - lo)
+        z = rng.standard_normal((b, len(p))) * root_p
+        diff = np.abs(np.cumsum(z, axis=1)[:, :-1] - np.outer(z.sum(axis=1), cdf))
+        for dist, g in zip(dists, gaps):
+            dist[lo:lo + b] = diff @ g
+    return [NullTail(replicates, 0, top_share(d, replicates)) for d in dists]
+
+
 def _simulate(ref: ColumnSample, *, current: int, replicates: int, seed: int, gaussian: bool) -> NullTail:
     support, counts = atoms(ref)
     n_ref = ref.n
     p = counts / counts.sum()
+    if gaussian and len(p) == NUMERIC_ATOMS and quantile_atoms(ref):
+        p = np.full(NUMERIC_ATOMS, 1.0 / NUMERIC_ATOMS)  # exactly what _simulate_shared uses
     gaps = np.diff(support) / max(ref.std(), 0.001)
     rng = np.random.default_rng(seed)
     dist = np.empty(replicates)
@@ -192,9 +246,12 @@ def top_share(values: np.ndarray, replicates: int) -> np.ndarray:
 def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_s: float,  # noqa: F821
                  alpha: float = DEFAULT_ALPHA, current_fractions: tuple[float, ...] = (0.1, 0.5, 1.0),
                  ) -> dict:
-    """The bootstrap tails the gate needs for ``columns`` of ``profile``, computed until
-    ``budget_s`` seconds have passed (a column under way is finished; the rest are listed
-    under ``skipped`` and calibrated on first use, as without this).
+    """The bootstrap tails the gate needs for ``columns`` of ``profile``: first the unit
+    tails of every column on quantile atoms (one shared draw for all of them, a fraction
+    of a second whatever their number), then column by column the other unit tails and the
+    small-size buckets until ``budget_s`` seconds have passed (a column under way is
+    finished; the rest are listed under ``skipped`` and calibrated on first use, as
+    without this).
 
     Per-test alpha: ``alpha / (TESTS_PER_COLUMN * len(columns))``, the gate's correction
     when the recipe checks these columns; a recipe with a smaller alpha or more columns
@@ -211,28 +268,32 @@ def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_
     replicates = replicates_for(alpha / n_tests)
     out: dict = {"format": CALIBRATION_FORMAT, "alpha": alpha, "tests": n_tests, "replicates": replicates,
                  "columns": {}, "skipped": []}
+    candidates = []
     for name in names:
-        if name not in profile.columns:
-            continue
-        ref = profile.side(name)
-        if not ref.is_numeric or is_discrete(ref):
+        if name in profile.columns:
+            ref = profile.side(name)
+            if ref.is_numeric and not is_discrete(ref):
+                candidates.append((name, ref))
+    # first the unit tails of the columns on quantile atoms: one shared draw for all of them
+    shared = [(name, ref) for name, ref in candidates if ref.n >= GAUSSIAN_ROWS and quantile_atoms(ref)]
+    for (_, ref), tail in zip(shared, simulate_units([r for _, r in shared], replicates=replicates)):
+        out["columns"].setdefault(ref.digest(), {})[gaussian_key(ref.n)] = tail.to_json()
+    for name, ref in candidates:  # then column by column, within the budget
+        own_unit = ref.n >= GAUSSIAN_ROWS and not quantile_atoms(ref)
+        buckets = sorted({size_bucket(max(1, int(ref.n * f))) for f in current_fractions
+                          if ref.n + max(1, int(ref.n * f)) > PERMUTATION_ROWS
+                          and min(ref.n, size_bucket(max(1, int(ref.n * f)))) < GAUSSIAN_ROWS})
+        if not (own_unit or buckets):
             continue
         if time.perf_counter() - start >= budget_s:
             out["skipped"].append(name)
             continue
-        digest, seed = ref.digest(), int(ref.digest()[:12], 16)
-        entries: dict = {}
-        if ref.n >= GAUSSIAN_ROWS:
-            entries[gaussian_key(ref.n)] = simulate_unit(ref, replicates=replicates, seed=seed).to_json()
-        for frac in current_fractions:
-            m = max(1, int(ref.n * frac))
-            bucket = size_bucket(m)
-            if ref.n + m <= PERMUTATION_ROWS or min(ref.n, bucket) >= GAUSSIAN_ROWS:
-                continue  # exact permutation per check, or the unit tail
-            key = wasserstein_key(ref.n, bucket)
-            if key not in entries:
-                entries[key] = simulate(ref, current=bucket, replicates=replicates, seed=seed ^ bucket).to_json()
-        if entries:
-            out["columns"][digest] = entries
+        entries = out["columns"].setdefault(ref.digest(), {})
+        if own_unit:
+            entries[gaussian_key(ref.n)] = simulate_unit(ref, replicates=replicates, seed=unit_seed(ref)).to_json()
+        seed = int(ref.digest()[:12], 16)
+        for bucket in buckets:
+            entries[wasserstein_key(ref.n, bucket)] = simulate(
+                ref, current=bucket, replicates=replicates, seed=seed ^ bucket).to_json()
     out["seconds"] = round(time.perf_counter() - start, 3)
     return out

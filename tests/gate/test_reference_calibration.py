@@ -18,7 +18,15 @@ from mlflow_monitor.gate.decision import Target
 from mlflow_monitor.gate.drift.calibration import Calibrator, default_calibrator
 from mlflow_monitor.gate.promotion import PromotionGate
 from mlflow_monitor.reference import ColumnSample, ReferenceProfile, load_reference
-from mlflow_monitor.reference.null_tail import CALIBRATION_FORMAT, GAUSSIAN_ROWS, precalibrate
+from mlflow_monitor.reference.null_tail import (
+    CALIBRATION_FORMAT,
+    GAUSSIAN_ROWS,
+    gaussian_key,
+    precalibrate,
+    simulate_unit,
+    simulate_units,
+    unit_seed,
+)
 
 MODEL = "calibrated"
 NUMERIC = ["a", "b", "c"]
@@ -99,8 +107,11 @@ def test_logged_calibration_lists_columns_past_the_budget_and_names_its_sizing(t
     none = precalibrate(profile, ["a", "b", "c", "kind", "steps"], budget_s=0.0)
     full = precalibrate(profile, ["a", "b", "c", "kind", "steps"], budget_s=120.0)
 
-    assert none["skipped"] == NUMERIC and none["columns"] == {}
+    # the shared unit tails come first, whatever the budget; the small-size buckets wait
+    assert none["skipped"] == NUMERIC
+    assert all(list(e) == [gaussian_key(3000)] for e in none["columns"].values())
     assert full["skipped"] == [] and full["format"] == CALIBRATION_FORMAT
+    assert all(len(e) == 3 for e in full["columns"].values())  # unit + buckets of 300 and 1500 rows
     assert full["tests"] == 15 and full["replicates"] == 1500  # alpha 0.01 over 3 tests x 5 columns
     assert set(full["columns"]) == {profile.side(c).digest() for c in NUMERIC}
 
@@ -130,3 +141,16 @@ def test_malformed_logged_calibration_is_ignored(bad):
     cal = Calibrator(persist=False)
     assert cal.adopt(bad) == 0
     assert cal._entries("d") == {}
+
+
+def test_columns_on_quantile_atoms_share_one_draw_with_the_numbers_of_one_by_one():
+    rng = np.random.default_rng(5)
+    refs = [ColumnSample(values=rng.normal(size=4000)), ColumnSample(values=rng.lognormal(size=3000)),
+            ColumnSample(values=rng.integers(0, 40, 3000).astype(float))]  # 40 values: its own seed
+
+    together = simulate_units(refs, replicates=1200)
+
+    for ref, tail in zip(refs, together):
+        alone = simulate_unit(ref, replicates=1200, seed=unit_seed(ref))
+        assert np.array_equal(tail.distribution, alone.distribution)
+    assert unit_seed(refs[0]) == unit_seed(refs[1]) != unit_seed(refs[2])

@@ -58,6 +58,7 @@ from mlflow_monitor.reference.null_tail import (
     simulate_unit,
     size_bucket,
     top_share,
+    unit_seed,
     wasserstein_key,
 )
 
@@ -186,9 +187,8 @@ class Calibrator:
         if hit is not None and int(hit.get("replicates", 0)) >= replicates:
             tail = NullTail.from_json(hit)
         else:
-            seed = int(digest[:12], 16)
-            tail = simulate_unit(ref, replicates=replicates, seed=seed) if unit \
-                else simulate(ref, current=bucket, replicates=replicates, seed=seed ^ bucket)
+            tail = simulate_unit(ref, replicates=replicates, seed=unit_seed(ref)) if unit \
+                else simulate(ref, current=bucket, replicates=replicates, seed=int(digest[:12], 16) ^ bucket)
             with self._lock:
                 entries[key] = tail.to_json()
                 self.computed += 1
