@@ -154,3 +154,4 @@ def test_columns_on_quantile_atoms_share_one_draw_with_the_numbers_of_one_by_one
         alone = simulate_unit(ref, replicates=1200, seed=unit_seed(ref))
         assert np.array_equal(tail.distribution, alone.distribution)
     assert unit_seed(refs[0]) == unit_seed(refs[1]) != unit_seed(refs[2])
+

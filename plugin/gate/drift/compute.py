@@ -127,7 +127,9 @@ def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side,
         method, floor = "jensenshannon", settings.effect_floor.categorical
         with_missing = column_type == "cat"
         rc, cc = r.counts(), c.counts()
-        keys = list(rc.keys() | cc.keys())
+        # a fixed order (a set of str is ordered by the per-process hash seed): the permutation
+        # draws, so the thresholds, must not change from one process to the next
+        keys = sorted(rc.keys() | cc.keys(), key=lambda k: (type(k).__name__, str(k)))
         ref_counts = [rc.get(k, 0) for k in keys] + ([ref.missing] if with_missing else [])
         cur_counts = [cc.get(k, 0) for k in keys] + ([cur.missing] if with_missing else [])
         r_arr, c_arr = np.asarray(ref_counts, dtype=np.float64), np.asarray(cur_counts, dtype=np.float64)
