@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from mlflow_monitor.gate.decision import Evaluation, Target
@@ -54,15 +55,20 @@ class CandidateEvaluator:
     """Runs ``recipe``'s checks for one candidate version in registry ``store``.
 
     ``tracking_uri`` is where the candidate's run (reference data, dataset inputs) lives;
-    ``progress`` receives one line per step (the CLI prints them).
+    ``progress`` receives one line per step (the CLI prints them). With ``concurrent``
+    (the default) the drift verdict runs on one extra thread while the caller's thread
+    scores the models (numpy's sorts release the GIL, so the two overlap); ``False`` runs
+    them one after the other. The results are the same either way, and so is the error
+    raised when both fail (the drift verdict's, as when it ran first).
     """
 
     def __init__(self, store: Any, tracking_uri: Optional[str], recipe: "Recipe",
-                 progress: Optional[Callable[[str], None]] = None) -> None:
+                 progress: Optional[Callable[[str], None]] = None, *, concurrent: bool = True) -> None:
         self._store = store
         self._tracking_uri = tracking_uri
         self._recipe = recipe
         self._progress = progress or (lambda _msg: None)
+        self._concurrent = concurrent
 
     def run(self, name: str, mv: Any, target: Target) -> Evaluation:
         """The evaluation of version ``mv`` of ``name`` for a promotion to ``target``.
@@ -104,32 +110,47 @@ class CandidateEvaluator:
                         need_target=need_perf)
 
         self._progress(f"drift on {len(current)} current vs {len(ref_frame)} reference rows")
-        drift = compute_drift(
-            ref_frame[features], current[features],
-            numerical=cols.numerical, categorical=cols.categorical,
-            profile=getattr(reference, "profile", None),
-            settings=recipe.effective_drift, key_columns=cols.key_columns,
-        )
-        metrics: dict[str, float] = drift.rule_values()
+
+        # the drift thread gets frames of its own (pandas objects are not thread-safe;
+        # the column arrays are shared, and only read)
+        drift_ref, drift_cur = ref_frame[features], current[features]
+
+        def drift_verdict() -> Any:
+            return compute_drift(
+                drift_ref, drift_cur,
+                numerical=cols.numerical, categorical=cols.categorical,
+                profile=getattr(reference, "profile", None),
+                settings=recipe.effective_drift, key_columns=cols.key_columns,
+            )
+
         champion_version, champion_metrics = None, None
         scored = current
+        with _Overlapped(drift_verdict, self._concurrent) as pending_drift:
+            if need_perf:
+                pred_col = pred_col or PREDICTION
+                model_input: Any = None  # the features as the models get them: built once
+                if pred_col not in current.columns:
+                    self._progress("scoring the candidate on current data")
+                    model_input = _model_input(current, features)
+                    scored = current.assign(**{pred_col: _predict(
+                        self._model_uri(name, str(mv.version)), model_input, features,
+                        who=f"candidate version {mv.version}")})
+                perf = _performance(recipe, scored, target_col, pred_col)
+                holder = champion_of(self._store, name, target, str(mv.version))
+                if holder is not None and recipe.needs_champion:
+                    self._progress(f"scoring champion version {holder.version} on the same data")
+                    if model_input is None:
+                        model_input = _model_input(current, features)
+                    champ = current.assign(**{PREDICTION: _predict(
+                        self._model_uri(name, str(holder.version)), model_input, features,
+                        who=f"champion version {holder.version}")})
+                    champion_version = str(holder.version)
+                    champion_metrics = _performance(recipe, champ, target_col, PREDICTION,
+                                                    proba=False)
+        drift = pending_drift.result()
+        metrics: dict[str, float] = drift.rule_values()
         if need_perf:
-            pred_col = pred_col or PREDICTION
-            if pred_col not in current.columns:
-                self._progress("scoring the candidate on current data")
-                scored = current.assign(**{pred_col: _predict(
-                    self._model_uri(name, str(mv.version)), current, features,
-                    who=f"candidate version {mv.version}")})
-            metrics.update(_performance(recipe, scored, target_col, pred_col))
-            holder = champion_of(self._store, name, target, str(mv.version))
-            if holder is not None and recipe.needs_champion:
-                self._progress(f"scoring champion version {holder.version} on the same data")
-                champ = current.assign(**{PREDICTION: _predict(
-                    self._model_uri(name, str(holder.version)), current, features,
-                    who=f"champion version {holder.version}")})
-                champion_version = str(holder.version)
-                champion_metrics = _performance(recipe, champ, target_col, PREDICTION,
-                                                proba=False)
+            metrics.update(perf)
         rule_results = evaluate_rules(recipe.rules, metrics=metrics, drift=drift,
                                       champion_metrics=champion_metrics)
         evaluation = Evaluation(rule_results, metrics, drift, champion_version, champion_metrics,
@@ -242,6 +263,46 @@ def _evidence_refused(evidence: Evidence) -> Evaluation:
     return Evaluation([rule], {}, evidence=evidence)
 
 
+class _Overlapped:
+    """``fn`` run on one extra thread while the ``with`` body runs (or before it, when not
+    ``concurrent``). Leaving the block waits for ``fn``; :meth:`result` returns its value
+    or raises its error. When both fail, ``fn``'s error is raised, as if it had run first."""
+
+    def __init__(self, fn: Callable[[], Any], concurrent: bool) -> None:
+        self._fn, self._concurrent = fn, concurrent
+        self._value: Any = None
+        self._error: Optional[BaseException] = None
+        self._thread: Optional[threading.Thread] = None
+
+    def _run(self) -> None:
+        try:
+            self._value = self._fn()
+        except BaseException as exc:  # handed to the caller's thread by result()
+            self._error = exc
+
+    def __enter__(self) -> "_Overlapped":
+        if self._concurrent:
+            self._thread = threading.Thread(target=self._run, name="mlflow-monitor-drift-verdict", daemon=True)
+            self._thread.start()
+        else:
+            self._run()
+            if self._error is not None:
+                self.result()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        if exc is not None and self._error is not None:
+            raise self._error from None  # the drift verdict's error comes first, as before
+
+    def result(self) -> Any:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+        return self._value
+
+
 # -- adapters to the sibling modules (one place to follow their signatures) ----------------
 def _load_reference(run_id: str, tracking_uri: Optional[str]) -> Any:
     from mlflow import MlflowClient
@@ -252,7 +313,12 @@ def _load_reference(run_id: str, tracking_uri: Optional[str]) -> Any:
     client = MlflowClient(tracking_uri=tracking_uri)
     # on a server: the run's artifact location must be one the server may read
     check_location(f"runs:/{run_id}/", what="reference run", client=client)
-    return load_reference(run_id, client=client)
+    reference = load_reference(run_id, client=client)
+    if reference.calibration is not None:  # precomputed when the reference was logged
+        from mlflow_monitor.gate.drift.calibration import default_calibrator
+
+        default_calibrator().adopt(reference.calibration)
+    return reference
 
 
 def _load_current(recipe: "Recipe", run_id: str, tracking_uri: Optional[str]) -> Any:
@@ -261,6 +327,12 @@ def _load_current(recipe: "Recipe", run_id: str, tracking_uri: Optional[str]) ->
     from mlflow_monitor.gate.data import load_current
 
     return load_current(recipe, run_id=run_id, client=MlflowClient(tracking_uri=tracking_uri))
+
+
+def _model_input(frame: Any, features: list[str]) -> Any:
+    from mlflow_monitor.gate.performance import model_input
+
+    return model_input(frame, features)
 
 
 def _predict(model_uri: str, frame: Any, features: list[str], *, who: str) -> Any:

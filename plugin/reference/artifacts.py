@@ -8,7 +8,10 @@ Artifacts (under the run's ``mlflow_monitor/reference/``):
 - ``reference.parquet``: the frame, or a seeded sample of ``max_rows`` rows of it;
 - ``meta.json``: columns, dtypes, target/prediction/task, total_rows, sample_size, seed;
 - ``profile.npz``: the drift verdict's precomputed
-  :class:`~mlflow_monitor.reference.ReferenceProfile` (sorted values, value counts).
+  :class:`~mlflow_monitor.reference.ReferenceProfile` (sorted values, value counts);
+- ``calibration.json`` (when a numerical feature column needs the bootstrap null):
+  their null tails (:func:`mlflow_monitor.reference.null_tail.precalibrate`), computed
+  within ``calibration_budget_s`` seconds, so the first gated check pays no calibration.
 
 It is also logged as an MLflow dataset input with context ``reference`` (shown in the
 run's "Datasets used" panel).
@@ -42,6 +45,9 @@ REFERENCE_ARTIFACT_DIR = "mlflow_monitor/reference"
 _DATA_FILE = "reference.parquet"
 _META_FILE = "meta.json"
 _PROFILE_FILE = "profile.npz"
+_CALIBRATION_FILE = "calibration.json"
+#: Default seconds :func:`log_reference` spends precomputing drift calibrations.
+CALIBRATION_BUDGET_S = 2.0
 _TASKS = ("classification", "regression", "drift")
 _FORMAT_VERSION = 1
 
@@ -78,6 +84,7 @@ class ReferenceData:
     seed: int = 0
     run_id: Optional[str] = None
     profile: Optional[ReferenceProfile] = None
+    calibration: Optional[dict[str, Any]] = None  # calibration.json, as logged
 
 
 def log_reference(
@@ -88,17 +95,24 @@ def log_reference(
     task: Optional[str] = None,
     max_rows: int = 100_000,
     seed: int = 0,
+    calibration_budget_s: float = CALIBRATION_BUDGET_S,
 ) -> ReferenceInfo:
     """Log ``df`` as the reference data of the active MLflow run.
 
     Frames longer than ``max_rows`` are replaced by a sample of ``max_rows`` rows drawn
     with ``seed``; ``total_rows`` and ``sample_size`` are recorded. Non-string column
-    names are turned into strings (Parquet needs string names). Raises ``TypeError`` /
-    ``ValueError`` for bad input and ``RuntimeError`` without an active run, before
-    logging anything.
+    names are turned into strings (Parquet needs string names). The drift gate's
+    bootstrap calibration of the numerical feature columns is computed here, on the
+    caller's thread, for at most ``calibration_budget_s`` seconds (a column under way is
+    finished; 0 turns it off; columns left out are calibrated on the first gated check).
+    Raises ``TypeError`` / ``ValueError`` for bad input and ``RuntimeError`` without an
+    active run, before logging anything.
     """
     import mlflow
 
+    if isinstance(calibration_budget_s, bool) or not isinstance(calibration_budget_s, (int, float)) \
+            or not calibration_budget_s >= 0:
+        raise ValueError(f"calibration_budget_s must be a number of seconds >= 0, got {calibration_budget_s!r}")
     frame = _checked_frame(df, target=target, prediction=prediction, task=task, max_rows=max_rows)
     run = mlflow.active_run()
     if run is None:
@@ -126,9 +140,14 @@ def log_reference(
         folder = Path(tmp)
         frame.to_parquet(folder / _DATA_FILE, index=False)
         (folder / _META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
-        profile = _profile(frame)
-        if profile is not None:
-            (folder / _PROFILE_FILE).write_bytes(profile)
+        built = _profile(frame)
+        if built is not None:
+            profile, blob = built
+            (folder / _PROFILE_FILE).write_bytes(blob)
+            calibration = _calibration(profile, [c for c in frame.columns if c not in (target, prediction)],
+                                       budget_s=float(calibration_budget_s))
+            if calibration is not None and (calibration["columns"] or calibration["skipped"]):
+                (folder / _CALIBRATION_FILE).write_text(json.dumps(calibration), encoding="utf-8")
         client.log_artifacts(run_id, str(folder), REFERENCE_ARTIFACT_DIR)
     _log_dataset_input(frame, run_id, target=target, prediction=prediction)
     return ReferenceInfo(
@@ -170,6 +189,7 @@ def load_reference(run_id: str, client: Any = None) -> ReferenceData:
         frame = pd.read_parquet(local / _DATA_FILE)
         meta = _read_json(local / _META_FILE) or {}
         profile = _read_profile(local / _PROFILE_FILE)
+        calibration = _read_calibration(local / _CALIBRATION_FILE) if profile is not None else None
     return ReferenceData(
         frame=frame,
         target=meta.get("target"),
@@ -180,6 +200,7 @@ def load_reference(run_id: str, client: Any = None) -> ReferenceData:
         seed=int(meta.get("seed", 0)),
         run_id=run_id,
         profile=profile,
+        calibration=calibration,
     )
 
 
@@ -207,14 +228,40 @@ def _checked_frame(
     return frame.reset_index(drop=True)
 
 
-def _profile(frame: pd.DataFrame) -> Optional[bytes]:
-    """The drift verdict's reference profile of ``frame``; ``None`` if it cannot be built
-    (the Parquet file stays the source of truth)."""
+def _profile(frame: pd.DataFrame) -> Optional[tuple[ReferenceProfile, bytes]]:
+    """The drift verdict's reference profile of ``frame`` and its stored bytes; ``None``
+    if it cannot be built (the Parquet file stays the source of truth)."""
     try:
-        return ReferenceProfile.from_frame(frame).to_bytes()
+        profile = ReferenceProfile.from_frame(frame)
+        return profile, profile.to_bytes()
     except Exception:
         _logger.warning("mlflow-monitor: could not build the reference profile", exc_info=True)
         return None
+
+
+def _calibration(profile: ReferenceProfile, columns: list[str], *, budget_s: float) -> Optional[dict[str, Any]]:
+    """The precomputed drift calibration of ``columns``; ``None`` when off or failed
+    (the gate then calibrates on first use, as it would anyway)."""
+    if budget_s <= 0:
+        return None
+    from mlflow_monitor.reference.null_tail import precalibrate
+
+    try:
+        return precalibrate(profile, columns, budget_s=budget_s)
+    except Exception:
+        _logger.warning("mlflow-monitor: could not precompute the drift calibration", exc_info=True)
+        return None
+
+
+def _read_calibration(path: Path) -> Optional[dict[str, Any]]:
+    if not path.exists():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        _logger.warning("mlflow-monitor: ignoring unreadable drift calibration %s", path)
+        return None
+    return data if isinstance(data, dict) else None
 
 
 def _read_profile(path: Path) -> Optional[ReferenceProfile]:

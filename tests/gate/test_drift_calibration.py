@@ -256,3 +256,26 @@ def test_normal_limit_bootstrap_agrees_with_exact_multinomials_at_its_switch():
     normal = simulate(ref, current=2000, replicates=4000, seed=9)  # their normal limit
     for alpha in (0.02, 0.05, 0.1):
         assert normal.threshold(alpha) == pytest.approx(exact.threshold(alpha), rel=0.06)
+
+
+def test_categorical_thresholds_do_not_depend_on_the_process_hash_seed(tmp_path):
+    import subprocess
+    import sys
+
+    script = (
+        "import numpy as np, pandas as pd\n"
+        "from mlflow_monitor.gate.drift import compute_drift\n"
+        "from mlflow_monitor.gate.drift.calibration import Calibrator\n"
+        "from mlflow_monitor.recipes.schema import DriftSettings\n"
+        "rng = np.random.default_rng(0)\n"
+        "cats = [f'v{i}' for i in range(12)]\n"
+        "ref = pd.DataFrame({'c': rng.choice(cats, 800)})\n"
+        "cur = pd.DataFrame({'c': rng.choice(cats + ['new'], 800)})\n"
+        "col = compute_drift(ref, cur, categorical=['c'], settings=DriftSettings(),\n"
+        "                    calibrator=Calibrator(persist=False)).column('c')\n"
+        "print(repr(col.calibrated_threshold), repr(col.findings.new_category_threshold))\n"
+    )
+    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={**__import__("os").environ, "PYTHONHASHSEED": str(seed)}).stdout
+            for seed in (1, 2, 3, 4)}
+    assert len(outs) == 1, outs

@@ -12,16 +12,22 @@ Two nulls, both "reference and current are samples of one distribution":
   replicate at any size; it also gives the null of the new-category share. For
   numerical columns it costs ``O(n + m)`` per replicate, so it is used up to
   :data:`PERMUTATION_ROWS` values.
-- **bootstrap** (numerical columns above that, cached): the reference's own empirical
+- **bootstrap** (numerical columns above that, cached; computed from the reference alone
+  by :mod:`mlflow_monitor.reference.null_tail`): the reference's own empirical
   distribution stands in for the common one; each replicate draws a reference-sized and
   a current-sized multinomial sample over the reference's atoms (its distinct values, or
   :data:`NUMERIC_ATOMS` equal-frequency quantiles) and scores them, ``O(atoms)`` per
-  replicate (from :data:`GAUSSIAN_ROWS` rows on both sides, the counts' normal limit). It needs no current data, so it is cached: current sizes are bucketed on a
-  half-octave grid (:func:`size_bucket`), a bucket's threshold is computed at its lower
-  edge and scaled to the actual size by the ``sqrt(1/n + 1/m)`` law distance scores follow
-  under the null (never above the edge's threshold). Tails are kept in memory and in
+  replicate. From :data:`GAUSSIAN_ROWS` values on both sides the counts take their normal
+  limit, where the score is one Brownian-bridge functional times ``sqrt(1/n + 1/m)``: one
+  *unit* tail per column serves every current size, scaled exactly. Below, current sizes
+  are bucketed on a half-octave grid (:func:`size_bucket`), a bucket's threshold is
+  computed at its lower edge and scaled to the actual size by the same law (never above
+  the edge's threshold). Tails are kept in memory and in
   ``$MLFLOW_MONITOR_HOME/drift_calibration/`` keyed by the reference column's content
-  hash, so a promotion pays the calibration once per reference and size bucket.
+  hash, so a promotion pays the calibration once per reference (and small size bucket);
+  :func:`~mlflow_monitor.reference.log_reference` precomputes them into the logged
+  reference's ``calibration.json``, which :meth:`Calibrator.adopt` takes in, so the
+  first check after logging pays nothing for those columns.
 """
 
 from __future__ import annotations
@@ -39,124 +45,30 @@ import numpy as np
 
 from mlflow_monitor.paths import monitor_home, private_dir, write_private_text
 from mlflow_monitor.reference import ColumnSample
+from mlflow_monitor.reference.null_tail import (
+    CALIBRATION_FORMAT,
+    GAUSSIAN_ROWS,
+    NUMERIC_ATOMS,
+    PERMUTATION_ROWS,
+    NullTail,
+    gaussian_key,
+    replicates_for,
+    scale_to,
+    simulate,
+    simulate_unit,
+    size_bucket,
+    top_share,
+    unit_seed,
+    wasserstein_key,
+)
 
 __all__ = ["GAUSSIAN_ROWS", "NUMERIC_ATOMS", "PERMUTATION_ROWS", "Calibrator", "NullTail", "default_calibrator", "js_rows",
            "permutation_counts", "permutation_wasserstein", "replicates_for", "scale_to", "simulate",
            "size_bucket"]
 
-#: A numerical column is calibrated by permutation (exact, per check) up to this many
-#: reference + current values, by the cached bootstrap above.
-PERMUTATION_ROWS = 2_000
-
 _logger = logging.getLogger(__name__)
-
-#: Both sides at least this large: the bootstrap draws the multinomial counts' normal
-#: limit (the Brownian bridge over the atoms), ten times cheaper than exact multinomials.
-GAUSSIAN_ROWS = 2_000
-#: Quantile atoms for a numerical column with more distinct values than this.
-NUMERIC_ATOMS = 512
-#: Fewest bootstrap replicates drawn for any threshold.
-MIN_REPLICATES = 1000
-_FORMAT = "mlflow_monitor.drift_calibration/1"
-_TAIL_SHARE = 0.1  # the largest 10% of replicates are kept: alphas up to 0.1 per test
-
-
-def replicates_for(alpha: float) -> int:
-    """Replicates needed for a per-test ``alpha``: at least one replicate in the tail."""
-    return max(MIN_REPLICATES, math.ceil(1.0 / alpha))
-
-
-def size_bucket(m: int) -> int:
-    """The lower edge of ``m``'s size bucket: exact below 10, then a half-octave grid
-    (10, 14, 20, 28, 40, 57, 80, 113, 160, ...)."""
-    if m < 10:
-        return max(1, int(m))
-    i = math.floor(2 * math.log2(m / 10)) + 1
-    while int(round(10 * 2 ** (i / 2))) > m:
-        i -= 1
-    return int(round(10 * 2 ** (i / 2)))
-
-
-@dataclasses.dataclass(frozen=True)
-class NullTail:
-    """The largest null replicates of one column at one size bucket, descending."""
-
-    replicates: int
-    bucket: int
-    distribution: np.ndarray  # drift score
-    new_category: Optional[np.ndarray] = None  # share of rows unseen in the reference (categorical)
-
-    def threshold(self, alpha: float, tail: str = "distribution") -> float:
-        """The ``floor(alpha * (replicates + 1))``-th largest replicate."""
-        values = self.distribution if tail == "distribution" else self.new_category
-        assert values is not None
-        k = math.floor(alpha * (self.replicates + 1))
-        if k < 1:
-            raise ValueError(f"{self.replicates} replicates cannot resolve alpha {alpha!r}")
-        return float(values[min(k, len(values)) - 1])
-
-    def to_json(self) -> dict:
-        return {"replicates": self.replicates, "bucket": self.bucket,
-                "distribution": self.distribution.tolist(),
-                "new_category": None if self.new_category is None else self.new_category.tolist()}
-
-    @classmethod
-    def from_json(cls, d: dict) -> "NullTail":
-        new = d.get("new_category")
-        return cls(int(d["replicates"]), int(d["bucket"]), np.asarray(d["distribution"], dtype=np.float64),
-                   None if new is None else np.asarray(new, dtype=np.float64))
-
-
-def scale_to(threshold: float, n: int, bucket: int, m: int) -> float:
-    """A distance threshold computed at ``bucket`` current rows, scaled to ``m`` rows."""
-    if m <= bucket:
-        return threshold
-    return threshold * math.sqrt((1.0 / n + 1.0 / m) / (1.0 / n + 1.0 / bucket))
-
-
-# -- the bootstrap null of a numerical column (cached) -------------------------------------
-def atoms(ref: ColumnSample) -> tuple[np.ndarray, np.ndarray]:
-    """``(support, counts)`` of a numerical reference column: its distinct values, or
-    :data:`NUMERIC_ATOMS` equal-frequency quantiles when it has more."""
-    v = ref.sorted64()
-    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
-    if len(starts) <= NUMERIC_ATOMS:
-        counts = np.diff(np.r_[starts, len(v)])
-        return v[starts], counts.astype(np.float64)
-    idx = ((np.arange(NUMERIC_ATOMS) + 0.5) * len(v) / NUMERIC_ATOMS).astype(np.int64)
-    return v[idx], np.full(NUMERIC_ATOMS, len(v) / NUMERIC_ATOMS)
-
-
-def simulate(ref: ColumnSample, *, current: int, replicates: int, seed: int) -> NullTail:
-    """The two-sample bootstrap null of the normed Wasserstein score of ``ref`` against
-    ``current`` values (see the module docs)."""
-    support, counts = atoms(ref)
-    n_ref = ref.n
-    p = counts / counts.sum()
-    gaps = np.diff(support) / max(ref.std(), 0.001)
-    rng = np.random.default_rng(seed)
-    dist = np.empty(replicates)
-    chunk = max(1, 2_000_000 // max(1, len(p)))  # ~16 MB per side per chunk
-    gaussian = min(n_ref, current) >= GAUSSIAN_ROWS
-    root_p = np.sqrt(p)
-    cdf = np.cumsum(p)[:-1]
-    for lo in range(0, replicates, chunk):
-        b = min(chunk, replicates - lo)
-        if gaussian:  # multinomial counts -> their normal limit: one bridge for both sides
-            z = rng.standard_normal((b, len(p))) * root_p
-            bridge = np.cumsum(z, axis=1)[:, :-1] - np.outer(z.sum(axis=1), cdf)
-            diff = bridge * math.sqrt(1.0 / n_ref + 1.0 / current)
-        else:
-            fr = np.cumsum(rng.multinomial(n_ref, p, size=b), axis=1)[:, :-1] / n_ref
-            fc = np.cumsum(rng.multinomial(current, p, size=b), axis=1)[:, :-1] / current
-            diff = fr - fc
-        dist[lo:lo + b] = np.abs(diff) @ gaps
-    return NullTail(replicates, current, _top(dist, replicates))
-
-
-def _top(values: np.ndarray, replicates: int) -> np.ndarray:
-    keep = max(1, math.ceil(_TAIL_SHARE * (replicates + 1)))
-    return -np.sort(-values)[:keep]
+_FORMAT = CALIBRATION_FORMAT
+_top = top_share
 
 
 # -- exact permutation nulls (computed per check) ----------------------------------------
@@ -261,23 +173,61 @@ class Calibrator:
             return self._memory.setdefault(digest, entries)
 
     def null_tail(self, ref: ColumnSample, *, current: int, replicates: int) -> NullTail:
-        """The bootstrap null tail of a numerical ``ref`` for ``current`` values (its size
-        bucket), from the cache or simulated now with a seed from the column's content hash."""
+        """The bootstrap null tail of a numerical ``ref`` for ``current`` values, from the
+        cache (or a tail adopted from the logged reference, :meth:`adopt`) or simulated
+        now with a seed from the column's content hash. From :data:`GAUSSIAN_ROWS` values
+        on both sides it is the column's unit tail scaled to ``current`` exactly (its
+        ``bucket`` is then ``current``); below, its size bucket's tail."""
         digest = ref.digest()
         bucket = size_bucket(current)
-        key = f"wasserstein|n={ref.n}|m={bucket}|atoms={NUMERIC_ATOMS}"
+        unit = min(ref.n, bucket) >= GAUSSIAN_ROWS
+        key = gaussian_key(ref.n) if unit else wasserstein_key(ref.n, bucket)
         entries = self._entries(digest)
         hit = entries.get(key)
         if hit is not None and int(hit.get("replicates", 0)) >= replicates:
-            return NullTail.from_json(hit)
-        tail = simulate(ref, current=bucket, replicates=replicates, seed=int(digest[:12], 16) ^ bucket)
-        with self._lock:
-            entries[key] = tail.to_json()
-            self.computed += 1
-            snapshot = json.dumps({"format": _FORMAT, "entries": entries})
-        if self._persist:
-            self._write(digest, snapshot)
+            tail = NullTail.from_json(hit)
+        else:
+            tail = simulate_unit(ref, replicates=replicates, seed=unit_seed(ref)) if unit \
+                else simulate(ref, current=bucket, replicates=replicates, seed=int(digest[:12], 16) ^ bucket)
+            with self._lock:
+                entries[key] = tail.to_json()
+                self.computed += 1
+                snapshot = json.dumps({"format": _FORMAT, "entries": entries})
+            if self._persist:
+                self._write(digest, snapshot)
+        if unit:
+            scale = math.sqrt(1.0 / ref.n + 1.0 / current)
+            return dataclasses.replace(tail, bucket=current, distribution=tail.distribution * scale)
         return tail
+
+    def adopt(self, calibration: Optional[dict]) -> int:
+        """Take the tails of a logged reference's ``calibration.json`` (see
+        :func:`mlflow_monitor.reference.null_tail.precalibrate`) into memory, keeping any
+        entry already held with as many replicates. Malformed input is ignored (logged).
+        Returns the number of tails taken."""
+        if not isinstance(calibration, dict) or calibration.get("format") != _FORMAT:
+            return 0
+        columns = calibration.get("columns")
+        if not isinstance(columns, dict):
+            return 0
+        taken = 0
+        for digest, given in columns.items():
+            if not isinstance(digest, str) or not isinstance(given, dict):
+                continue
+            entries = self._entries(digest)
+            for key, entry in given.items():
+                try:
+                    NullTail.from_json(entry)
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    _logger.warning("mlflow-monitor: ignoring a malformed logged calibration entry %r",
+                                    str(key)[:100])
+                    continue
+                with self._lock:
+                    held = entries.get(key)
+                    if held is None or int(held.get("replicates", 0)) < int(entry["replicates"]):
+                        entries[key] = entry
+                        taken += 1
+        return taken
 
     def _write(self, digest: str, text: str) -> None:
         folder = self._folder()

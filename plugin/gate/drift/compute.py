@@ -35,17 +35,17 @@ from mlflow_monitor.gate.drift.result import ColumnDrift, DriftResult
 from mlflow_monitor.gate.drift.stattests import WASSERSTEIN
 from mlflow_monitor.recipes.schema import DriftSettings
 from mlflow_monitor.reference import ColumnSample, DataValidationError, ReferenceProfile
+from mlflow_monitor.reference.null_tail import DISCRETE_VALUES, TESTS_PER_COLUMN, is_discrete
 
 __all__ = ["DEFAULT_DRIFT_SHARE", "DISCRETE_VALUES", "TESTS_PER_COLUMN", "calibrated_column_drift",
            "column_drift", "compute_drift"]
 
 DEFAULT_DRIFT_SHARE = 0.5  # Evidently DataDriftPreset(drift_share=0.5)
-#: A numerical column with at most this many distinct reference values is scored like a
-#: categorical one (Jensen-Shannon), as Evidently does for large references.
-DISCRETE_VALUES = 5
-#: Calibrated tests per column: its distribution, its missing share, and its new
-#: categories (categorical) or out-of-range values (numerical).
-TESTS_PER_COLUMN = 3
+# DISCRETE_VALUES (a numerical column with at most this many distinct reference values,
+# each seen more than once, is scored like a categorical one) and TESTS_PER_COLUMN (its
+# distribution, its missing share, and its new categories or out-of-range values) live
+# with the reference-side null (mlflow_monitor.reference.null_tail), which precomputes
+# calibrations when a reference is logged.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -110,13 +110,7 @@ def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side,
     ``threshold = max(calibrated, effect floor)``; drifted when ``score > threshold``.
     """
     r, c = ref.sample, cur.sample
-    discrete = True
-    if column_type == "num":
-        v = r.sorted64()
-        starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
-        # few values, each seen more than once: a discrete column (a near-constant
-        # continuous one has values seen once, and new values in every sample)
-        discrete = len(starts) <= DISCRETE_VALUES and bool(np.diff(np.r_[starts, len(v)]).min() > 1)
+    discrete = is_discrete(r) if column_type == "num" else True
     base = _findings_base(ref, cur)
     significant = {"missing_share_increase": base["missing_p_value"] <= alpha}
     replicates = replicates_for(alpha)
@@ -133,7 +127,9 @@ def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side,
         method, floor = "jensenshannon", settings.effect_floor.categorical
         with_missing = column_type == "cat"
         rc, cc = r.counts(), c.counts()
-        keys = list(rc.keys() | cc.keys())
+        # a fixed order (a set of str is ordered by the per-process hash seed): the permutation
+        # draws, so the thresholds, must not change from one process to the next
+        keys = sorted(rc.keys() | cc.keys(), key=lambda k: (type(k).__name__, str(k)))
         ref_counts = [rc.get(k, 0) for k in keys] + ([ref.missing] if with_missing else [])
         cur_counts = [cc.get(k, 0) for k in keys] + ([cur.missing] if with_missing else [])
         r_arr, c_arr = np.asarray(ref_counts, dtype=np.float64), np.asarray(cur_counts, dtype=np.float64)

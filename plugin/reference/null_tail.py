@@ -1,0 +1,299 @@
+"""The bootstrap null of a numerical reference column's drift score, from the reference
+alone (no current data), so it can be computed when the reference is logged.
+
+The reference's own empirical distribution stands in for the common one; each replicate
+draws a reference-sized and a current-sized multinomial sample over the reference's atoms
+(its distinct values, or :data:`NUMERIC_ATOMS` equal-frequency quantiles) and scores them
+with the normed Wasserstein distance, ``O(atoms)`` per replicate. From
+:data:`GAUSSIAN_ROWS` rows on both sides the counts take their normal limit: the
+difference of the two empirical CDFs is one Brownian bridge over the atoms times
+``sqrt(1/n + 1/m)``, so one *unit* tail (:func:`simulate_unit`) serves every current size
+``m`` in that regime. Below it, one tail per current size bucket (:func:`size_bucket`).
+
+:func:`precalibrate` computes them for a :class:`~mlflow_monitor.reference.ReferenceProfile`
+within a time budget; :func:`~mlflow_monitor.reference.log_reference` stores the result as
+``calibration.json`` beside ``profile.npz``, and the gate's calibrator
+(``mlflow_monitor.gate.drift.calibration``) adopts it, so the first gated check after
+logging draws no bootstrap replicate for those columns.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Iterable, Optional
+
+import numpy as np
+
+from mlflow_monitor.reference.column import ColumnSample
+
+__all__ = ["CALIBRATION_FORMAT", "DEFAULT_ALPHA", "DISCRETE_VALUES", "GAUSSIAN_ROWS", "MIN_REPLICATES",
+           "NUMERIC_ATOMS", "PERMUTATION_ROWS", "SHARED_UNIT_SEED", "TESTS_PER_COLUMN", "NullTail", "atoms",
+           "gaussian_key", "is_discrete", "precalibrate", "quantile_atoms", "replicates_for", "scale_to", "simulate",
+           "simulate_unit", "simulate_units", "size_bucket", "top_share", "unit_seed", "wasserstein_key"]
+
+#: A numerical column is calibrated by exact permutation (per check) up to this many
+#: reference + current values, by the bootstrap above.
+PERMUTATION_ROWS = 2_000
+#: Both sides at least this large: the bootstrap draws the multinomial counts' normal limit.
+GAUSSIAN_ROWS = 2_000
+#: Quantile atoms for a numerical column with more distinct values than this.
+NUMERIC_ATOMS = 512
+#: Fewest bootstrap replicates drawn for any threshold.
+MIN_REPLICATES = 1000
+#: A numerical column with at most this many distinct reference values, each seen more
+#: than once, is scored like a categorical one (no bootstrap).
+DISCRETE_VALUES = 5
+#: Calibrated tests per column in the gate: its distribution, its missing share, and its
+#: new categories (categorical) or out-of-range values (numerical).
+TESTS_PER_COLUMN = 3
+#: The built-in recipes' dataset-level false-alarm rate: what :func:`precalibrate` sizes
+#: its replicates for when logging a reference.
+DEFAULT_ALPHA = 0.01
+CALIBRATION_FORMAT = "mlflow_monitor.drift_calibration/1"
+#: The seed of the unit tails of every column on quantile atoms (see :func:`unit_seed`).
+SHARED_UNIT_SEED = 0x6D6C666C6F77
+_TAIL_SHARE = 0.1  # the largest 10% of replicates are kept: alphas up to 0.1 per test
+
+
+def replicates_for(alpha: float) -> int:
+    """Replicates needed for a per-test ``alpha``: at least one replicate in the tail."""
+    return max(MIN_REPLICATES, math.ceil(1.0 / alpha))
+
+
+def size_bucket(m: int) -> int:
+    """The lower edge of ``m``'s size bucket: exact below 10, then a half-octave grid
+    (10, 14, 20, 28, 40, 57, 80, 113, 160, ...)."""
+    if m < 10:
+        return max(1, int(m))
+    i = math.floor(2 * math.log2(m / 10)) + 1
+    while int(round(10 * 2 ** (i / 2))) > m:
+        i -= 1
+    return int(round(10 * 2 ** (i / 2)))
+
+
+def wasserstein_key(n: int, bucket: int) -> str:
+    """Cache key of the tail of an ``n``-value reference at current size bucket ``bucket``."""
+    return f"wasserstein|n={n}|m={bucket}|atoms={NUMERIC_ATOMS}"
+
+
+def gaussian_key(n: int) -> str:
+    """Cache key of the unit tail of an ``n``-value reference (every current size from
+    :data:`GAUSSIAN_ROWS` on)."""
+    return f"wasserstein|n={n}|gaussian-unit|atoms={NUMERIC_ATOMS}"
+
+
+@dataclasses.dataclass(frozen=True)
+class NullTail:
+    """The largest null replicates of one column at one size bucket, descending."""
+
+    replicates: int
+    bucket: int
+    distribution: np.ndarray  # drift score
+    new_category: Optional[np.ndarray] = None  # share of rows unseen in the reference (categorical)
+
+    def threshold(self, alpha: float, tail: str = "distribution") -> float:
+        """The ``floor(alpha * (replicates + 1))``-th largest replicate."""
+        values = self.distribution if tail == "distribution" else self.new_category
+        assert values is not None
+        k = math.floor(alpha * (self.replicates + 1))
+        if k < 1:
+            raise ValueError(f"{self.replicates} replicates cannot resolve alpha {alpha!r}")
+        return float(values[min(k, len(values)) - 1])
+
+    def to_json(self) -> dict:
+        return {"replicates": self.replicates, "bucket": self.bucket,
+                "distribution": self.distribution.tolist(),
+                "new_category": None if self.new_category is None else self.new_category.tolist()}
+
+    @classmethod
+    def from_json(cls, d: dict) -> "NullTail":
+        """Raises ``KeyError``/``TypeError``/``ValueError`` on a malformed entry."""
+        new = d.get("new_category")
+        dist = np.asarray(d["distribution"], dtype=np.float64)
+        if dist.ndim != 1 or len(dist) == 0 or not np.isfinite(dist).all():
+            raise ValueError("a null tail needs a non-empty list of finite numbers")
+        return cls(int(d["replicates"]), int(d["bucket"]), dist,
+                   None if new is None else np.asarray(new, dtype=np.float64))
+
+
+def scale_to(threshold: float, n: int, bucket: int, m: int) -> float:
+    """A distance threshold computed at ``bucket`` current rows, scaled to ``m`` rows."""
+    if m <= bucket:
+        return threshold
+    return threshold * math.sqrt((1.0 / n + 1.0 / m) / (1.0 / n + 1.0 / bucket))
+
+
+def atoms(ref: ColumnSample) -> tuple[np.ndarray, np.ndarray]:
+    """``(support, counts)`` of a numerical reference column: its distinct values, or
+    :data:`NUMERIC_ATOMS` equal-frequency quantiles when it has more."""
+    v = ref.sorted64()
+    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
+    if len(starts) <= NUMERIC_ATOMS:
+        counts = np.diff(np.r_[starts, len(v)])
+        return v[starts], counts.astype(np.float64)
+    idx = ((np.arange(NUMERIC_ATOMS) + 0.5) * len(v) / NUMERIC_ATOMS).astype(np.int64)
+    return v[idx], np.full(NUMERIC_ATOMS, len(v) / NUMERIC_ATOMS)
+
+
+def is_discrete(ref: ColumnSample) -> bool:
+    """At most :data:`DISCRETE_VALUES` distinct values, each seen more than once (a
+    near-constant continuous column has values seen once, and new ones in every sample)."""
+    v = ref.sorted64()
+    starts = np.flatnonzero(np.r_[True, v[1:] != v[:-1]])
+    return len(starts) <= DISCRETE_VALUES and bool(np.diff(np.r_[starts, len(v)]).min() > 1)
+
+
+def simulate(ref: ColumnSample, *, current: int, replicates: int, seed: int) -> NullTail:
+    """The two-sample bootstrap null of the normed Wasserstein score of ``ref`` against
+    ``current`` values (see the module docs; the normal limit from :data:`GAUSSIAN_ROWS`
+    values on both sides)."""
+    gaussian = min(ref.n, current) >= GAUSSIAN_ROWS
+    tail = _simulate(ref, current=current, replicates=replicates, seed=seed, gaussian=gaussian)
+    if gaussian:
+        tail = dataclasses.replace(tail, distribution=tail.distribution * math.sqrt(1.0 / ref.n + 1.0 / current))
+    return tail
+
+
+def simulate_unit(ref: ColumnSample, *, replicates: int, seed: int) -> NullTail:
+    """The Gaussian-limit null of the score divided by ``sqrt(1/n + 1/m)``: multiply by
+    it for any current size ``m`` (both sides from :data:`GAUSSIAN_ROWS` rows)."""
+    return _simulate(ref, current=0, replicates=replicates, seed=seed, gaussian=True)
+
+
+def unit_seed(ref: ColumnSample) -> int:
+    """The seed of ``ref``'s unit tail. Columns on :data:`NUMERIC_ATOMS` equal-frequency
+    quantiles all have uniform atom weights, so their bridges have one law: they share
+    one seed (:data:`SHARED_UNIT_SEED`) and :func:`simulate_units` draws the bridges once
+    for all of them. Each column's test stays exact at its level (a Bonferroni bound needs
+    no independence between tests). Other columns: a seed from their content hash."""
+    return SHARED_UNIT_SEED if quantile_atoms(ref) else int(ref.digest()[:12], 16)
+
+
+def simulate_units(refs: list[ColumnSample], *, replicates: int) -> list[NullTail]:
+    """:func:`simulate_unit` of each of ``refs`` with its :func:`unit_seed`, the shared
+    bridges drawn once for every column on quantile atoms (the same numbers as one by one)."""
+    shared = [r for r in refs if quantile_atoms(r)]
+    out: dict[int, NullTail] = {}
+    if shared:
+        for ref, tail in zip(shared, _simulate_shared(shared, replicates)):
+            out[id(ref)] = tail
+    return [out[id(r)] if id(r) in out else simulate_unit(r, replicates=replicates, seed=unit_seed(r))
+            for r in refs]
+
+
+def quantile_atoms(ref: ColumnSample) -> bool:
+    """Whether ``ref`` has more than :data:`NUMERIC_ATOMS` distinct values (its atoms are
+    equal-frequency quantiles)."""
+    v = ref.sorted64()
+    return int(np.count_nonzero(v[1:] != v[:-1])) + 1 > NUMERIC_ATOMS
+
+
+def _simulate_shared(refs: list[ColumnSample], replicates: int) -> list[NullTail]:
+    """The unit tails of columns on quantile atoms from one set of bridges, computed as
+    :func:`_simulate` computes each (same seed, chunks and arithmetic per column)."""
+    gaps = []
+    for ref in refs:
+        support, _ = atoms(ref)
+        gaps.append(np.diff(support) / max(ref.std(), 0.001))
+    p = np.full(NUMERIC_ATOMS, 1.0 / NUMERIC_ATOMS)
+    rng = np.random.default_rng(SHARED_UNIT_SEED)
+    dists = [np.empty(replicates) for _ in refs]
+    chunk = max(1, 2_000_000 // len(p))
+    root_p = np.sqrt(p)
+    cdf = np.cumsum(p)[:-1]
+    for lo in range(0, replicates, chunk):
+        b = min(chunk, replicates - lo)
+        z = rng.standard_normal((b, len(p))) * root_p
+        diff = np.abs(np.cumsum(z, axis=1)[:, :-1] - np.outer(z.sum(axis=1), cdf))
+        for dist, g in zip(dists, gaps):
+            dist[lo:lo + b] = diff @ g
+    return [NullTail(replicates, 0, top_share(d, replicates)) for d in dists]
+
+
+def _simulate(ref: ColumnSample, *, current: int, replicates: int, seed: int, gaussian: bool) -> NullTail:
+    support, counts = atoms(ref)
+    n_ref = ref.n
+    p = counts / counts.sum()
+    if gaussian and len(p) == NUMERIC_ATOMS and quantile_atoms(ref):
+        p = np.full(NUMERIC_ATOMS, 1.0 / NUMERIC_ATOMS)  # exactly what _simulate_shared uses
+    gaps = np.diff(support) / max(ref.std(), 0.001)
+    rng = np.random.default_rng(seed)
+    dist = np.empty(replicates)
+    chunk = max(1, 2_000_000 // max(1, len(p)))  # ~16 MB per side per chunk
+    root_p = np.sqrt(p)
+    cdf = np.cumsum(p)[:-1]
+    for lo in range(0, replicates, chunk):
+        b = min(chunk, replicates - lo)
+        if gaussian:  # multinomial counts -> their normal limit: one bridge for both sides
+            z = rng.standard_normal((b, len(p))) * root_p
+            diff = np.cumsum(z, axis=1)[:, :-1] - np.outer(z.sum(axis=1), cdf)
+        else:
+            fr = np.cumsum(rng.multinomial(n_ref, p, size=b), axis=1)[:, :-1] / n_ref
+            fc = np.cumsum(rng.multinomial(current, p, size=b), axis=1)[:, :-1] / current
+            diff = fr - fc
+        dist[lo:lo + b] = np.abs(diff) @ gaps
+    return NullTail(replicates, current, top_share(dist, replicates))
+
+
+def top_share(values: np.ndarray, replicates: int) -> np.ndarray:
+    """The largest :data:`_TAIL_SHARE` of ``values``, descending (what a tail keeps)."""
+    keep = max(1, math.ceil(_TAIL_SHARE * (replicates + 1)))
+    return -np.sort(-values)[:keep]
+
+
+def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_s: float,  # noqa: F821
+                 alpha: float = DEFAULT_ALPHA, current_fractions: tuple[float, ...] = (0.1, 0.5, 1.0),
+                 ) -> dict:
+    """The bootstrap tails the gate needs for ``columns`` of ``profile``: first the unit
+    tails of every column on quantile atoms (one shared draw for all of them, a fraction
+    of a second whatever their number), then column by column the other unit tails and the
+    small-size buckets until ``budget_s`` seconds have passed (a column under way is
+    finished; the rest are listed under ``skipped`` and calibrated on first use, as
+    without this).
+
+    Per-test alpha: ``alpha / (TESTS_PER_COLUMN * len(columns))``, the gate's correction
+    when the recipe checks these columns; a recipe with a smaller alpha or more columns
+    needs more replicates and computes them on first use. Numerical, non-discrete columns
+    only (the others use exact per-check nulls): from :data:`GAUSSIAN_ROWS` reference
+    values, one unit tail covering every current size from :data:`GAUSSIAN_ROWS` on;
+    below, one tail per size bucket of ``current_fractions`` of the reference that the
+    permutation null does not cover. Returns a JSON-able dict: ``format``, ``alpha``,
+    ``tests``, ``replicates``, ``columns`` (digest -> key -> tail), ``skipped``, ``seconds``.
+    """
+    start = time.perf_counter()
+    names = [str(c) for c in columns]
+    n_tests = TESTS_PER_COLUMN * max(1, len(names))
+    replicates = replicates_for(alpha / n_tests)
+    out: dict = {"format": CALIBRATION_FORMAT, "alpha": alpha, "tests": n_tests, "replicates": replicates,
+                 "columns": {}, "skipped": []}
+    candidates = []
+    for name in names:
+        if name in profile.columns:
+            ref = profile.side(name)
+            if ref.is_numeric and not is_discrete(ref):
+                candidates.append((name, ref))
+    # first the unit tails of the columns on quantile atoms: one shared draw for all of them
+    shared = [(name, ref) for name, ref in candidates if ref.n >= GAUSSIAN_ROWS and quantile_atoms(ref)]
+    for (_, ref), tail in zip(shared, simulate_units([r for _, r in shared], replicates=replicates)):
+        out["columns"].setdefault(ref.digest(), {})[gaussian_key(ref.n)] = tail.to_json()
+    for name, ref in candidates:  # then column by column, within the budget
+        own_unit = ref.n >= GAUSSIAN_ROWS and not quantile_atoms(ref)
+        buckets = sorted({size_bucket(max(1, int(ref.n * f))) for f in current_fractions
+                          if ref.n + max(1, int(ref.n * f)) > PERMUTATION_ROWS
+                          and min(ref.n, size_bucket(max(1, int(ref.n * f)))) < GAUSSIAN_ROWS})
+        if not (own_unit or buckets):
+            continue
+        if time.perf_counter() - start >= budget_s:
+            out["skipped"].append(name)
+            continue
+        entries = out["columns"].setdefault(ref.digest(), {})
+        if own_unit:
+            entries[gaussian_key(ref.n)] = simulate_unit(ref, replicates=replicates, seed=unit_seed(ref)).to_json()
+        seed = int(ref.digest()[:12], 16)
+        for bucket in buckets:
+            entries[wasserstein_key(ref.n, bucket)] = simulate(
+                ref, current=bucket, replicates=replicates, seed=seed ^ bucket).to_json()
+    out["seconds"] = round(time.perf_counter() - start, 3)
+    return out
