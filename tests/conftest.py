@@ -71,6 +71,10 @@ def _isolated_state(tmp_path, monkeypatch, _migrated_template_db):
     mlflow.set_tracking_uri(None)
     mlflow.set_registry_uri(None)
     mlflow.tracking.fluent._active_experiment_id = None  # mlflow.set_experiment() must not leak
+    # ... nor the MLFLOW_EXPERIMENT_ID it exports for subprocesses (MLflow 3.17): monkeypatch
+    # only restores what was there at setup, and a leaked id names an experiment of another
+    # test's store (the next server-backed test's runs would fail to start)
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
 
 
 @pytest.fixture

@@ -7,8 +7,8 @@ re-delivered partial replaces itself and is never counted twice, and each worker
 late rows arrive as a new ``seq``. When the set of partials changes (a late one), the
 window is merged again from all its partials: revision ``r`` (0 for the first merge)
 logs, at the window's step and at ``timestamp = end + r`` ms, only the metrics whose
-value changed since revision ``r - 1``, so a step holds one point per distinct value
-and its newest point is the current value. ``summary.json`` records the partials and the
+value changed since revision ``r - 1``, so consecutive points of a step differ and its
+newest point is the current value. ``summary.json`` records the partials and the
 revision each merge used; two closers merging the same set from the same previous
 summary log identical points (idempotent in SQL stores, which keep one row per
 identical metric).
