@@ -314,10 +314,9 @@ def _load_reference(run_id: str, tracking_uri: Optional[str]) -> Any:
     # on a server: the run's artifact location must be one the server may read
     check_location(f"runs:/{run_id}/", what="reference run", client=client)
     reference = load_reference(run_id, client=client)
-    if reference.calibration is not None:  # precomputed when the reference was logged
-        from mlflow_monitor.gate.drift.calibration import default_calibrator
+    from mlflow_monitor.gate.drift.calibration import adopt_logged_calibration
 
-        default_calibrator().adopt(reference.calibration)
+    adopt_logged_calibration(reference)  # precomputed when the reference was logged
     return reference
 
 

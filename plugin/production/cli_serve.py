@@ -2,7 +2,8 @@
 
 The parent process resolves the URI to a version, downloads the model once, finds or
 creates the version's monitoring run, runs the window closer (merging every worker's
-partials) and starts uvicorn with ``--workers`` worker processes, each running
+partials) and starts uvicorn with ``--workers`` worker processes (one included: the
+closer never shares a worker's GIL), each running
 :func:`mlflow_monitor.production.server.create_app`.
 """
 
@@ -56,7 +57,6 @@ def serve(model_uri: str, host: str, port: int, workers: int, window: str, sampl
     """Serve MODEL_URI (models:/NAME/VERSION or models:/NAME@ALIAS) like `mlflow models
     serve`, capturing requests and predictions into windows of the version's monitoring run."""
     import mlflow
-    import uvicorn
 
     from mlflow_monitor.production.closer import CloserThread, WindowCloser
     from mlflow_monitor.production.model_uri import resolve_model_version
@@ -89,11 +89,34 @@ def serve(model_uri: str, host: str, port: int, workers: int, window: str, sampl
     click.echo(f"mlflow-monitor: serving '{name}' version {version} on http://{host}:{port} "
                f"({workers} worker(s), {window} windows); monitoring run {run_id}", err=True)
     try:
-        uvicorn.run("mlflow_monitor.production.server:create_app", factory=True, host=host, port=port,
-                    workers=workers, log_level="warning")
+        _run_workers(host, port, workers)
     finally:
         thread.stop(timeout_s=10.0, final_pass=True)
     sys.exit(0)
+
+
+def _run_workers(host: str, port: int, workers: int) -> None:
+    """uvicorn's multiprocess supervisor, for one worker too (``uvicorn.run`` would serve a
+    single worker in this process): the window closer's thread here then never shares a
+    worker's GIL, so its merges and MLflow calls cannot stall a request. Returns when
+    the supervisor stops (SIGINT/SIGTERM), after its workers have drained."""
+    import inspect
+
+    import uvicorn
+    from uvicorn.supervisors import Multiprocess
+
+    config = uvicorn.Config("mlflow_monitor.production.server:create_app", factory=True, host=host, port=port,
+                            workers=workers, log_level="warning")
+    sock = config.bind_socket()
+    kwargs = {}
+    if "target" in inspect.signature(Multiprocess).parameters:  # uvicorn < 0.30 names the worker's entry
+        kwargs["target"] = uvicorn.Server(config=config).run
+    try:
+        Multiprocess(config, sockets=[sock], **kwargs).run()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        sock.close()
 
 
 def _fresh(folder: Path) -> Path:

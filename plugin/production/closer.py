@@ -112,6 +112,10 @@ class WindowCloser:
             try:
                 self._reference = load_reference(mv.run_id, self._client) if mv.run_id else None
                 self._reference_note = "" if mv.run_id else "the version has no source run"
+                if self._reference is not None:  # the tails precomputed when it was logged
+                    from mlflow_monitor.gate.drift.calibration import adopt_logged_calibration
+
+                    adopt_logged_calibration(self._reference)
             except ReferenceNotFoundError as exc:
                 self._reference, self._reference_note = None, redact(str(exc))
             self._reference_loaded = True

@@ -137,6 +137,9 @@ def test_one_worker_captures_every_row_and_answers_like_mlflow(tracking, tmp_pat
             assert s.get(serve.url + "/ping").status_code == 200
             assert s.get(serve.url + "/health").status_code == 200
             assert s.get(serve.url + "/version").text == mlflow.__version__
+            # one worker, in a process of its own: the closer's thread in the parent never
+            # shares the GIL of the process that answers requests
+            assert len(serve.worker_pids()) == 1, serve.log()
             for i in range(40):
                 _send(s, serve.url, rng, sent, n_rows=1 + i % 4, give_ids=i % 3 == 0)
             for _, body, headers in BAD_PAYLOADS:

@@ -39,7 +39,7 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -62,7 +62,8 @@ from mlflow_monitor.reference.null_tail import (
     wasserstein_key,
 )
 
-__all__ = ["GAUSSIAN_ROWS", "NUMERIC_ATOMS", "PERMUTATION_ROWS", "Calibrator", "NullTail", "default_calibrator", "js_rows",
+__all__ = ["GAUSSIAN_ROWS", "NUMERIC_ATOMS", "PERMUTATION_ROWS", "Calibrator", "NullTail", "adopt_logged_calibration",
+           "default_calibrator", "js_rows",
            "permutation_counts", "permutation_wasserstein", "replicates_for", "scale_to", "simulate",
            "size_bucket"]
 
@@ -242,6 +243,14 @@ class Calibrator:
 
 _DEFAULTS: dict[str, Calibrator] = {}
 _DEFAULT_LOCK = threading.Lock()
+
+
+def adopt_logged_calibration(reference: Any) -> int:
+    """Take the tails precomputed when ``reference`` (a loaded ``ReferenceData``) was logged
+    into the process-wide calibrator, so its first verdict draws no replicate (the gate's
+    evaluation and the production closer call this after loading a reference)."""
+    calibration = getattr(reference, "calibration", None)
+    return default_calibrator().adopt(calibration) if calibration is not None else 0
 
 
 def default_calibrator() -> Calibrator:
