@@ -29,29 +29,16 @@ from typing import Any, NoReturn, Optional
 from mlflow_monitor.gate.authority import Identity, audit_event, current_identity, refusal, roles_for, who
 from mlflow_monitor.gate.errors import invalid_input
 from mlflow_monitor.gate.escaping import safe_text
-from mlflow_monitor.windows.stored import PROD_RUN_TAG, PROD_TAG
+from mlflow_monitor.windows.stored import PROD_RUN_TAG, PROD_TAG, monitors, tagged_runs
 
 __all__ = ["link_monitoring_run"]
 
 
-def _quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def _prod_runs(client: Any, experiment_id: str, value: str) -> list[str]:
-    """Active runs of ``experiment_id`` tagged ``mlflow_monitor.prod`` = ``value``."""
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{PROD_TAG}` = '{_quoted(value)}'",
-                              max_results=10)
-    return sorted(r.info.run_id for r in runs
-                  if r.data.tags.get(PROD_TAG) == value and r.info.lifecycle_stage == "active")
-
-
 def _linked_run_is_live(client: Any, run_id: str, value: str) -> bool:
     try:
-        run = client.get_run(run_id)
+        return monitors(client.get_run(run_id), value)
     except Exception:
         return False
-    return run.info.lifecycle_stage == "active" and run.data.tags.get(PROD_TAG) == value
 
 
 def _serving_users(inner: Any, name: str) -> list[str]:
@@ -116,7 +103,7 @@ def link_monitoring_run(inner: Any, name: str, version: str, run_id: str, *, tra
     if current and _linked_run_is_live(client, current, value):
         refuse(f"the version is already linked to monitoring run '{safe_text(current)}', which is active; "
                "the first link stands (delete that run to re-link)")
-    others = [r for r in _prod_runs(client, run.info.experiment_id, value) if r != run_id]
+    others = [r.info.run_id for r in tagged_runs(client, run.info.experiment_id, value) if r.info.run_id != run_id]
     if others:
         refuse(f"{len(others) + 1} active runs of experiment {safe_text(run.info.experiment_id)} are tagged "
                f"{PROD_TAG}='{safe_text(value)}' (also {', '.join(map(safe_text, others[:3]))}); the gate "

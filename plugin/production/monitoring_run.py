@@ -13,7 +13,7 @@ import logging
 from typing import Any, Optional
 
 from mlflow_monitor.redaction import redact
-from mlflow_monitor.windows.stored import PROD_RUN_TAG, PROD_TAG  # one definition, read back by core
+from mlflow_monitor.windows.stored import PROD_RUN_TAG, PROD_TAG, monitors, tagged_runs  # one definition, read back by core
 
 __all__ = ["PROD_RUN_TAG", "PROD_TAG", "monitoring_run_id", "prod_tag_value"]
 
@@ -25,17 +25,6 @@ def prod_tag_value(model_name: str, version: str) -> str:
     return f"{model_name}/{version}"
 
 
-def _quoted(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("'", "\\'")
-
-
-def _find(client: Any, experiment_id: str, value: str) -> list[Any]:
-    runs = client.search_runs([experiment_id], filter_string=f"tags.`{PROD_TAG}` = '{_quoted(value)}'",
-                              max_results=50)
-    return sorted((r for r in runs if r.data.tags.get(PROD_TAG) == value),
-                  key=lambda r: (r.info.start_time or 0, r.info.run_id))
-
-
 def monitoring_run_id(client: Any, model_name: str, version: str, experiment_id: Optional[str] = None) -> str:
     """The id of the version's monitoring run, created when there is none."""
     mv = client.get_model_version(model_name, str(version))
@@ -43,20 +32,19 @@ def monitoring_run_id(client: Any, model_name: str, version: str, experiment_id:
     tagged = (mv.tags or {}).get(PROD_RUN_TAG)
     if tagged:
         try:
-            run = client.get_run(tagged)
-            if run.info.lifecycle_stage == "active" and run.data.tags.get(PROD_TAG) == value:
+            if monitors(client.get_run(tagged), value):
                 return tagged
         except Exception:  # deleted or not ours: find or create again
             pass
     if experiment_id is None:
         experiment_id = client.get_run(mv.run_id).info.experiment_id if mv.run_id else "0"
-    runs = _find(client, experiment_id, value)
+    runs = tagged_runs(client, experiment_id, value)
     if not runs:
         created = client.create_run(experiment_id, run_name=f"prod-{model_name}-v{version}",
                                     tags={PROD_TAG: value, "mlflow.note.content":
                                           f"Production monitoring of model '{model_name}' version {version} "
                                           "(mlflow-monitor): prod/* metrics per window, at the window end."})
-        runs = _find(client, experiment_id, value) or [created]
+        runs = tagged_runs(client, experiment_id, value) or [created]
         chosen = runs[0]
         if chosen.info.run_id != created.info.run_id:
             client.delete_run(created.info.run_id)  # another process won the race

@@ -26,7 +26,7 @@ from mlflow_monitor.windows.state import PREDICTION_PREFIX
 
 __all__ = [
     "ALERTS", "LABELS", "PARTIALS", "PROD_ROOT", "PROD_RUN_TAG", "PROD_TAG", "WINDOWS", "WINDOW_ROWS", "StoredWindow",
-    "find_monitoring_run", "list_windows", "parse_window_id", "prediction_columns",
+    "find_monitoring_run", "list_windows", "monitors", "tagged_runs", "parse_window_id", "prediction_columns",
     "read_json_artifact", "read_window_labels", "read_window_performance", "read_window_rows",
 ]
 
@@ -102,6 +102,19 @@ def _list(client: Any, run_id: str, path: str) -> list[Any]:
         raise
 
 
+def monitors(run: Any, value: str) -> bool:
+    """``run`` is an active run tagged ``mlflow_monitor.prod`` = ``value`` (``<name>/<version>``)."""
+    return run.info.lifecycle_stage == "active" and run.data.tags.get(PROD_TAG) == value
+
+
+def tagged_runs(client: Any, experiment_id: str, value: str) -> list[Any]:
+    """The active runs of ``experiment_id`` tagged ``mlflow_monitor.prod`` = ``value``, oldest
+    first (start time, then run id): the candidates for a version's monitoring run."""
+    quoted = value.replace("\\", "\\\\").replace("'", "\\'")
+    runs = client.search_runs([experiment_id], filter_string=f"tags.`{PROD_TAG}` = '{quoted}'", max_results=50)
+    return sorted((r for r in runs if monitors(r, value)), key=lambda r: (r.info.start_time or 0, r.info.run_id))
+
+
 def find_monitoring_run(client: Any, model_name: str, version: str, *, registry: Any = None,
                         strict: bool = False) -> Optional[str]:
     """The id of version ``version``'s monitoring run, or ``None`` when it has none.
@@ -120,18 +133,14 @@ def find_monitoring_run(client: Any, model_name: str, version: str, *, registry:
     tagged = (mv.tags or {}).get(PROD_RUN_TAG)
     if tagged:
         try:
-            run = client.get_run(tagged)
-            if run.info.lifecycle_stage == "active" and run.data.tags.get(PROD_TAG) == value:
+            if monitors(client.get_run(tagged), value):
                 return str(tagged)
         except Exception as exc:
             if not _not_found(exc):
                 raise
     if not mv.run_id:
         return None
-    experiment_id = client.get_run(mv.run_id).info.experiment_id
-    quoted = value.replace("\\", "\\\\").replace("'", "\\'")
-    runs = [r for r in client.search_runs([experiment_id], filter_string=f"tags.`{PROD_TAG}` = '{quoted}'",
-                                          max_results=50) if r.data.tags.get(PROD_TAG) == value]
+    runs = tagged_runs(client, client.get_run(mv.run_id).info.experiment_id, value)
     if not runs:
         return None
     if strict:
@@ -139,7 +148,7 @@ def find_monitoring_run(client: Any, model_name: str, version: str, *, registry:
                           f"{PROD_RUN_TAG} link naming one: which one the monitor wrote cannot be told (the "
                           "link is set by the serving process of a user the recipe names in "
                           "current.production.serving_users, or by a policy owner)")
-    return str(min(runs, key=lambda r: (r.info.start_time or 0, r.info.run_id)).info.run_id)
+    return str(runs[0].info.run_id)
 
 
 def list_windows(client: Any, run_id: str, *, since: float, until: float) -> list[StoredWindow]:
