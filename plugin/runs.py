@@ -29,7 +29,6 @@ import atexit
 import dataclasses
 import functools
 import logging
-import math
 import os
 import re
 import signal
@@ -131,20 +130,21 @@ class _MetricStats:
             self._last.setdefault(run_id, {})
             self._best.setdefault(run_id, {})
 
-    def __call__(self, point: Any) -> None:  # a mlflow_monitor.metrics.MetricPoint
-        run_id, key, value = point.run_id, point.key, point.value
-        last = self._last.get(run_id)
-        if last is None or key.startswith("system/"):
-            return
+    def __call__(self, points: list[Any]) -> None:  # mlflow_monitor.metrics.MetricPoint, a batch observer
+        lasts, bests = self._last, self._best
         with self._lock:
-            last[key] = value
-            higher = higher_is_better(key)
-            if higher is None or math.isnan(value):
-                return
-            best = self._best[run_id]
-            old = best.get(key)
-            if old is None or (value > old if higher else value < old):
-                best[key] = value
+            for run_id, key, value, _step, _ts in points:
+                last = lasts.get(run_id)
+                if last is None or key.startswith("system/"):
+                    continue
+                last[key] = value
+                higher = higher_is_better(key)
+                if higher is None or value != value:  # unknown direction, or NaN
+                    continue
+                best = bests[run_id]
+                old = best.get(key)
+                if old is None or (value > old if higher else value < old):
+                    best[key] = value
 
     def pop(self, run_id: str) -> tuple[dict[str, float], dict[str, float]]:
         with self._lock:
@@ -228,11 +228,12 @@ class MonitoredRuns:
         return run_id
 
     # -- training metrics: the one path into the metrics pipeline ---------------------
-    def log_step(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
+    def log_step(self, run_id: str, metrics: dict[str, Any], step: int, read: bool = False) -> None:
         """Queue one optimizer step's metrics (numbers or 0-dim tensors) for ``run_id``;
-        CPU tensors are read now (:func:`~mlflow_monitor.metrics.materialize.read_cpu_scalars`)."""
+        CPU tensors are read now (:func:`~mlflow_monitor.metrics.materialize.read_cpu_scalars`).
+        ``read=True``: the caller built ``metrics`` afresh with numbers only, queued as it is."""
         if metrics:  # read_cpu_scalars builds a new dict: queued as it is (append_many would copy it again)
-            get_pipeline().push((run_id, read_cpu_scalars(metrics), step, _time_ns() // 1_000_000))
+            get_pipeline().push((run_id, metrics if read else read_cpu_scalars(metrics), step, _time_ns() // 1_000_000))
 
     @staticmethod
     def set_current_step(step: int) -> None:
@@ -469,7 +470,7 @@ class MonitoredRuns:
             return
         if self._remove_observer is not None:
             self._remove_observer()
-        self._remove_observer = pipeline.add_observer(self._stats)
+        self._remove_observer = pipeline.add_observer(self._stats, batch=True)
         self._observed_pipeline = pipeline
 
     def _register_atexit(self) -> None:

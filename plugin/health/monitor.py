@@ -70,9 +70,15 @@ class HealthMonitor:
         except Exception:
             _logger.exception("mlflow-monitor: health rules failed on %s", key)
 
+    def _observe_points(self, points: list[Any]) -> None:
+        """Batch observer: :meth:`observe` for each point of one delivery."""
+        observe = self.observe
+        for run_id, key, value, step, _ts in points:
+            observe(run_id, key, value, step)
+
     def attach(self, pipeline: Any) -> None:
         self.detach()
-        self._remove_observer = pipeline.add_observer(lambda p: self.observe(p.run_id, p.key, p.value, p.step))
+        self._remove_observer = pipeline.add_observer(self._observe_points, batch=True)
         self.pipeline = pipeline
 
     def detach(self) -> None:

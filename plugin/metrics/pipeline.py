@@ -49,11 +49,12 @@ from mlflow_monitor.metrics.spool import Spool
 from mlflow_monitor.paths import monitor_home, open_private
 from mlflow_monitor.redaction import redact, strip_credentials
 
-__all__ = ["MetricsPipeline", "Observer", "gc_paused", "get_pipeline", "instance", "replay_spools", "reset_pipeline"]
+__all__ = ["BatchObserver", "MetricsPipeline", "Observer", "gc_paused", "get_pipeline", "instance", "replay_spools", "reset_pipeline"]
 
 _logger = logging.getLogger(__name__)
 
 Observer = Callable[[MetricPoint], None]
+BatchObserver = Callable[[list[MetricPoint]], None]  # one call per flush cycle's points
 Entry = Union[PointRow, PointGroup, FlushMarker]  # what the buffer holds
 _time_ns = time.time_ns
 
@@ -83,6 +84,7 @@ class MetricsPipeline:
         #: (``deque.append``; the caller built it with the right types).
         self.push: Callable[[Entry], None] = self._buffer.append
         self._observers: list[Observer] = []
+        self._batch_observers: list[BatchObserver] = []
         self._destinations: dict[str, Destination] = {}
         self._run_uris: dict[str, str] = {}
         self._unsent: list[tuple[str, list[MetricPoint]]] = []  # points a failed cycle could not place
@@ -104,13 +106,16 @@ class MetricsPipeline:
         self.push((run_id, dict(metrics), step, _time_ns() // 1_000_000 if ts_ms is None else int(ts_ms)))
 
     # ------------------------------------------------------------------ control --
-    def add_observer(self, fn: Observer) -> Callable[[], None]:
-        """Call ``fn(point)`` with each :class:`MetricPoint` (float value), on the flusher thread."""
-        self._observers.append(fn)
+    def add_observer(self, fn: Any, batch: bool = False) -> Callable[[], None]:
+        """Call ``fn(point)`` with each :class:`MetricPoint` (float value), on the flusher thread;
+        with ``batch=True``, ``fn(points)`` once per delivered list (one call, not one a point:
+        observers on the per-step path cost ~0.5 us a point as per-point calls)."""
+        observers: list = self._batch_observers if batch else self._observers
+        observers.append(fn)
 
         def _remove() -> None:
-            if fn in self._observers:
-                self._observers.remove(fn)
+            if fn in observers:
+                observers.remove(fn)
 
         return _remove
 
@@ -296,6 +301,13 @@ class MetricsPipeline:
         return dest
 
     def _notify(self, points: list[MetricPoint]) -> None:
+        for batch_fn in list(self._batch_observers):
+            try:
+                batch_fn(points)
+            except Exception:
+                _logger.exception("mlflow-monitor: metric observer %r failed; removing it", batch_fn)
+                if batch_fn in self._batch_observers:
+                    self._batch_observers.remove(batch_fn)
         for fn in list(self._observers):
             try:
                 for point in points:
