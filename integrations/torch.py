@@ -5,8 +5,10 @@ What is hooked (each one installed through the autolog :class:`PatchRegistry`, s
 ``autolog(disable=True)`` undoes it):
 
 - ``torch.Tensor.backward`` (wrapped): the 0-dim floating tensor ``.backward()`` is
-  called on is a loss. It is detached and kept as a tensor; nothing is read on this
-  thread. The losses backwarded since the previous optimizer step are *summed* and
+  called on is a loss. A CPU loss is read at once (``.item()``: no device to wait for,
+  and cheaper than keeping a detached tensor and summing tensors); a loss on an
+  accelerator is detached and kept as a tensor, read by the flusher thread (one transfer
+  per flush, no sync on this thread). The losses backwarded since the previous optimizer step are *summed* and
   belong to the next optimizer that steps (the one whose step consumes their
   gradients). Under the standard gradient-accumulation idiom (``(loss / n).backward()``)
   that sum is the mean micro-batch loss -- what HF Trainer and Lightning report.
@@ -28,9 +30,10 @@ What is hooked (each one installed through the autolog :class:`PatchRegistry`, s
   one dict of values to :meth:`MonitoredRuns.log_step`.
 
 One loss value, from ``loss.backward()`` to the pipeline buffer: ``backward`` (the
-patch) -> :meth:`TorchAutolog.on_backward` (kept as a tensor) ... at ``optimizer.step()``:
-:meth:`TorchAutolog._post_step` -> :meth:`StepMetrics.collect` -> :meth:`MonitoredRuns.log_step`
--> ``MetricsPipeline.append_many``. Nothing calls back into this module.
+patch) -> :meth:`TorchAutolog.on_backward` (a float, or a tensor on an accelerator) ... at
+``optimizer.step()``: :meth:`TorchAutolog._post_step` -> :meth:`StepMetrics.collect` ->
+:meth:`MonitoredRuns.log_step` -> the pipeline buffer (one ``deque.append`` of the step's
+dict). Nothing calls back into this module.
 
 MLflow ``step`` is the optimizer's own step count in the run (1 after its first step).
 The first optimizer that steps logs ``train/loss``, ``train/lr``, step time and
@@ -61,6 +64,7 @@ _logger = logging.getLogger(__name__)
 _active: Optional["TorchAutolog"] = None  # read by the patched functions below
 
 _MAX_UNCONSUMED_BATCHES = 64
+_perf_counter = time.perf_counter  # a global lookup, not a module attribute, on the per-step path
 IDLE_REPORT_FRACTION = 0.1  # train/idle_time_s is logged when the gap exceeds 10% of the step
 
 
@@ -83,7 +87,8 @@ class StepMetrics:
     step's end) to the step's end; the gap before it is idle time.
     """
 
-    __slots__ = ("loss_sum", "samples", "grad_norm", "last_step_end", "step_start", "skipped", "skipped_dirty")
+    __slots__ = ("loss_sum", "samples", "grad_norm", "last_step_end", "step_start", "skipped", "skipped_dirty",
+                 "floats_only")
 
     def __init__(self) -> None:
         self.loss_sum: Any = None
@@ -93,6 +98,7 @@ class StepMetrics:
         self.step_start: Optional[float] = None
         self.skipped = 0  # AMP steps skipped for inf/nan grads (cumulative, this run)
         self.skipped_dirty = False
+        self.floats_only = False  # the last collect() gave only floats and ints (nothing to read)
 
     def add_loss(self, loss: Any) -> None:
         """Add one loss: a 0-dim floating tensor or a Python number (a closure's value);
@@ -125,10 +131,18 @@ class StepMetrics:
 
     def collect(self, param_groups: list[dict], now: float) -> dict[str, Any]:
         """This step's metrics; resets the accumulators for the next step."""
-        metrics: dict[str, Any] = {}
-        if self.loss_sum is not None:
-            metrics["train/loss"] = self.loss_sum
-        metrics.update(lr_metrics(param_groups))
+        loss = self.loss_sum
+        metrics: dict[str, Any] = {} if loss is None else {"train/loss": loss}
+        floats = loss is None or type(loss) is float
+        if len(param_groups) == 1:  # the common case, without lr_metrics' dicts
+            lr = param_groups[0].get("lr")
+            if type(lr) is not float:
+                lr = _lr_value(lr)
+                floats = False
+            metrics["train/lr"] = lr
+        else:
+            metrics.update(lr_metrics(param_groups))
+            floats = False
         prev_end = self.last_step_end
         if prev_end is not None:
             start = prev_end if self.step_start is None else max(prev_end, self.step_start)
@@ -141,6 +155,8 @@ class StepMetrics:
                 metrics["train/idle_time_s"] = idle
         if self.grad_norm is not None:
             metrics["train/grad_norm"] = self.grad_norm
+            floats = False
+        self.floats_only = floats
         if self.skipped_dirty:
             metrics["train/amp_skipped_steps"] = self.skipped
             self.skipped_dirty = False
@@ -220,7 +236,7 @@ class TorchAutolog:
         # losses since the last optimizer step: they belong to the next one that steps
         self._pending_loss: Any = None
         self._consumed_loss: Any = None  # the last step's losses, for optimizers stepping right after it
-        self._consumed_by: set[int] = set()
+        self._consumed_by: tuple[int, ...] = ()  # ids of the optimizers that took it
         # training batches of the current loader, fetched and not yet trained on: (size, fetch start)
         self._fetch_iter = 0
         self._fetched: deque[tuple[int, float]] = deque(maxlen=_MAX_UNCONSUMED_BATCHES)
@@ -269,7 +285,11 @@ class TorchAutolog:
         if self.suspended or not torch.is_grad_enabled():
             return
         try:
-            n = batch_size(batch)
+            first = batch[0] if (type(batch) is tuple or type(batch) is list) and batch else None
+            if type(first) is torch.Tensor and first.dim() > 0:  # the usual (inputs, targets), batch_size inlined
+                n = first.shape[0]
+            else:
+                n = batch_size(batch)
             if not n:
                 return
             if id(iterator) != self._fetch_iter:  # another loader: its batches were not trained on
@@ -288,8 +308,11 @@ class TorchAutolog:
         if scaled is not None and scaled is loss:  # scaler.scale(loss).backward(): the unscaled loss
             loss = self._scaled_loss
             self._scaled_out, self._scaled_loss = None, None
-        loss = loss.detach()
-        self._pending_loss = loss if self._pending_loss is None else self._pending_loss + loss
+        # a CPU loss is read now (``.item()``, no device to wait for; cheaper than detach and
+        # tensor sums); an accelerator's stays a tensor, read by the flusher in one transfer
+        loss = loss.item() if loss.is_cpu else loss.detach()
+        pending = self._pending_loss
+        self._pending_loss = loss if pending is None else pending + loss
         if self._fetched:  # this backward trained on the oldest batch fetched (loaders may prefetch)
             n, fetch_start = self._fetched.popleft()
             step = self.step_metrics
@@ -304,7 +327,7 @@ class TorchAutolog:
         """GradScaler skipped ``optimizer.step()`` (inf/nan grads): that step never happened."""
         self._pending_loss = None
         if self._is_primary(optimizer):
-            self.step_metrics.drop(time.perf_counter())
+            self.step_metrics.drop(_perf_counter())
 
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
         if self.suspended or (not self.log_grad_norm and len(args) < 2 and not kwargs):
@@ -353,12 +376,18 @@ class TorchAutolog:
         if self.suspended:
             return
         try:
-            loss = self._take_loss(optimizer)
+            pending = self._pending_loss
+            if pending is not None and not self._closure_step:  # the common step, _take_loss inlined
+                loss, self._pending_loss = pending, None
+                self._consumed_loss, self._consumed_by = pending, (id(optimizer),)
+            else:
+                loss = self._take_loss(optimizer)
             run_id = self._resolve_run()
-            now = time.perf_counter()  # after the (one-off) run start, not charged to a step
+            now = _perf_counter()  # after the (one-off) run start, not charged to a step
             if run_id != self._run_id:  # a new run: steps count from 1 again
                 self._new_run(run_id)
-            if self._is_primary(optimizer):
+            primary = self._primary
+            if (primary is not None and primary() is optimizer) or self._is_primary(optimizer):
                 self._log_primary(optimizer, run_id, loss, now)
             else:
                 self._log_secondary(optimizer, run_id, loss)
@@ -372,14 +401,14 @@ class TorchAutolog:
             self._closure_step = False
             value, self._closure_value = self._closure_value, None
             self._pending_loss = None
-            self._consumed_loss, self._consumed_by = None, set()
+            self._consumed_loss, self._consumed_by = None, ()
             return value
         if self._pending_loss is not None:
             loss, self._pending_loss = self._pending_loss, None
-            self._consumed_loss, self._consumed_by = loss, {id(optimizer)}
+            self._consumed_loss, self._consumed_by = loss, (id(optimizer),)
             return loss
         if self._consumed_loss is not None and id(optimizer) not in self._consumed_by:
-            self._consumed_by.add(id(optimizer))
+            self._consumed_by += (id(optimizer),)
             return self._consumed_loss
         return None
 
@@ -395,14 +424,14 @@ class TorchAutolog:
         self._step += 1
         self.runs.set_current_step(self._step)
         step = self.step_metrics
-        if isinstance(loss, torch.Tensor):  # already detached (on_backward / the closure)
+        if type(loss) is float or isinstance(loss, torch.Tensor):  # read or detached already (on_backward / the closure)
             step.loss_sum = loss if step.loss_sum is None else step.loss_sum + loss
         elif loss is not None:
             step.add_loss(loss)
         metrics = step.collect(optimizer.param_groups, now)
         if run_id is None or not self._log_here or self._step % self.log_every_n_steps:
             return
-        self.runs.log_step(run_id, metrics, self._step)
+        self.runs.log_step(run_id, metrics, self._step, read=step.floats_only)
 
     def _log_secondary(self, optimizer: torch.optim.Optimizer, run_id: Optional[str], loss: Any) -> None:
         state = self._secondary_state(optimizer)
@@ -484,7 +513,7 @@ def _make_backward(original: Any) -> Any:
 def _make_next(original: Any) -> Any:
     @functools.wraps(original)
     def __next__(self: Any) -> Any:
-        start = time.perf_counter()
+        start = _perf_counter()
         batch = original(self)
         hooks = _active
         if hooks is not None:
