@@ -1,0 +1,213 @@
+"""``CaptureForwarder``: what an ``mlflow-monitor serve`` worker captures with.
+
+The request thread does what :meth:`Capture.record` does (ids, one ``deque.append``),
+but keeps the request's raw body instead of the parsed frame. A forwarder thread wakes
+every :data:`TICK_S`, pickles what is buffered (bytes, numbers, the model's predictions)
+and writes it in one batch to the worker's capture process
+(``capture_process.py``), which parses, folds, spools and delivers. The worker thus pays
+per request for the tuple, the append and a share of one pickle and one pipe write; the
+folding that used to run on an aggregator thread of the worker (and hold its GIL) runs
+in another process.
+
+If the capture process dies, the forwarder starts a new one at the next batch; records
+it could not hand over are counted as dropped (``prod/dropped``) in the next process's
+window. Serving never waits on it: a full pipe blocks the forwarder thread, not a
+request, and past ``max_pending`` buffered records new ones are dropped and counted.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import subprocess
+import sys
+import threading
+import time
+from typing import Any, Callable, NamedTuple, Optional, Sequence
+
+from mlflow_monitor.production.capture import DEFAULT_MAX_PENDING, new_prediction_ids
+from mlflow_monitor.production.capture_process import CLOSE_TIMEOUT_ENV, encode_batch
+from mlflow_monitor.production.records import ERROR, REQUEST
+from mlflow_monitor.redaction import redact
+
+__all__ = ["TICK_S", "CaptureForwarder", "RawRequest"]
+
+_logger = logging.getLogger(__name__)
+TICK_S = 0.05  # how often buffered records are written to the capture process
+MAX_BATCH = 2048  # records per pickle (bounds one write's size and the GIL it holds)
+
+
+class RawRequest(NamedTuple):
+    """An ``/invocations`` body as received, with its parsed row count."""
+
+    content_type: str
+    body: bytes
+    rows: int
+
+
+class CaptureForwarder:
+    """The worker side of capture (see the module docstring). ``command`` starts the
+    capture process (default: ``python -m mlflow_monitor.production.capture_process``
+    with this process's environment)."""
+
+    raw_inputs = True  # the middleware hands RawRequest inputs
+
+    def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING, clock: Callable[[], float] = time.time,
+                 command: Optional[list[str]] = None, close_timeout_s: float = 15.0) -> None:
+        if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
+            raise ValueError(f"max_pending must be a positive integer, got {max_pending!r}")
+        self._command = command or [sys.executable, "-m", "mlflow_monitor.production.capture_process"]
+        self._clock = clock
+        self._max_pending = max_pending
+        self._close_timeout_s = close_timeout_s
+        self._buffer: collections.deque = collections.deque()
+        self._dropped_n = 0  # dropped here, not yet handed to a capture process
+        self.dropped_total = 0
+        self.restarts = -1
+        self._closed = False
+        self._proc: Optional[subprocess.Popen] = None
+        self._lock = threading.Lock()  # one writer at a time (thread loop vs close())
+        self._stop = threading.Event()
+        self._start_process()
+        self._thread = threading.Thread(target=self._run, name="mlflow-monitor-capture-forwarder", daemon=True)
+        self._thread.start()
+
+    # -- the request thread ------------------------------------------------------------------
+    def record(self, inputs: Any, predictions: Any, *, latency_ms: float, status: int = 200,
+               prediction_ids: Optional[Sequence[str]] = None, timestamp: Optional[float] = None) -> list[str]:
+        """As :meth:`Capture.record`; ``inputs`` is a :class:`RawRequest`."""
+        if not isinstance(inputs, RawRequest):
+            raise TypeError(f"the forwarder takes a RawRequest as inputs, got {type(inputs).__name__}")
+        n = inputs.rows
+        if prediction_ids is None:
+            ids = new_prediction_ids(n)
+        else:
+            ids = [str(i) for i in prediction_ids]
+            if len(ids) != n:
+                raise ValueError(f"got {len(ids)} prediction ids for {n} input rows; give one id per row")
+        ts = self._clock() if timestamp is None else timestamp
+        if len(self._buffer) >= self._max_pending or self._closed:
+            self._drop(1)
+            return ids
+        self._buffer.append((REQUEST, ts, inputs.content_type, inputs.body, predictions, latency_ms, status, ids))
+        return ids
+
+    def record_error(self, status: int, latency_ms: float, timestamp: Optional[float] = None) -> None:
+        """As :meth:`Capture.record_error`."""
+        ts = self._clock() if timestamp is None else timestamp
+        if len(self._buffer) >= self._max_pending or self._closed:
+            self._drop(1)
+            return
+        self._buffer.append((ERROR, ts, None, None, None, latency_ms, int(status), None))
+
+    def _drop(self, n: int) -> None:
+        self._dropped_n += n
+        self.dropped_total += n
+
+    # -- the forwarder thread ---------------------------------------------------------------------
+    def _start_process(self) -> None:
+        # the capture process closes its windows in a little less than the worker waits for it
+        env = {**os.environ, CLOSE_TIMEOUT_ENV: repr(max(1.0, float(self._close_timeout_s) - 2.0))}
+        self._proc = subprocess.Popen(self._command, stdin=subprocess.PIPE, env=env, close_fds=True)
+        self.restarts += 1
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK_S):
+            try:
+                self.send()
+            except Exception:  # never dies: the next tick tries again
+                _logger.warning("mlflow-monitor: capture forwarding failed", exc_info=True)
+
+    def send(self) -> int:
+        """Write what is buffered to the capture process; returns the records written."""
+        with self._lock:
+            sent = 0
+            buf = self._buffer
+            while buf or self._dropped_n:
+                batch = []
+                while buf and len(batch) < MAX_BATCH:
+                    batch.append(buf.popleft())
+                dropped, self._dropped_n = self._dropped_n, 0
+                data, bad = _encode(batch, dropped)  # the batch's count of dropped records includes ``bad``
+                self.dropped_total += bad
+                if not self._write(data):  # all of it is dropped: counted in the next batch
+                    self._dropped_n += len(batch) + dropped
+                    self.dropped_total += len(batch) - bad
+                    return sent
+                sent += len(batch) - bad
+            return sent
+
+    def _write(self, blob: bytes) -> bool:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            if self._closed:
+                return False
+            _logger.warning("mlflow-monitor: the capture process of pid %d exited (%s); starting a new one",
+                            os.getpid(), None if proc is None else proc.returncode)
+            self._start_process()
+            proc = self._proc
+        assert proc is not None and proc.stdin is not None
+        try:
+            proc.stdin.write(blob)
+            proc.stdin.flush()
+            return True
+        except (BrokenPipeError, OSError, ValueError) as exc:
+            _logger.warning("mlflow-monitor: could not hand captured records to the capture process: %s",
+                            redact(str(exc)))
+            return False
+
+    # -- control ------------------------------------------------------------------------------------
+    def close(self, timeout_s: float = 30.0) -> bool:
+        """Hand over what is buffered, end the capture process's input and wait up to
+        ``timeout_s`` for it to close and deliver its windows. True when it did."""
+        if self._closed:
+            return True
+        deadline = time.monotonic() + timeout_s
+        self._stop.set()
+        self._thread.join(max(0.1, timeout_s / 2))
+        self.send()
+        self._closed = True  # from here record() drops (and counts) what it is given
+        self.send()
+        proc = self._proc
+        if proc is None:
+            return False
+        try:
+            if proc.stdin is not None:
+                proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            return proc.wait(max(0.1, deadline - time.monotonic())) == 0
+        except subprocess.TimeoutExpired:
+            _logger.warning("mlflow-monitor: the capture process did not finish in %.0f s; its windows wait "
+                            "on disk for the next start", timeout_s)
+            return False
+
+    @property
+    def dropped(self) -> int:
+        """Records dropped here (buffer full, closed, or the capture process gone)."""
+        return self.dropped_total
+
+    @property
+    def pid(self) -> Optional[int]:
+        return None if self._proc is None else self._proc.pid
+
+
+def _encode(batch: list[tuple], dropped: int) -> tuple[bytes, int]:
+    """The batch's bytes and how many of its records were left out: a record whose
+    predictions cannot be pickled is dropped (and counted), not the whole batch."""
+    try:
+        return encode_batch(batch, dropped), 0
+    except Exception:
+        good = []
+        for rec in batch:
+            try:
+                encode_batch([rec], 0)
+                good.append(rec)
+            except Exception:
+                continue
+        bad = len(batch) - len(good)
+        _logger.warning("mlflow-monitor: %d captured predictions could not be pickled for the capture process; "
+                        "counted as dropped", bad)
+        return encode_batch(good, dropped + bad), bad
