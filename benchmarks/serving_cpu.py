@@ -94,7 +94,7 @@ def _record(pids: list[int], out: Path, seconds: float) -> list[subprocess.Popen
 
 
 def measure(seconds: float, rounds: int, concurrencies: list[int], thread_names: bool,
-            profile: Path | None = None, window: str = "1h", warmup: float = 5.0) -> None:
+            profile: Path | None = None, window: str = "1h", warmup: float = 5.0, with_thread: bool = False) -> None:
     with tempfile.TemporaryDirectory(prefix="bench_serving_cpu_") as tmp:
         root = Path(tmp)
         tracking = f"sqlite:///{root / 'mlflow.db'}"
@@ -103,22 +103,26 @@ def measure(seconds: float, rounds: int, concurrencies: list[int], thread_names:
         env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
         os.environ["MLFLOW_TRACKING_URI"] = tracking
         uri = so._register(tracking, root / "artifacts")
-        p1, p2 = so._free_port(), so._free_port()
+        p1, p2, p3 = so._free_port(), so._free_port(), so._free_port()
         servers = {
             "mlflow": ([sys.executable, "-m", "mlflow", "models", "serve", "-m", uri, "--env-manager", "local",
                         "-h", "127.0.0.1", "-p", str(p1), "-w", "1"], p1),
             "ours": ([sys.executable, "-m", "mlflow_monitor.cli", "serve", uri, "--host", "127.0.0.1",
                       "--port", str(p2), "--workers", "1", "--window", window], p2),
         }
+        envs = {name: env for name in servers}
+        if with_thread:  # the capture in the worker, as before the capture process
+            servers["ours-thread"] = ([*servers["ours"][0][:7], "--port", str(p3), *servers["ours"][0][9:]], p3)
+            envs["ours-thread"] = {**env, "MLFLOW_MONITOR_SERVE_CAPTURE": "thread"}
         procs = {}
         try:
             for name, (cmd, port) in servers.items():
-                procs[name] = so._start(cmd, env, port, root / f"{name}.log")
+                procs[name] = so._start(cmd, envs[name], port, root / f"{name}.log")
             for name in servers:  # first folds, lazy imports, first window: not in the figures
                 so._load(f"http://127.0.0.1:{servers[name][1]}/invocations", 4, warmup)
             for conc in concurrencies:
                 for i in range(rounds):
-                    order = list(servers) if i % 2 == 0 else list(servers)[::-1]
+                    order = list(servers) if i % 2 == 0 else list(servers)[::-1]  # ABBA
                     for name in order:
                         pids = _group(procs[name].pid)
                         before = _snapshot(pids)
@@ -169,12 +173,14 @@ def main() -> None:
     ap.add_argument("--window", default="1h", help="ours: window granularity (default 1h: no window closes "
                     "inside a round; a close is a cost per window, not per request)")
     ap.add_argument("--warmup", type=float, default=5.0, help="seconds of load per server before measuring")
+    ap.add_argument("--with-thread", action="store_true",
+                    help="also ours with MLFLOW_MONITOR_SERVE_CAPTURE=thread (the Capture in the worker)")
     ap.add_argument("--profile", type=Path, help="folder for py-spy collapsed stacks of the workers, per round")
     args = ap.parse_args()
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     measure(args.seconds, args.rounds, args.concurrency or [1, 16], args.thread_names, args.profile, args.window,
-            args.warmup)
+            args.warmup, args.with_thread)
 
 
 if __name__ == "__main__":

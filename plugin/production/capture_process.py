@@ -8,7 +8,8 @@ MLflow's own parser (:func:`mlflow_monitor.mlflow_compat.parse_scoring_input`: t
 the model saw) and feeds a :class:`~mlflow_monitor.production.capture.Capture`, whose
 aggregator and delivery threads therefore never take the worker's GIL or CPU time.
 
-At end of input (the worker closed the pipe: it shut down, or it died) every open window
+Once ready (MLflow imported, the Capture built), it writes one byte to stdout, which
+the worker waits for before it serves. At end of input (the worker closed the pipe: it shut down, or it died) every open window
 is closed and delivered, then the process exits. SIGINT and SIGTERM are ignored: the
 worker decides when capture ends, so a Ctrl-C to the process group cannot cut the last
 windows short.
@@ -101,6 +102,11 @@ def main() -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     capture, model_path = capture_from_env(os.environ)
     metadata = mlflow.models.Model.load(model_path)
+    try:
+        os.write(1, b"R")  # ready: the worker starts serving
+    except OSError:  # a replacement process: nobody waits for it
+        pass
+    os.dup2(2, 1)  # nobody reads stdout from here on: anything printed goes to stderr
     stream = sys.stdin.buffer
     while True:
         try:

@@ -9,9 +9,9 @@ per request for the tuple, the append and a share of one pickle and one pipe wri
 folding that used to run on an aggregator thread of the worker (and hold its GIL) runs
 in another process.
 
-If the capture process dies, the forwarder starts a new one at the next batch; records
-it could not hand over are counted as dropped (``prod/dropped``) in the next process's
-window. Serving never waits on it: a full pipe blocks the forwarder thread, not a
+If the capture process dies, the forwarder starts a new one at the next batch (at most
+every :data:`RESTART_AFTER_S`); records it could not hand over are counted as dropped
+(``prod/dropped``) in the next process's window. Serving never waits on it: a full pipe blocks the forwarder thread, not a
 request, and past ``max_pending`` buffered records new ones are dropped and counted.
 """
 
@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -36,6 +37,8 @@ __all__ = ["TICK_S", "CaptureForwarder", "RawRequest"]
 _logger = logging.getLogger(__name__)
 TICK_S = 0.05  # how often buffered records are written to the capture process
 MAX_BATCH = 2048  # records per pickle (bounds one write's size and the GIL it holds)
+READY_TIMEOUT_S = 120.0  # the worker waits this long for its capture process at start (it imports MLflow)
+RESTART_AFTER_S = 5.0  # a capture process that died is replaced at most this often
 
 
 class RawRequest(NamedTuple):
@@ -49,12 +52,14 @@ class RawRequest(NamedTuple):
 class CaptureForwarder:
     """The worker side of capture (see the module docstring). ``command`` starts the
     capture process (default: ``python -m mlflow_monitor.production.capture_process``
-    with this process's environment)."""
+    with this process's environment); the constructor waits up to ``ready_timeout_s``
+    for it to be ready, so a worker serves only once its capture process runs."""
 
     raw_inputs = True  # the middleware hands RawRequest inputs
 
     def __init__(self, *, max_pending: int = DEFAULT_MAX_PENDING, clock: Callable[[], float] = time.time,
-                 command: Optional[list[str]] = None, close_timeout_s: float = 15.0) -> None:
+                 command: Optional[list[str]] = None, close_timeout_s: float = 15.0,
+                 ready_timeout_s: float = READY_TIMEOUT_S, restart_after_s: float = RESTART_AFTER_S) -> None:
         if isinstance(max_pending, bool) or not isinstance(max_pending, int) or max_pending < 1:
             raise ValueError(f"max_pending must be a positive integer, got {max_pending!r}")
         self._command = command or [sys.executable, "-m", "mlflow_monitor.production.capture_process"]
@@ -69,7 +74,9 @@ class CaptureForwarder:
         self._proc: Optional[subprocess.Popen] = None
         self._lock = threading.Lock()  # one writer at a time (thread loop vs close())
         self._stop = threading.Event()
-        self._start_process()
+        self._next_start = 0.0
+        self._restart_after_s = restart_after_s
+        self._start_process(ready_timeout_s)
         self._thread = threading.Thread(target=self._run, name="mlflow-monitor-capture-forwarder", daemon=True)
         self._thread.start()
 
@@ -106,11 +113,22 @@ class CaptureForwarder:
         self.dropped_total += n
 
     # -- the forwarder thread ---------------------------------------------------------------------
-    def _start_process(self) -> None:
+    def _start_process(self, wait_s: float = 0.0) -> None:
+        """Start a capture process; wait up to ``wait_s`` for it to say it is ready (one
+        byte on its stdout: it has imported MLflow and built its Capture)."""
         # the capture process closes its windows in a little less than the worker waits for it
         env = {**os.environ, CLOSE_TIMEOUT_ENV: repr(max(1.0, float(self._close_timeout_s) - 2.0))}
-        self._proc = subprocess.Popen(self._command, stdin=subprocess.PIPE, env=env, close_fds=True)
+        self._next_start = time.monotonic() + self._restart_after_s
+        self._proc = proc = subprocess.Popen(self._command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env,
+                                             close_fds=True)
         self.restarts += 1
+        assert proc.stdout is not None
+        if wait_s > 0:
+            ready, _, _ = select.select([proc.stdout], [], [], wait_s)
+            if not ready or not proc.stdout.read(1):
+                _logger.warning("mlflow-monitor: the capture process of pid %d was not ready in %.0f s (exit code "
+                                "%s); serving goes on, its records wait", os.getpid(), wait_s, proc.poll())
+        proc.stdout.close()
 
     def _run(self) -> None:
         while not self._stop.wait(TICK_S):
@@ -141,7 +159,7 @@ class CaptureForwarder:
     def _write(self, blob: bytes) -> bool:
         proc = self._proc
         if proc is None or proc.poll() is not None:
-            if self._closed:
+            if self._closed or time.monotonic() < self._next_start:  # at most one start per restart_after_s
                 return False
             _logger.warning("mlflow-monitor: the capture process of pid %d exited (%s); starting a new one",
                             os.getpid(), None if proc is None else proc.returncode)

@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sys
+import textwrap
 import time
 
 import mlflow
@@ -22,9 +23,17 @@ from mlflow_monitor.production.capture_process import encode_batch, feed, read_b
 from mlflow_monitor.production.forwarder import CaptureForwarder, RawRequest
 from mlflow_monitor.production.records import ERROR, REQUEST
 
-# a stand-in capture process: appends what it reads to a file, unbuffered
-_COPY = ("import os, sys\nfd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT)\n"
-         "while (b := os.read(0, 65536)):\n    os.write(fd, b)")
+# a stand-in capture process: says it is ready, then appends what it reads to a file, unbuffered
+_COPY = textwrap.dedent("""
+    import os, sys
+    try:
+        os.write(1, b"R")
+    except OSError:  # a replacement: nobody waits for it
+        pass
+    fd = os.open(sys.argv[1], os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+    while (b := os.read(0, 65536)):
+        os.write(fd, b)
+""")
 
 
 def _batches(path) -> list[dict]:
@@ -52,7 +61,7 @@ def test_batches_round_trip_and_a_torn_one_ends_the_input():
 
 def test_forwarder_hands_every_record_over_and_replaces_a_dead_process(tmp_path):
     out = tmp_path / "wire.bin"
-    fwd = CaptureForwarder(command=[sys.executable, "-c", _COPY, str(out)])
+    fwd = CaptureForwarder(command=[sys.executable, "-c", _COPY, str(out)], restart_after_s=0.0)
     try:
         ids = fwd.record(RawRequest("application/json", _body([[1.0, "a"], [2.0, "b"]]), 2), np.array([0, 1]),
                          latency_ms=3.0)
