@@ -3,6 +3,8 @@ process and by thread.
 
     python benchmarks/serving_cpu.py                       # 10 s per point, 2 rounds, c1 and c16
     python benchmarks/serving_cpu.py --seconds 20 --concurrency 16 --rounds 3
+    python benchmarks/serving_cpu.py --with-thread     # also ours with the Capture in the worker
+    python benchmarks/serving_cpu.py --profile DIR     # py-spy collapsed stacks of each worker, per round
 
 The same servers, model and load generator as ``serving_overhead.py``. Around each load
 run the script reads ``/proc/<pid>/task/<tid>/stat`` (user + system CPU) of every process
@@ -87,6 +89,8 @@ def _py_names(pid: int) -> dict[int, str]:
 def _record(pids: list[int], out: Path, seconds: float) -> list[subprocess.Popen]:
     """``py-spy record`` (collapsed stacks, sampled without stopping the process) of each of ``pids`` for ``seconds``."""
     spy = Path(sys.executable).with_name("py-spy")
+    if not spy.exists():
+        raise SystemExit("--profile needs py-spy beside this interpreter: python -m pip install py-spy")
     return [subprocess.Popen([str(spy), "record", "--threads", "--format", "raw", "--rate", "250",
                               "--duration", str(int(seconds)), "--nonblocking", "--pid", str(pid),
                               "--output", str(out.with_name(f"{out.name}-{pid}.txt"))],
