@@ -143,7 +143,7 @@ class CaptureForwarder:
             sent = 0
             buf = self._buffer
             while buf or self._dropped_n:
-                batch = []
+                batch: list[tuple] = []
                 while buf and len(batch) < MAX_BATCH:
                     batch.append(buf.popleft())
                 dropped, self._dropped_n = self._dropped_n, 0
