@@ -39,6 +39,7 @@ TICK_S = 0.05  # how often buffered records are written to the capture process
 MAX_BATCH = 2048  # records per pickle (bounds one write's size and the GIL it holds)
 READY_TIMEOUT_S = 120.0  # the worker waits this long for its capture process at start (it imports MLflow)
 RESTART_AFTER_S = 5.0  # a capture process that died is replaced at most this often
+WRITE_TIMEOUT_S = 10.0  # a capture process that reads nothing for this long is stuck: it is killed
 
 
 class RawRequest(NamedTuple):
@@ -137,8 +138,9 @@ class CaptureForwarder:
             except Exception:  # never dies: the next tick tries again
                 _logger.warning("mlflow-monitor: capture forwarding failed", exc_info=True)
 
-    def send(self) -> int:
-        """Write what is buffered to the capture process; returns the records written."""
+    def send(self, deadline: Optional[float] = None) -> int:
+        """Write what is buffered to the capture process (each batch within ``deadline``,
+        ``time.monotonic``, or :data:`WRITE_TIMEOUT_S`); returns the records written."""
         with self._lock:
             sent = 0
             buf = self._buffer
@@ -149,14 +151,15 @@ class CaptureForwarder:
                 dropped, self._dropped_n = self._dropped_n, 0
                 data, bad = _encode(batch, dropped)  # the batch's count of dropped records includes ``bad``
                 self.dropped_total += bad
-                if not self._write(data):  # all of it is dropped: counted in the next batch
+                if not self._write(data, deadline):  # all of it is dropped: counted in the next batch
                     self._dropped_n += len(batch) + dropped
                     self.dropped_total += len(batch) - bad
                     return sent
                 sent += len(batch) - bad
             return sent
 
-    def _write(self, blob: bytes) -> bool:
+    def _write(self, blob: bytes, deadline: Optional[float] = None) -> bool:
+        """Write one batch, within ``deadline`` (``time.monotonic``) or :data:`WRITE_TIMEOUT_S`."""
         proc = self._proc
         if proc is None or proc.poll() is not None:
             if self._closed or time.monotonic() < self._next_start:  # at most one start per restart_after_s
@@ -166,14 +169,22 @@ class CaptureForwarder:
             self._start_process()
             proc = self._proc
         assert proc is not None and proc.stdin is not None
+        timeout = WRITE_TIMEOUT_S if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            proc.stdin.write(blob)
-            proc.stdin.flush()
-            return True
+            if _write_within(proc.stdin.fileno(), blob, timeout):
+                return True
         except (BrokenPipeError, OSError, ValueError) as exc:
             _logger.warning("mlflow-monitor: could not hand captured records to the capture process: %s",
                             redact(str(exc)))
             return False
+        # stuck (reads nothing), or a frame half written: its stream cannot be resumed
+        _logger.warning("mlflow-monitor: the capture process of pid %d read nothing for %.1f s; killing it "
+                        "(a new one starts at the next batch)", os.getpid(), timeout)
+        try:
+            proc.kill()
+        except OSError:
+            pass
+        return False
 
     # -- control ------------------------------------------------------------------------------------
     def close(self, timeout_s: float = 30.0) -> bool:
@@ -184,9 +195,9 @@ class CaptureForwarder:
         deadline = time.monotonic() + timeout_s
         self._stop.set()
         self._thread.join(max(0.1, timeout_s / 2))
-        self.send()
+        self.send(deadline)
         self._closed = True  # from here record() drops (and counts) what it is given
-        self.send()
+        self.send(deadline)
         proc = self._proc
         if proc is None:
             return False
@@ -210,6 +221,25 @@ class CaptureForwarder:
     @property
     def pid(self) -> Optional[int]:
         return None if self._proc is None else self._proc.pid
+
+
+def _write_within(fd: int, data: bytes, timeout_s: float) -> bool:
+    """Write all of ``data`` to the pipe ``fd`` (made non-blocking) within ``timeout_s``;
+    False when the reader took too little of it in time."""
+    os.set_blocking(fd, False)
+    deadline = time.monotonic() + timeout_s
+    view, offset = memoryview(data), 0
+    while offset < len(view):
+        try:
+            offset += os.write(fd, view[offset:])
+            continue
+        except BlockingIOError:
+            pass
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        select.select([], [fd], [], left)
+    return True
 
 
 def _encode(batch: list[tuple], dropped: int) -> tuple[bytes, int]:

@@ -114,3 +114,23 @@ def test_feed_parses_bodies_as_the_scoring_server_does(tmp_path, clock):
         assert set(state["columns"]) == {"x", "c"}
     finally:
         cap.close(5)
+
+
+def test_a_capture_process_that_reads_nothing_never_hangs_close_and_is_killed(monkeypatch):
+    """Adversary: a capture process that stops reading (stuck). The pipe fills; the
+    forwarder's write gives up at its deadline, kills the process and counts the records
+    as dropped; close() returns within its timeout instead of blocking on the pipe."""
+    import mlflow_monitor.production.forwarder as forwarder_module
+
+    monkeypatch.setattr(forwarder_module, "WRITE_TIMEOUT_S", 1.0)
+    stuck = [sys.executable, "-c", "import os, time; os.write(1, b'R'); time.sleep(120)"]
+    fwd = CaptureForwarder(command=stuck, ready_timeout_s=30)
+    proc = fwd._proc
+    body = _body([[1.0, "a"]] * 2000)  # ~30 KB a record: the 64 KB pipe fills in a few
+    for _ in range(20):
+        fwd.record(RawRequest("application/json", body, 2000), [0] * 2000, latency_ms=1.0)
+    started = time.monotonic()
+    assert fwd.close(timeout_s=3.0) is False
+    assert time.monotonic() - started < 10
+    assert proc.wait(10) != 0  # killed, not left behind
+    assert fwd.dropped > 0  # what it could not hand over is counted, not silently gone
