@@ -656,3 +656,28 @@ def delete_run_artifact(client: Any, run_id: str, path: str) -> bool:
     except NotImplementedError:
         return False
     return True
+
+__all__ += ["parse_scoring_input"]
+
+
+def parse_scoring_input(body: bytes, content_type: str, metadata: Any) -> Any:
+    """The model input MLflow's scoring server parses from an ``/invocations`` body, as its
+    ``invocations()`` does before ``model.predict`` (JSON, CSV or Parquet; ``metadata`` is
+    the model's ``mlflow.models.Model``). The capture process re-parses a request's raw
+    bytes with it, so its rows are the ones the model saw. Raises ``ValueError`` for a
+    content type the server does not take (the server answered 415, nothing to capture);
+    MLflow's own exceptions for a body it would reject."""
+    from io import BytesIO, StringIO
+
+    from mlflow.pyfunc import scoring_server
+
+    mime = content_type.split(";", 1)[0].strip()
+    schema = metadata.get_input_schema() if metadata is not None else None
+    if mime == scoring_server.CONTENT_TYPE_JSON:
+        return scoring_server._parse_json_data(body, metadata, schema).data
+    if mime == scoring_server.CONTENT_TYPE_CSV:
+        text = body.decode("utf-8") if isinstance(body, bytes) else body
+        return scoring_server.parse_csv_input(csv_input=StringIO(text), schema=schema)
+    if mime == scoring_server.CONTENT_TYPE_PARQUET:
+        return scoring_server.parse_parquet_input(parquet_input=BytesIO(body))
+    raise ValueError(f"content type {content_type!r} is not one the scoring server takes")

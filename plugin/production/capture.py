@@ -26,7 +26,7 @@ from mlflow_monitor.production.records import BATCH, ERROR, REQUEST
 from mlflow_monitor.production.window_spool import WindowSpool, default_state_dir
 from mlflow_monitor.windows import DEFAULT_SAMPLE_ROWS, parse_granularity
 
-__all__ = ["DEFAULT_MAX_PENDING", "Capture", "new_prediction_ids"]
+__all__ = ["DEFAULT_MAX_PENDING", "Capture", "new_prediction_ids", "row_count"]
 
 _logger = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def new_prediction_ids(rows: int) -> list[str]:
     return [base] if rows == 1 else [f"{base}-{i}" for i in range(rows)]
 
 
-def _rows(inputs: Any) -> int:
+def row_count(inputs: Any) -> int:
     """Row count of ``inputs`` without building a frame (request thread)."""
     if isinstance(inputs, dict):
         first: Any = next(iter(inputs.values()), None)
@@ -127,7 +127,7 @@ class Capture:
 
         Raises ``ValueError`` only for an id count that differs from the row count.
         """
-        n = _rows(inputs)
+        n = row_count(inputs)
         if prediction_ids is None:
             ids = new_prediction_ids(n)
         else:
@@ -149,13 +149,28 @@ class Capture:
             return
         self._buffer.append((ERROR, ts, None, None, latency_ms, int(status), None))
 
+    def record_unparsed(self, latency_ms: float, status: int = 200, timestamp: Optional[float] = None) -> None:
+        """Capture a served request whose rows could not be read back (the capture
+        process failed to re-parse its body): counted in requests and latency, no rows."""
+        ts = self._clock() if timestamp is None else timestamp
+        if len(self._buffer) >= self._max_pending or self._closed:
+            self._dropped_n = next(self._dropped) + 1
+            return
+        self._buffer.append((REQUEST, ts, None, None, latency_ms, int(status), None))
+
+    def add_dropped(self, n: int) -> None:
+        """Count ``n`` records dropped before they reached this capture (a serving
+        worker's forwarder: its buffer was full or its capture process was gone)."""
+        for _ in range(int(n)):
+            self._dropped_n = next(self._dropped) + 1
+
     def record_batch(self, inputs: Any, predictions: Any, *, prediction_ids: Optional[Sequence[str]] = None,
                      timestamp: Optional[float] = None) -> list[str]:
         """Capture rows scored offline (no request, no latency): counted in ``prod/rows``.
         Raises ``RuntimeError`` after :meth:`close` (nothing would deliver them)."""
         if self._closed:
             raise RuntimeError(f"this Capture of '{self.model_name}' version {self.version} is closed")
-        n = _rows(inputs)
+        n = row_count(inputs)
         ids = new_prediction_ids(n) if prediction_ids is None else [str(i) for i in prediction_ids]
         if len(ids) != n:
             raise ValueError(f"got {len(ids)} prediction ids for {n} input rows; give one id per row")

@@ -18,6 +18,8 @@ class RequestSlot:
     inputs: Any = None
     predictions: Any = None
     predicted: bool = False
+    content_type: str = ""  # the raw request, kept for a capture that takes raw inputs
+    body_chunks: Optional[list[bytes]] = None
 
 
 CURRENT_REQUEST: contextvars.ContextVar[Optional[RequestSlot]] = contextvars.ContextVar(

@@ -61,11 +61,14 @@ def serve(model_uri: str, host: str, port: int, workers: int, window: str, sampl
     from mlflow_monitor.production.closer import CloserThread, WindowCloser
     from mlflow_monitor.production.model_uri import resolve_model_version
     from mlflow_monitor.production.monitoring_run import monitoring_run_id
-    from mlflow_monitor.production.server import serve_env
+    from mlflow_monitor.production.server import CAPTURE_MODE_ENV, serve_env
     from mlflow_monitor.production.window_spool import default_state_dir, safe_name
     from mlflow_monitor.redaction import redact
     from mlflow_monitor.windows import parse_granularity
 
+    mode = os.environ.get(CAPTURE_MODE_ENV, "process")
+    if mode not in ("process", "thread"):
+        raise click.ClickException(f"{CAPTURE_MODE_ENV} must be 'process' (the default) or 'thread', got {mode!r}")
     client = mlflow.MlflowClient()
     try:
         name, version = resolve_model_version(model_uri, client)

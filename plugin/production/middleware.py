@@ -8,6 +8,9 @@ count matches the rows, else generated) and the ids go back in ``X-Prediction-Id
 ``X-Prediction-Id-Prefix: <p>``, the ids being ``<p>-0`` .. ``<p>-<n-1>``, and the
 client's own are not echoed); any status >= 400 is recorded as an error. The answer
 itself is MLflow's, byte for byte. At shutdown (ASGI lifespan) the capture is closed.
+A capture with ``raw_inputs`` (the serving worker's forwarder) is given the request's
+body as received (a :class:`~mlflow_monitor.production.forwarder.RawRequest`) instead of
+the parsed frame; its capture process parses it again.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ import logging
 import time
 from typing import Any, Awaitable, Callable, Optional
 
-from mlflow_monitor.production.capture import Capture
+from mlflow_monitor.production.capture import Capture, row_count
 from mlflow_monitor.production.capturing_model import CURRENT_REQUEST, RequestSlot
+from mlflow_monitor.production.forwarder import RawRequest
 from mlflow_monitor.redaction import redact
 
 __all__ = ["ID_HEADER", "ID_PREFIX_HEADER", "MAX_HEADER_IDS", "CaptureMiddleware", "parse_id_header"]
@@ -29,6 +33,7 @@ ID_HEADER = "x-prediction-id"
 ID_PREFIX_HEADER = "x-prediction-id-prefix"
 MAX_HEADER_IDS = 256
 MAX_ID_LENGTH = 200
+_ID_HEADER_KEY = ID_HEADER.encode()
 
 Scope = dict[str, Any]
 Message = dict[str, Any]
@@ -54,6 +59,7 @@ class CaptureMiddleware:
         self.app = app
         self.capture = capture
         self.close_timeout_s = close_timeout_s
+        self.raw_inputs = bool(getattr(capture, "raw_inputs", False))
 
     async def __call__(self, scope: Scope, receive: Callable[[], Awaitable[Message]],
                        send: Callable[[Message], Awaitable[None]]) -> None:
@@ -64,10 +70,25 @@ class CaptureMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
-        given = parse_id_header(dict(scope.get("headers") or ()).get(ID_HEADER.encode()))
+        headers = dict(scope.get("headers") or ())
+        given = parse_id_header(headers.get(_ID_HEADER_KEY))
         slot = RequestSlot(given_ids=given)
         token = CURRENT_REQUEST.set(slot)
         answered = False
+        app_receive = receive
+        if self.raw_inputs:
+            slot.content_type = headers.get(b"content-type", b"").decode("latin-1")
+            chunks: list[bytes] = []
+            slot.body_chunks = chunks
+
+            async def receive_captured() -> Message:
+                message = await receive()
+                body = message.get("body")
+                if body:
+                    chunks.append(body)
+                return message
+
+            app_receive = receive_captured
 
         async def send_captured(message: Message) -> None:
             nonlocal answered
@@ -77,7 +98,7 @@ class CaptureMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_captured)
+            await self.app(scope, app_receive, send_captured)
         except BaseException:
             if not answered:
                 self._safe(lambda: self.capture.record_error(500, (time.perf_counter() - started) * 1000.0))
@@ -95,12 +116,17 @@ class CaptureMiddleware:
 
         def record() -> None:
             nonlocal ids, generated
+            inputs = slot.inputs
+            if self.raw_inputs:
+                chunks = slot.body_chunks or []
+                inputs = RawRequest(slot.content_type, chunks[0] if len(chunks) == 1 else b"".join(chunks),
+                                    row_count(slot.inputs))
             try:
-                ids = self.capture.record(slot.inputs, slot.predictions, latency_ms=latency_ms, status=status,
+                ids = self.capture.record(inputs, slot.predictions, latency_ms=latency_ms, status=status,
                                           prediction_ids=slot.given_ids)
             except ValueError:  # the client's ids do not match the rows: generated ones are used
                 generated = True
-                ids = self.capture.record(slot.inputs, slot.predictions, latency_ms=latency_ms, status=status)
+                ids = self.capture.record(inputs, slot.predictions, latency_ms=latency_ms, status=status)
 
         self._safe(record)
         if not ids:
