@@ -142,12 +142,14 @@ def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side,
         cur_counts = [cc.get(k, 0) for k in keys] + ([cur.missing] if with_missing else [])
         r_arr, c_arr = np.asarray(ref_counts, dtype=np.float64), np.asarray(cur_counts, dtype=np.float64)
         score = float(js_rows(r_arr / r_arr.sum(), c_arr / c_arr.sum()))
+        new_alpha = alpha if new_category_alpha is None else new_category_alpha
+        if with_missing:  # the new-category threshold must be resolvable too, even when not needed
+            replicates = max(replicates, replicates_for(new_alpha))
         tail = permutation_counts(r_arr, c_arr, replicates=replicates, seed=seed ^ int(c_arr.sum()),
                                   missing_index=len(keys) if with_missing else None)
         calibrated = tail.threshold(alpha)
         if with_missing:
             share, examples = fnd.new_categories(r, c, cur.rows)
-            new_alpha = alpha if new_category_alpha is None else new_category_alpha
             new_replicates = new_category_replicates(new_alpha)
             if share > 0 and new_replicates > replicates:
                 # only a share above 0 can be beyond chance: draw the finer null it needs then
