@@ -292,24 +292,28 @@ def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_
     finished; the rest are listed under ``skipped`` and calibrated on first use, as
     without this).
 
-    Per-test alpha: the smallest the gate gives these tests when the recipe checks these
-    columns with ``alpha`` and ``new_category_share`` (:func:`split_alpha`, whatever number
-    of them is categorical): ``alpha x (1 - new_category_share) / (TESTS_PER_COLUMN x
-    len(columns))``, or ``alpha / (TESTS_PER_COLUMN x len(columns))`` for ``None``; a recipe
-    with a smaller alpha or more columns needs more replicates and computes them on first use. Numerical, non-discrete columns
+    Per-test alpha: what the gate gives the distribution tests when the recipe checks these
+    columns with ``alpha`` and ``new_category_share`` (:func:`split_alpha`, the profile's
+    text, category and bool columns counted as categorical, as recipes infer them); a
+    recipe with a smaller alpha or more columns needs more replicates and computes them on
+    first use. Numerical, non-discrete columns
     only (the others use exact per-check nulls): from :data:`GAUSSIAN_ROWS` reference
     values, one unit tail covering every current size from :data:`GAUSSIAN_ROWS` on;
     below, one tail per size bucket of ``current_fractions`` of the reference that the
     permutation null does not cover. Returns a JSON-able dict: ``format``, ``alpha``,
-    ``tests``, ``replicates``, ``columns`` (digest -> key -> tail), ``skipped``, ``seconds``.
+    ``new_category_alpha_share``, ``tests``, ``replicates``, ``columns`` (digest -> key ->
+    tail), ``skipped``, ``seconds``.
     """
     start = time.perf_counter()
     names = [str(c) for c in columns]
     n_tests = TESTS_PER_COLUMN * max(1, len(names))
-    per_test = alpha / n_tests if new_category_share is None else alpha * (1.0 - new_category_share) / n_tests
+    # the gate's recipes take text, category and bool columns as categorical: the others'
+    # per-test alpha at that count (an int column taken as categorical too only raises it)
+    n_categorical = sum(1 for name in names if name in profile.columns and not profile.side(name).is_numeric)
+    per_test, _ = split_alpha(alpha, max(1, len(names)), min(n_categorical, max(1, len(names))), new_category_share)
     replicates = replicates_for(per_test)
-    out: dict = {"format": CALIBRATION_FORMAT, "alpha": alpha, "tests": n_tests, "replicates": replicates,
-                 "columns": {}, "skipped": []}
+    out: dict = {"format": CALIBRATION_FORMAT, "alpha": alpha, "new_category_alpha_share": new_category_share,
+                 "tests": n_tests, "replicates": replicates, "columns": {}, "skipped": []}
     candidates = []
     for name in names:
         if name in profile.columns:
