@@ -6,6 +6,7 @@ shifts, built-in recipes (calibrated detection) side by side with Evidently's de
     python benchmarks/alert_quality.py --seeds 100 --big-seeds 20 --max-rows 1000000
     python benchmarks/alert_quality.py --seeds 30 --detect-seeds 5 --big-seeds 3 --max-rows 200000
     python benchmarks/alert_quality.py --check-evidently 3 # also run real Evidently on 3 seeds per size
+    python benchmarks/alert_quality.py --min-rows 200000 --max-rows 1000000 --big-seeds 100 --anchor-seeds 10
 
 Data: a seeded mixed-type generator, 10 columns (normal ``key`` and ``normal``, lognormal,
 integer count, near-constant, 5-level, 60-level (Zipf) and 3-level categorical, boolean,
@@ -31,8 +32,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import platform
+import signal
 import sys
 import time
 import warnings
@@ -81,8 +84,9 @@ def generate(n: int, rng: np.random.Generator, shift: str = "none") -> pd.DataFr
         df["key"] += 0.5
     elif shift == "normal scale x1.5":
         df["normal"] = 10.0 + (df["normal"] - 10.0) * 1.5
-    elif shift == "unseen category 1%":
-        df.loc[rng.random(n) < 0.01, "cat5"] = "NEW"
+    elif shift == "unseen category 1%":  # exactly ceil(1%) of the rows: "in at least 1% of rows"
+        rows = rng.choice(n, size=max(1, math.ceil(0.01 * n)), replace=False)
+        df.loc[rows, "cat5"] = "NEW"
     return df
 
 
@@ -103,28 +107,45 @@ ENGINES = ("evidently", "old drift", "built-in")
 
 @dataclasses.dataclass
 class Tally:
-    runs: int = 0
+    """Runs and blocks per engine (an engine may run on fewer seeds: ``--anchor-seeds``)."""
+
+    engine_runs: dict = dataclasses.field(default_factory=lambda: defaultdict(int))
     blocks: dict = dataclasses.field(default_factory=lambda: defaultdict(int))
 
     def add(self, decisions: dict[str, bool]) -> None:
-        self.runs += 1
         for k, v in decisions.items():
+            self.engine_runs[k] += 1
             self.blocks[k] += int(v)
 
+    @property
+    def runs(self) -> int:
+        return max(self.engine_runs.values(), default=0)
+
     def rate(self, engine: str) -> float:
-        return self.blocks[engine] / self.runs if self.runs else float("nan")
+        runs = self.engine_runs[engine]
+        return self.blocks[engine] / runs if runs else float("nan")
+
+    def cell(self, engine: str) -> str:
+        """The rate, with its run count when this engine ran on fewer runs than the cell."""
+        text = _pct(self.rate(engine))
+        runs = self.engine_runs[engine]
+        return text if runs == self.runs or not runs else f"{text} ({runs})"
 
 
-def decide(reference: pd.DataFrame, current: pd.DataFrame, recipe, calibrator) -> tuple[dict[str, bool], object]:
+def decide(reference: pd.DataFrame, current: pd.DataFrame, recipe, calibrator,
+           anchors: bool = True) -> tuple[dict[str, bool], object]:
+    """The three engines' decisions (``anchors=False``: the built-in recipes' only)."""
     from mlflow_monitor.gate.drift import compute_drift
     from mlflow_monitor.gate.rules import evaluate_rules
 
-    ev = compute_drift(reference, current, numerical=NUMERICAL, categorical=CATEGORICAL, workers=1)
     new = compute_drift(reference, current, numerical=NUMERICAL, categorical=CATEGORICAL, workers=1,
                         settings=recipe.effective_drift, key_columns=KEY, calibrator=calibrator)
     results = evaluate_rules(recipe.rules, metrics={}, drift=new, champion_metrics=None)
-    return {"evidently": bool(ev.dataset_drift), "old drift": ev.drift_share >= 0.3,
-            "built-in": not all(r.passed for r in results)}, ev
+    out = {"built-in": not all(r.passed for r in results)}
+    if not anchors:
+        return out, None
+    ev = compute_drift(reference, current, numerical=NUMERICAL, categorical=CATEGORICAL, workers=1)
+    return {"evidently": bool(ev.dataset_drift), "old drift": ev.drift_share >= 0.3, **out}, ev
 
 
 def real_evidently_drift(reference: pd.DataFrame, current: pd.DataFrame) -> dict[str, bool]:
@@ -143,40 +164,52 @@ def real_evidently_drift(reference: pd.DataFrame, current: pd.DataFrame) -> dict
     return out
 
 
-def run(sizes: list[int], seeds_for: Callable[[int], int], detect_seeds: int, check_evidently: int, log) -> dict:
+def run(sizes: list[int], seeds_for: Callable[[int], int], detect_seeds: int, check_evidently: int, log,
+        anchor_seeds_for: Callable[[int], int] | None = None, first_seed: int = 0, res: dict | None = None) -> dict:
+    """``anchor_seeds_for(size)``: the seeds (the first ones) on which the Evidently preset
+    and the old ``drift`` recipe also run; default all. Seeds are ``first_seed`` on; shifts
+    and anchors run on the seeds below ``detect_seeds`` and ``anchor_seeds_for(size)``.
+    Tallies go into ``res`` as they come (so an interrupted run keeps the seeds done)."""
     from mlflow_monitor.gate.drift.calibration import Calibrator
     from mlflow_monitor.recipes import load_recipe
 
     base = load_recipe("drift").to_dict()
     base.setdefault("columns", {})["key_columns"] = KEY
     recipe = load_recipe(base)
-    null: dict[tuple[int, float], Tally] = defaultdict(Tally)
-    detect: dict[tuple[str, int, float], Tally] = defaultdict(Tally)
-    disagreements = checked = 0
-    timings = defaultdict(float)
+    res = res if res is not None else {}
+    null: dict[tuple[int, float], Tally] = res.setdefault("null", defaultdict(Tally))
+    detect: dict[tuple[str, int, float], Tally] = res.setdefault("detect", defaultdict(Tally))
+    res.setdefault("checked", 0)
+    res.setdefault("disagreements", 0)
+    timings = res.setdefault("timings", defaultdict(float))
+    res.setdefault("seeds_done", {})
     for size in sizes:
         t_size = time.perf_counter()
-        for seed in range(seeds_for(size)):
+        for seed in range(first_seed, first_seed + seeds_for(size)):
             rng = np.random.default_rng([size, seed])
             reference = generate(size, rng)
             calibrator = Calibrator(persist=False)
             for frac in FRACTIONS:
                 m = max(1, int(size * frac))
                 t0 = time.perf_counter()
-                decisions, ev = decide(reference, generate(m, rng), recipe, calibrator)
+                anchors = anchor_seeds_for is None or seed < anchor_seeds_for(size)
+                decisions, ev = decide(reference, generate(m, rng), recipe, calibrator, anchors)
                 timings["first verdict (with calibration)"] += time.perf_counter() - t0
                 null[(size, frac)].add(decisions)
                 if seed < check_evidently:
                     cur = generate(m, rng)
                     _, ours = decide(reference, cur, recipe, calibrator)
                     real = real_evidently_drift(reference, cur)
-                    checked += len(real)
-                    disagreements += sum(int(real[c.column] != c.drifted) for c in ours.columns)
+                    res["checked"] += len(real)
+                    res["disagreements"] += sum(int(real[c.column] != c.drifted) for c in ours.columns)
                 for shift in SHIFTS if seed < detect_seeds else ():
                     t0 = time.perf_counter()
-                    decisions, _ = decide(reference, generate(m, rng, shift), recipe, calibrator)
+                    decisions, _ = decide(reference, generate(m, rng, shift), recipe, calibrator, anchors)
                     timings["cached verdicts"] += time.perf_counter() - t0
                     detect[(shift, size, frac)].add(decisions)
+            res["seeds_done"][size] = seed + 1 - first_seed
+            if size > 50_000 and (seed + 1) % 10 == 0:
+                log(f"    size {size:,}: seeds {first_seed}-{seed} in {time.perf_counter() - t_size:.0f} s")
         log(f"  size {size:>9,}: {seeds_for(size)} seeds ({min(detect_seeds, seeds_for(size))} with shifts) "
             f"in {time.perf_counter() - t_size:.0f} s; false blocks (evidently, old drift, built-in): "
             + "; ".join(f"{max(1, int(size * f)):,} rows "
@@ -185,8 +218,7 @@ def run(sizes: list[int], seeds_for: Callable[[int], int], detect_seeds: int, ch
             + "; built-in detection: "
             + ", ".join(f"{shift} {sum(detect[(shift, size, f)].blocks['built-in'] for f in FRACTIONS)}/"
                         f"{sum(detect[(shift, size, f)].runs for f in FRACTIONS)}" for shift in SHIFTS))
-    return {"null": null, "detect": detect, "checked": checked, "disagreements": disagreements,
-            "timings": dict(timings)}
+    return res
 
 
 def _pct(x: float) -> str:
@@ -202,9 +234,9 @@ def report(res: dict, sizes: list[int], seeds_for: Callable[[int], int]) -> tupl
         for frac in FRACTIONS:
             t = res["null"][(size, frac)]
             m = max(1, int(size * frac))
-            lines.append(f"| {size:,} | {m:,} | {t.runs} | {_pct(t.rate('evidently'))} | "
-                         f"{_pct(t.rate('old drift'))} | {_pct(t.rate('built-in'))} |")
-    total = sum(t.runs for t in res["null"].values())
+            lines.append(f"| {size:,} | {m:,} | {t.runs} | {t.cell('evidently')} | "
+                         f"{t.cell('old drift')} | {t.cell('built-in')} |")
+    total = sum(t.engine_runs["built-in"] for t in res["null"].values())
     blocked = sum(t.blocks["built-in"] for t in res["null"].values())
     worst = max(t.rate("built-in") for t in res["null"].values())
     lines += ["", f"built-in recipes over all {total} undrifted runs: {blocked} blocked "
@@ -221,13 +253,13 @@ def report(res: dict, sizes: list[int], seeds_for: Callable[[int], int]) -> tupl
             for frac in FRACTIONS:
                 t = res["detect"][(shift, size, frac)]
                 m = max(1, int(size * frac))
-                target = m >= bound
+                target = m >= bound and t.engine_runs["built-in"] > 0  # a null-only run judges nothing
                 rate = t.rate("built-in")
                 mark = "" if not target else ("met" if rate >= 0.95 else "MISSED")
                 if target and rate < 0.95:
                     misses.append(f"{shift} at {size:,}/{m:,}: {_pct(rate).strip()}")
-                lines.append(f"| {shift} | {size:,} | {m:,} | {t.runs} | {_pct(t.rate('evidently'))} | "
-                             f"{_pct(t.rate('old drift'))} | {_pct(rate)} | {mark} |")
+                lines.append(f"| {shift} | {size:,} | {m:,} | {t.runs} | {t.cell('evidently')} | "
+                             f"{t.cell('old drift')} | {t.cell('built-in')} | {mark} |")
     lines += ["", "detection target (>= 95% of runs in each target cell): "
               + ("MET" if not misses else "missed in " + "; ".join(misses))]
     if res["checked"]:
@@ -246,16 +278,34 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--detect-seeds", type=int, default=100,
                     help="of those, seeds that also run every shift (the null runs are the costly target)")
     ap.add_argument("--max-rows", type=int, default=50_000, help="largest reference size")
+    ap.add_argument("--min-rows", type=int, default=0, help="smallest reference size")
+    ap.add_argument("--first-seed", type=int, default=0,
+                    help="seeds start here (to split a size over processes; shifts and anchors keep their "
+                         "seed bounds, so a run from seed 100 on is the null only)")
+    ap.add_argument("--anchor-seeds", type=int, default=None, metavar="K",
+                    help="above 50k rows, run the Evidently preset and the old drift recipe on the "
+                         "first K seeds only (the built-in recipes run all); the table gives their run counts")
     ap.add_argument("--quick", action="store_true", help="20 seeds, sizes up to 5k")
     ap.add_argument("--check-evidently", type=int, default=0, metavar="N",
                     help="also run real Evidently on the first N seeds of each size")
     args = ap.parse_args(argv)
     if args.quick:
         args.seeds, args.max_rows = 20, 5_000
-    sizes = [s for s in SIZES if s <= args.max_rows]
+    sizes = [s for s in SIZES if args.min_rows <= s <= args.max_rows]
+    if not sizes:
+        ap.error(f"no size in {', '.join(f'{s:,}' for s in SIZES)} is within --min-rows {args.min_rows:,} "
+                 f"and --max-rows {args.max_rows:,}")
+    if args.first_seed < 0:
+        ap.error(f"--first-seed must be 0 or more, got {args.first_seed}")
+    if args.anchor_seeds is not None and args.anchor_seeds < 0:
+        ap.error(f"--anchor-seeds must be 0 or more, got {args.anchor_seeds}")
 
     def seeds_for(size: int) -> int:
         return args.seeds if size <= 50_000 else args.big_seeds
+
+    def anchor_seeds_for(size: int) -> int:
+        k = args.anchor_seeds  # a seed bound, like --detect-seeds
+        return 2 ** 62 if k is None or size <= 50_000 else k
 
     log = lambda msg: print(msg, file=sys.stderr, flush=True)  # noqa: E731
     import evidently
@@ -267,10 +317,30 @@ def main(argv: list[str] | None = None) -> int:
               f"scipy {scipy.__version__}, evidently {evidently.__version__}\n"
               f"run: sizes {', '.join(f'{s:,}' for s in sizes)}; seeds per size: "
               + ", ".join(f"{s:,}: {seeds_for(s)}" for s in sizes)
+              + (f"; seeds from {args.first_seed}" if args.first_seed else "")
               + f"; of those with every shift: {args.detect_seeds} at most"
+              + ("" if args.anchor_seeds is None else
+                 "; Evidently preset and old drift recipe on the first "
+                 + ", ".join(f"{args.anchor_seeds} at {s:,}" for s in sizes if s > 50_000))
               + f"; current at {', '.join(f'{int(f * 100)}%' for f in FRACTIONS)} of the reference\n")
     t0 = time.perf_counter()
-    res = run(sizes, seeds_for, args.detect_seeds, args.check_evidently, log)
+    res: dict = {}
+
+    def stop(signum, frame):  # SIGTERM: report the seeds done so far
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        run(sizes, seeds_for, args.detect_seeds, args.check_evidently, log, anchor_seeds_for,
+            args.first_seed, res)
+    except KeyboardInterrupt:
+        done = res.get("seeds_done", {})
+        sizes = [s for s in sizes if s in done]
+        header += ("INTERRUPTED: seeds completed per size: " + ", ".join(f"{s:,}: {done[s]}" for s in sizes)
+                   + " (a seed under way when stopped counts in the cells it finished)\n")
+        if not sizes:
+            print(header)
+            return 2
     table, ok = report(res, sizes, seeds_for)
     print(header)
     print(table)

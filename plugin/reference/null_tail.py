@@ -28,10 +28,11 @@ import numpy as np
 
 from mlflow_monitor.reference.column import ColumnSample
 
-__all__ = ["CALIBRATION_FORMAT", "DEFAULT_ALPHA", "DISCRETE_VALUES", "GAUSSIAN_ROWS", "MIN_REPLICATES",
-           "NUMERIC_ATOMS", "PERMUTATION_ROWS", "SHARED_UNIT_SEED", "TESTS_PER_COLUMN", "NullTail", "atoms",
-           "gaussian_key", "is_discrete", "precalibrate", "quantile_atoms", "replicates_for", "scale_to", "simulate",
-           "simulate_unit", "simulate_units", "size_bucket", "top_share", "unit_seed", "wasserstein_key"]
+__all__ = ["BUILTIN_NEW_CATEGORY_SHARE", "CALIBRATION_FORMAT", "DEFAULT_ALPHA", "DISCRETE_VALUES", "GAUSSIAN_ROWS",
+           "MIN_REPLICATES", "NEW_CATEGORY_TAIL", "NUMERIC_ATOMS", "PERMUTATION_ROWS", "SHARED_UNIT_SEED",
+           "TESTS_PER_COLUMN", "NullTail", "atoms", "gaussian_key", "new_category_replicates", "is_discrete", "precalibrate", "quantile_atoms", "replicates_for", "scale_to", "simulate",
+           "simulate_unit", "simulate_units", "size_bucket", "split_alpha", "top_share", "unit_seed",
+           "wasserstein_key"]
 
 #: A numerical column is calibrated by exact permutation (per check) up to this many
 #: reference + current values, by the bootstrap above.
@@ -51,6 +52,12 @@ TESTS_PER_COLUMN = 3
 #: The built-in recipes' dataset-level false-alarm rate: what :func:`precalibrate` sizes
 #: its replicates for when logging a reference.
 DEFAULT_ALPHA = 0.01
+#: The built-in recipes' ``drift.new_category_alpha_share``: the share of ``alpha`` given to
+#: the new-category tests (see :func:`split_alpha`); :func:`precalibrate` sizes for it.
+BUILTIN_NEW_CATEGORY_SHARE = 0.6
+#: Replicates a new-category threshold keeps beyond it (``alpha * replicates``), so that its
+#: Monte-Carlo null resolves ``alpha`` (see :func:`new_category_replicates`).
+NEW_CATEGORY_TAIL = 30
 CALIBRATION_FORMAT = "mlflow_monitor.drift_calibration/1"
 #: The seed of the unit tails of every column on quantile atoms (see :func:`unit_seed`).
 SHARED_UNIT_SEED = 0x6D6C666C6F77
@@ -60,6 +67,38 @@ _TAIL_SHARE = 0.1  # the largest 10% of replicates are kept: alphas up to 0.1 pe
 def replicates_for(alpha: float) -> int:
     """Replicates needed for a per-test ``alpha``: at least one replicate in the tail."""
     return max(MIN_REPLICATES, math.ceil(1.0 / alpha))
+
+
+def new_category_replicates(alpha: float) -> int:
+    """Replicates for a new-category test at per-test ``alpha``: :data:`NEW_CATEGORY_TAIL`
+    of them beyond the threshold. A new value whose rows all land in the current part of a
+    random split with probability ``h < alpha`` is called when fewer than ``k = floor(alpha
+    x (R + 1))`` of ``R`` replicates reach its share: with ``k = 1`` (``R`` = 1,000 at alpha
+    0.0015) that is ``(1 - h) ** R``, 39% for ``h = 0.64 alpha`` (10 rows at 1,000 / 1,000);
+    with 30 replicates in the tail, 98.7%."""
+    return max(MIN_REPLICATES, math.ceil(NEW_CATEGORY_TAIL / alpha))
+
+
+def split_alpha(alpha: float, n_columns: int, n_categorical: int,
+                new_category_share: Optional[float]) -> tuple[float, float]:
+    """Per-test alphas ``(other, new_category)`` of a family of :data:`TESTS_PER_COLUMN`
+    tests per column, ``n_categorical`` of them new-category tests (one per categorical
+    column), that sum to ``alpha`` (Bonferroni holds for any weights that do).
+
+    ``new_category_share`` ``None`` (or no categorical column): equal weights,
+    ``alpha / (3 x n_columns)`` each. Else the new-category tests share
+    ``alpha x new_category_share`` equally and the other tests the rest."""
+    n_tests = TESTS_PER_COLUMN * n_columns
+    if n_tests <= 0:
+        raise ValueError(f"split_alpha needs at least one column, got {n_columns!r}")
+    if not 0 <= n_categorical <= n_columns:
+        raise ValueError(f"n_categorical must be in [0, {n_columns}], got {n_categorical!r}")
+    if new_category_share is None or n_categorical == 0:
+        return alpha / n_tests, alpha / n_tests
+    if not 0.0 < new_category_share < 1.0:
+        raise ValueError(f"new_category_share must be in (0, 1), got {new_category_share!r}")
+    return (alpha * (1.0 - new_category_share) / (n_tests - n_categorical),
+            alpha * new_category_share / n_categorical)
 
 
 def size_bucket(m: int) -> int:
@@ -245,7 +284,7 @@ def top_share(values: np.ndarray, replicates: int) -> np.ndarray:
 
 def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_s: float,  # noqa: F821
                  alpha: float = DEFAULT_ALPHA, current_fractions: tuple[float, ...] = (0.1, 0.5, 1.0),
-                 ) -> dict:
+                 new_category_share: Optional[float] = BUILTIN_NEW_CATEGORY_SHARE) -> dict:
     """The bootstrap tails the gate needs for ``columns`` of ``profile``: first the unit
     tails of every column on quantile atoms (one shared draw for all of them, a fraction
     of a second whatever their number), then column by column the other unit tails and the
@@ -253,21 +292,28 @@ def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_
     finished; the rest are listed under ``skipped`` and calibrated on first use, as
     without this).
 
-    Per-test alpha: ``alpha / (TESTS_PER_COLUMN * len(columns))``, the gate's correction
-    when the recipe checks these columns; a recipe with a smaller alpha or more columns
-    needs more replicates and computes them on first use. Numerical, non-discrete columns
+    Per-test alpha: what the gate gives the distribution tests when the recipe checks these
+    columns with ``alpha`` and ``new_category_share`` (:func:`split_alpha`, the profile's
+    text, category and bool columns counted as categorical, as recipes infer them); a
+    recipe with a smaller alpha or more columns needs more replicates and computes them on
+    first use. Numerical, non-discrete columns
     only (the others use exact per-check nulls): from :data:`GAUSSIAN_ROWS` reference
     values, one unit tail covering every current size from :data:`GAUSSIAN_ROWS` on;
     below, one tail per size bucket of ``current_fractions`` of the reference that the
     permutation null does not cover. Returns a JSON-able dict: ``format``, ``alpha``,
-    ``tests``, ``replicates``, ``columns`` (digest -> key -> tail), ``skipped``, ``seconds``.
+    ``new_category_alpha_share``, ``tests``, ``replicates``, ``columns`` (digest -> key ->
+    tail), ``skipped``, ``seconds``.
     """
     start = time.perf_counter()
     names = [str(c) for c in columns]
     n_tests = TESTS_PER_COLUMN * max(1, len(names))
-    replicates = replicates_for(alpha / n_tests)
-    out: dict = {"format": CALIBRATION_FORMAT, "alpha": alpha, "tests": n_tests, "replicates": replicates,
-                 "columns": {}, "skipped": []}
+    # the gate's recipes take text, category and bool columns as categorical: the others'
+    # per-test alpha at that count (an int column taken as categorical too only raises it)
+    n_categorical = sum(1 for name in names if name in profile.columns and not profile.side(name).is_numeric)
+    per_test, _ = split_alpha(alpha, max(1, len(names)), min(n_categorical, max(1, len(names))), new_category_share)
+    replicates = replicates_for(per_test)
+    out: dict = {"format": CALIBRATION_FORMAT, "alpha": alpha, "new_category_alpha_share": new_category_share,
+                 "tests": n_tests, "replicates": replicates, "columns": {}, "skipped": []}
     candidates = []
     for name in names:
         if name in profile.columns:

@@ -29,6 +29,7 @@ from mlflow_monitor.gate.drift.calibration import (
 )
 from mlflow_monitor.recipes.schema import DriftSettings, EffectFloor
 from mlflow_monitor.reference import ColumnSample, ReferenceProfile
+from mlflow_monitor.reference.null_tail import NEW_CATEGORY_TAIL, new_category_replicates, split_alpha
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -207,6 +208,63 @@ def test_new_categories_are_seen_and_a_sparse_column_is_not_flagged_for_its_tail
     col2 = compute_drift(ref, cur2, settings=CAL, calibrator=Calibrator(tmp_path)).column("c")
     assert col2.findings.new_categories[0] == "brand_new"
     assert col2.findings.significant["new_category_share"]
+
+
+# -- the alpha split between new-category tests and the others ------------------------------
+def test_split_alpha_weights_sum_to_alpha_and_refuse_bad_input():
+    other, new = split_alpha(0.01, 10, 4, 0.6)
+    assert new == pytest.approx(0.01 * 0.6 / 4) and other == pytest.approx(0.01 * 0.4 / 26)
+    assert 4 * new + 26 * other == pytest.approx(0.01)  # Bonferroni: the family still has alpha
+    assert split_alpha(0.01, 10, 4, None) == split_alpha(0.01, 10, 0, 0.6) == (0.01 / 30, 0.01 / 30)
+    with pytest.raises(ValueError, match=r"new_category_share must be in \(0, 1\), got 1.0"):
+        split_alpha(0.01, 10, 4, 1.0)
+    with pytest.raises(ValueError, match=r"n_categorical must be in \[0, 10\], got 11"):
+        split_alpha(0.01, 10, 11, 0.5)
+    with pytest.raises(ValueError, match="at least one column, got 0"):
+        split_alpha(0.01, 0, 0, 0.5)
+    # enough replicates that NEW_CATEGORY_TAIL of them lie beyond the threshold
+    assert math.floor(new * (new_category_replicates(new) + 1)) == NEW_CATEGORY_TAIL
+
+
+def _cat_frame(n: int, seed: int) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    return pd.DataFrame({f"c{i}": rng.choice(["a", "b", "c", "d", "e"], n).astype(object) for i in range(4)})
+
+
+def test_new_category_share_of_alpha_is_what_calls_ten_new_rows_at_a_thousand(tmp_path):
+    ref, cur = _cat_frame(1000, 30), _cat_frame(1000, 31)
+    cur.loc[:9, "c0"] = "NEW"  # exactly 1% of the current rows
+    # under "no drift" all 10 rows of a value land in the current half with this probability:
+    h10 = math.comb(1000, 10) / math.comb(2000, 10)
+    assert 0.0009 < h10 < 0.001
+
+    def run(share):
+        result = compute_drift(ref, cur, settings=DriftSettings(alpha=0.01, new_category_alpha_share=share),
+                               calibrator=Calibrator(tmp_path))
+        return result, result.column("c0")
+
+    equal, col = run(None)  # 1/1200 per test > h10: still called, at 12 tests
+    assert col.findings.new_category_alpha == pytest.approx(0.01 / 12) and col.alpha == pytest.approx(0.01 / 12)
+    result, col = run(0.6)  # 0.0015 per new-category test (> h10): called
+    assert result.new_category_alpha_share == 0.6 and result.to_dict()["new_category_alpha_share"] == 0.6
+    assert col.findings.new_category_alpha == pytest.approx(0.0015)
+    assert col.alpha == pytest.approx(0.004 / 8)  # the other 8 tests share the rest
+    assert col.findings.new_category_share == 0.01 and col.findings.significant["new_category_share"]
+    assert col.findings.new_category_threshold < 0.01
+    low, col = run(0.1)  # 0.00025 per new-category test (< h10): no valid test calls it
+    assert col.findings.new_category_alpha == pytest.approx(0.00025)
+    assert not col.findings.significant["new_category_share"]
+    assert col.findings.new_category_threshold == pytest.approx(0.01)  # 10 rows are within chance
+    for r in (equal, result, low):
+        assert sum(c.alpha * 2 + c.findings.new_category_alpha for c in r.columns) == pytest.approx(0.01)
+
+
+def test_new_category_split_leaves_evidently_mode_untouched():
+    ref, cur = _cat_frame(600, 32), _cat_frame(600, 33)
+    cur.loc[:5, "c1"] = "NEW"
+    plain = compute_drift(ref, cur, settings=DriftSettings(method="evidently"))
+    split = compute_drift(ref, cur, settings=DriftSettings(method="evidently", new_category_alpha_share=0.6))
+    assert plain.to_dict() == split.to_dict() and split.new_category_alpha_share is None
 
 
 # -- the cache ------------------------------------------------------------------------------

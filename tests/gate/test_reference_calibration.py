@@ -51,7 +51,8 @@ def _version(tmp_path, **log_kwargs) -> tuple[str, str]:
     path = tmp_path / "current.parquet"
     _frame(5000, 1).to_parquet(path, index=False)
     recipe = {"name": "drift-check", "task": "drift", "current": {"path": str(path)},
-              "rules": ["drift_share < 0.5"], "triggers": {"aliases": ["champion"]}}
+              "rules": ["drift_share < 0.5"], "triggers": {"aliases": ["champion"]},
+              "drift": {"new_category_alpha_share": 0.6}}  # the built-in split, what logging sizes for
     return str(mv.version), json.dumps(recipe)
 
 
@@ -112,7 +113,8 @@ def test_logged_calibration_lists_columns_past_the_budget_and_names_its_sizing(t
     assert all(list(e) == [gaussian_key(3000)] for e in none["columns"].values())
     assert full["skipped"] == [] and full["format"] == CALIBRATION_FORMAT
     assert all(len(e) == 3 for e in full["columns"].values())  # unit + buckets of 300 and 1500 rows
-    assert full["tests"] == 15 and full["replicates"] == 1500  # alpha 0.01 over 3 tests x 5 columns
+    # built-in split: 0.01 x (1 - 0.6) over 14 tests (all but the new-category test of "kind")
+    assert full["tests"] == 15 and full["replicates"] == 3500 and full["new_category_alpha_share"] == 0.6
     assert set(full["columns"]) == {profile.side(c).digest() for c in NUMERIC}
 
 

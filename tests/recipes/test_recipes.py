@@ -222,6 +222,9 @@ _BASE = {"task": "drift", "current": "x.csv"}
      ({"effect_floor": {"numerical": -0.1}}, "drift.effect_floor.numerical: expected a number >= 0.0, got -0.1"),
      ({"effect_floor": {"text": 0.1}}, "drift.effect_floor.text: unknown field (value 0.1)"),
      ({"key_weight": 0.5}, "drift.key_weight: expected a number >= 1.0, got 0.5"),
+     ({"new_category_alpha_share": 0}, "drift.new_category_alpha_share: expected a number > 0.0, got 0"),
+     ({"new_category_alpha_share": 1}, "drift.new_category_alpha_share: expected a number < 1.0, got 1"),
+     ({"new_category_alpha_share": "half"}, "drift.new_category_alpha_share: expected a number, got 'half'"),
      ({"thresholds": 1}, "drift.thresholds: unknown field (value 1)")],
 )
 def test_bad_drift_settings_name_the_key_the_value_and_what_is_allowed(drift, error):
@@ -237,6 +240,9 @@ def test_drift_settings_default_to_calibrated_and_keep_old_recipes_canonical():
     recipe = load_recipe(_BASE)
     assert recipe.drift is None and "drift" not in recipe.to_dict()  # hashes of old recipes unchanged
     assert (recipe.effective_drift.method, recipe.effective_drift.alpha) == ("calibrated", 0.01)
+    assert recipe.effective_drift.new_category_alpha_share is None  # equal weights unless set
+    split = load_recipe({**_BASE, "drift": {"alpha": 0.02}})
+    assert "new_category_alpha_share" not in split.to_dict()["drift"]  # unset: hashes unchanged
     evidently = load_recipe({**_BASE, "drift": {"method": "evidently"}})
     assert evidently.effective_drift.method == "evidently"
     assert load_recipe(evidently.to_yaml()) == evidently
@@ -246,6 +252,7 @@ def test_drift_settings_default_to_calibrated_and_keep_old_recipes_canonical():
 def test_builtin_recipes_use_calibrated_drift_and_data_quality_rules(name):
     recipe = load_recipe(name)
     assert recipe.drift is not None and recipe.drift.method == "calibrated" and recipe.drift.alpha == 0.01
+    assert recipe.drift.new_category_alpha_share == 0.6  # docs/drift.md, "What a new category needs to be seen"
     texts = [r.text for r in recipe.rules]
     assert texts[:6] == ["at most 0 drifted columns", "no drift in key columns", "missing_share_increase <= 0.05",
                          "new_category_share <= 0.005", "out_of_range_share <= 0.01", "type_changes <= 0"]

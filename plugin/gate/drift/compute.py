@@ -35,7 +35,13 @@ from mlflow_monitor.gate.drift.result import ColumnDrift, DriftResult
 from mlflow_monitor.gate.drift.stattests import WASSERSTEIN
 from mlflow_monitor.recipes.schema import DriftSettings
 from mlflow_monitor.reference import ColumnSample, DataValidationError, ReferenceProfile
-from mlflow_monitor.reference.null_tail import DISCRETE_VALUES, TESTS_PER_COLUMN, is_discrete
+from mlflow_monitor.reference.null_tail import (
+    DISCRETE_VALUES,
+    TESTS_PER_COLUMN,
+    is_discrete,
+    new_category_replicates,
+    split_alpha,
+)
 
 __all__ = ["DEFAULT_DRIFT_SHARE", "DISCRETE_VALUES", "TESTS_PER_COLUMN", "calibrated_column_drift",
            "column_drift", "compute_drift"]
@@ -100,8 +106,10 @@ def _evidently_findings(column_type: str, ref: _Side, cur: _Side) -> fnd.ColumnF
 
 
 def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side, *,
-                            settings: DriftSettings, alpha: float, calibrator: Calibrator) -> ColumnDrift:
-    """Drift of one column against its calibrated threshold (per-test ``alpha``).
+                            settings: DriftSettings, alpha: float, calibrator: Calibrator,
+                            new_category_alpha: Optional[float] = None) -> ColumnDrift:
+    """Drift of one column against its calibrated threshold (per-test ``alpha``; the
+    new-category test of a categorical column at ``new_category_alpha``, default ``alpha``).
 
     Numerical columns are scored with the normed Wasserstein distance (missing values
     tested apart), unless the reference has at most :data:`DISCRETE_VALUES` distinct values,
@@ -134,13 +142,22 @@ def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side,
         cur_counts = [cc.get(k, 0) for k in keys] + ([cur.missing] if with_missing else [])
         r_arr, c_arr = np.asarray(ref_counts, dtype=np.float64), np.asarray(cur_counts, dtype=np.float64)
         score = float(js_rows(r_arr / r_arr.sum(), c_arr / c_arr.sum()))
+        new_alpha = alpha if new_category_alpha is None else new_category_alpha
+        if with_missing:  # the new-category threshold must be resolvable too, even when not needed
+            replicates = max(replicates, replicates_for(new_alpha))
         tail = permutation_counts(r_arr, c_arr, replicates=replicates, seed=seed ^ int(c_arr.sum()),
                                   missing_index=len(keys) if with_missing else None)
         calibrated = tail.threshold(alpha)
         if with_missing:
             share, examples = fnd.new_categories(r, c, cur.rows)
-            new_threshold = tail.threshold(alpha, "new_category")
-            base.update(new_category_share=share, new_categories=examples, new_category_threshold=new_threshold)
+            new_replicates = new_category_replicates(new_alpha)
+            if share > 0 and new_replicates > replicates:
+                # only a share above 0 can be beyond chance: draw the finer null it needs then
+                tail = permutation_counts(r_arr, c_arr, replicates=new_replicates,
+                                          seed=seed ^ int(c_arr.sum()) ^ 0x6E6577, missing_index=len(keys))
+            new_threshold = tail.threshold(new_alpha, "new_category")
+            base.update(new_category_share=share, new_categories=examples, new_category_threshold=new_threshold,
+                        new_category_alpha=new_alpha)
             significant["new_category_share"] = share > new_threshold
     if column_type == "num":
         base["out_of_range_share"], base["out_of_range_p_value"] = fnd.out_of_range(r, c)
@@ -223,7 +240,9 @@ def compute_drift(
     calibrated = settings is not None and settings.method == "calibrated"
     columns = [*num, *cat]  # Evidently's order: numerical, then categorical
     n_tests = TESTS_PER_COLUMN * len(columns) if calibrated else 0
-    alpha = settings.alpha / n_tests if calibrated and settings is not None else None
+    alpha = new_alpha = None
+    if calibrated and settings is not None:
+        alpha, new_alpha = split_alpha(settings.alpha, len(columns), len(cat), settings.new_category_alpha_share)
     cal = calibrator if calibrator is not None else (default_calibrator() if calibrated else None)
     ref_rows = profile.rows if profile is not None else len(reference)  # type: ignore[arg-type]
 
@@ -238,7 +257,8 @@ def compute_drift(
         r, c = sides(col, kind, ref, cur)
         if calibrated:
             assert settings is not None and alpha is not None and cal is not None
-            return calibrated_column_drift(str(col), kind, r, c, settings=settings, alpha=alpha, calibrator=cal)
+            return calibrated_column_drift(str(col), kind, r, c, settings=settings, alpha=alpha, calibrator=cal,
+                                           new_category_alpha=new_alpha)
         base = column_drift(str(col), kind, ref, cur)
         return dataclasses.replace(base, findings=_evidently_findings(kind, r, c))
 
@@ -264,6 +284,7 @@ def compute_drift(
         method="calibrated" if calibrated else "evidently",
         alpha=settings.alpha if calibrated and settings is not None else None,
         n_tests=n_tests,
+        new_category_alpha_share=settings.new_category_alpha_share if calibrated and settings is not None else None,
         key_columns=tuple(str(k) for k in key_columns),
         key_weight=settings.key_weight if settings is not None else DriftSettings().key_weight,
     )

@@ -45,6 +45,7 @@ class ColumnFindings:
     new_category_share: Optional[float] = None  # categorical columns
     new_categories: tuple[str, ...] = ()  # up to 5 of them, as text
     new_category_threshold: Optional[float] = None  # calibrated null quantile
+    new_category_alpha: Optional[float] = None  # the per-test alpha that threshold is for
     out_of_range_share: Optional[float] = None  # numerical columns
     out_of_range_p_value: Optional[float] = None
     significant: Optional[dict[str, bool]] = None  # finding -> beyond chance (calibrated mode)

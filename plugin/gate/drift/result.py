@@ -50,7 +50,9 @@ class DriftResult:
     """Per-column drift plus the dataset-level share, like Evidently's ``DriftedColumnsCount``.
 
     ``method`` is the detection (``evidently`` or ``calibrated``); ``alpha`` the
-    dataset-level false-alarm rate and ``n_tests`` the tests it was divided over (calibrated);
+    dataset-level false-alarm rate and ``n_tests`` the tests it was divided over (calibrated),
+    ``new_category_alpha_share`` the share of it the new-category tests got (``None``:
+    equal weights; each column's per-test alphas are in its result);
     ``key_columns`` weigh ``key_weight`` in :attr:`weighted_drift_share`.
     """
 
@@ -65,6 +67,7 @@ class DriftResult:
     method: str = "evidently"
     alpha: Optional[float] = None
     n_tests: int = 0
+    new_category_alpha_share: Optional[float] = None
     key_columns: tuple[str, ...] = field(default=())
     key_weight: float = 1.0
 
