@@ -26,7 +26,7 @@ from mlflow_monitor.production.records import BATCH, ERROR, REQUEST
 from mlflow_monitor.production.window_spool import WindowSpool, default_state_dir
 from mlflow_monitor.windows import DEFAULT_SAMPLE_ROWS, parse_granularity
 
-__all__ = ["DEFAULT_MAX_PENDING", "Capture", "new_prediction_ids", "row_count"]
+__all__ = ["DEFAULT_MAX_PENDING", "Capture", "new_prediction_ids", "prediction_ids_for", "row_count"]
 
 _logger = logging.getLogger(__name__)
 
@@ -40,6 +40,17 @@ DEFAULT_MAX_PENDING = 200_000  # records buffered for the aggregator before new 
 _ID_RANDOM = random.Random(os.urandom(32))
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=lambda: _ID_RANDOM.seed(os.urandom(32)))
+
+
+def prediction_ids_for(n: int, given: Optional[Sequence[str]]) -> list[str]:
+    """The ids of a request's ``n`` rows: ``given`` (as text) when there are ``n`` of them,
+    else ``ValueError``; generated ones when none are given."""
+    if given is None:
+        return new_prediction_ids(n)
+    ids = [str(i) for i in given]
+    if len(ids) != n:
+        raise ValueError(f"got {len(ids)} prediction ids for {n} input rows; give one id per row")
+    return ids
 
 
 def new_prediction_ids(rows: int) -> list[str]:
@@ -128,12 +139,7 @@ class Capture:
         Raises ``ValueError`` only for an id count that differs from the row count.
         """
         n = row_count(inputs)
-        if prediction_ids is None:
-            ids = new_prediction_ids(n)
-        else:
-            ids = [str(i) for i in prediction_ids]
-            if len(ids) != n:
-                raise ValueError(f"got {len(ids)} prediction ids for {n} input rows; give one id per row")
+        ids = prediction_ids_for(n, prediction_ids)
         ts = self._clock() if timestamp is None else timestamp
         if len(self._buffer) >= self._max_pending or self._closed:
             self._dropped_n = next(self._dropped) + 1

@@ -27,7 +27,7 @@ import threading
 import time
 from typing import Any, Callable, NamedTuple, Optional, Sequence
 
-from mlflow_monitor.production.capture import DEFAULT_MAX_PENDING, new_prediction_ids
+from mlflow_monitor.production.capture import DEFAULT_MAX_PENDING, prediction_ids_for
 from mlflow_monitor.production.capture_process import CLOSE_TIMEOUT_ENV, encode_batch
 from mlflow_monitor.production.records import ERROR, REQUEST
 from mlflow_monitor.redaction import redact
@@ -88,12 +88,7 @@ class CaptureForwarder:
         if not isinstance(inputs, RawRequest):
             raise TypeError(f"the forwarder takes a RawRequest as inputs, got {type(inputs).__name__}")
         n = inputs.rows
-        if prediction_ids is None:
-            ids = new_prediction_ids(n)
-        else:
-            ids = [str(i) for i in prediction_ids]
-            if len(ids) != n:
-                raise ValueError(f"got {len(ids)} prediction ids for {n} input rows; give one id per row")
+        ids = prediction_ids_for(n, prediction_ids)
         ts = self._clock() if timestamp is None else timestamp
         if len(self._buffer) >= self._max_pending or self._closed:
             self._drop(1)
