@@ -20,6 +20,7 @@ class RequestSlot:
     predicted: bool = False
     content_type: str = ""  # the raw request, kept for a capture that takes raw inputs
     body_chunks: Optional[list[bytes]] = None
+    arrived: Optional[float] = None  # epoch seconds when the request arrived: its window's clock
 
 
 CURRENT_REQUEST: contextvars.ContextVar[Optional[RequestSlot]] = contextvars.ContextVar(

@@ -70,9 +70,10 @@ class CaptureMiddleware:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        arrived = time.time()  # the request's window is the one it arrived in, however long it takes
         headers = dict(scope.get("headers") or ())
         given = parse_id_header(headers.get(_ID_HEADER_KEY))
-        slot = RequestSlot(given_ids=given)
+        slot = RequestSlot(given_ids=given, arrived=arrived)
         token = CURRENT_REQUEST.set(slot)
         answered = False
         app_receive = receive
@@ -101,7 +102,8 @@ class CaptureMiddleware:
             await self.app(scope, app_receive, send_captured)
         except BaseException:
             if not answered:
-                self._safe(lambda: self.capture.record_error(500, (time.perf_counter() - started) * 1000.0))
+                self._safe(lambda: self.capture.record_error(500, (time.perf_counter() - started) * 1000.0,
+                                                            timestamp=arrived))
             raise
         finally:
             CURRENT_REQUEST.reset(token)
@@ -109,7 +111,7 @@ class CaptureMiddleware:
     def _on_answer(self, message: Message, slot: RequestSlot, latency_ms: float) -> Message:
         status = int(message.get("status", 500))
         if status >= 400 or not slot.predicted:
-            self._safe(lambda: self.capture.record_error(status, latency_ms))
+            self._safe(lambda: self.capture.record_error(status, latency_ms, timestamp=slot.arrived))
             return message
         ids: list[str] = []
         generated = slot.given_ids is None
@@ -123,10 +125,11 @@ class CaptureMiddleware:
                                     row_count(slot.inputs))
             try:
                 ids = self.capture.record(inputs, slot.predictions, latency_ms=latency_ms, status=status,
-                                          prediction_ids=slot.given_ids)
+                                          prediction_ids=slot.given_ids, timestamp=slot.arrived)
             except ValueError:  # the client's ids do not match the rows: generated ones are used
                 generated = True
-                ids = self.capture.record(inputs, slot.predictions, latency_ms=latency_ms, status=status)
+                ids = self.capture.record(inputs, slot.predictions, latency_ms=latency_ms, status=status,
+                                          timestamp=slot.arrived)
 
         self._safe(record)
         if not ids:

@@ -49,13 +49,15 @@ def capturing_model_class() -> type:
         # no type hints: MLflow would read them as an input schema
         def predict(self, context, model_input, params=None):
             started = time.perf_counter()
+            arrived = time.time()  # the call's window is the one it arrived in
             try:
                 out = self._inner.predict(model_input, params=params)
             except Exception:
-                self._capture.record_error(500, (time.perf_counter() - started) * 1000.0)
+                self._capture.record_error(500, (time.perf_counter() - started) * 1000.0, timestamp=arrived)
                 raise
             try:
-                self._capture.record(model_input, out, latency_ms=(time.perf_counter() - started) * 1000.0)
+                self._capture.record(model_input, out, latency_ms=(time.perf_counter() - started) * 1000.0,
+                                     timestamp=arrived)
             except Exception:  # capture never changes an answer
                 pass
             return out
