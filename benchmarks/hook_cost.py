@@ -82,7 +82,7 @@ def main() -> None:
             ("`Tensor.backward`: `on_backward` (detach, sum)", _cpu_us(backward_hook, n)),
             ("optimizer pre-step hook (no closure, no grad norm)", _cpu_us(lambda: h._pre_step(opt, (opt,), {}), n)),
             ("optimizer post-step hook `_post_step`, all of it:", _cpu_us(post_step, n)),
-            ("- of which `_resolve_run` (DDP check, active run)", _cpu_us(h._resolve_run, n)),
+            ("- of which the run lookup (DDP pre-check, active run)", _cpu_us(lambda: hooks_module.distributed.maybe_distributed() or h.runs.current_run_id(), n)),
             ("- of which `StepMetrics.collect` (lr, step time, samples/s)", _cpu_us(lambda: h.step_metrics.collect(opt.param_groups, time.perf_counter()), n)),
             ("- of which `MonitoredRuns.log_step` (`.item()` of the loss, dict, append)", _cpu_us(lambda: h.runs.log_step(run.info.run_id, metrics, 5), n)),
             ("  - of which `read_cpu_scalars`", _cpu_us(lambda: read_cpu_scalars(metrics), n)),
@@ -104,9 +104,10 @@ def main() -> None:
             variants = [
                 ("on", None, None, None),
                 ("`on_backward` a no-op", h, "on_backward", lambda loss: None),
-                ("`_resolve_run` a constant", h, "_resolve_run", lambda: rid),
-                ("`MonitoredRuns.log_step` a no-op", h.runs, "log_step", lambda *a: None),
-                ("`_log_primary` a no-op (collect + log_step)", h, "_log_primary", lambda *a: None),
+                ("`MonitoredRuns.current_run_id` a constant", h.runs, "current_run_id", lambda *a, **k: rid),
+                ("`MonitoredRuns.log_step` a no-op", h.runs, "log_step", lambda *a, **k: None),
+                ("`StepMetrics.collect` a constant (lr, step time, samples/s)", hooks_module.StepMetrics,
+                 "collect", lambda *a, **k: metrics),
                 ("every hook returns at once (`suspended`)", h, "suspended", 1),
             ]
             for label, obj, name, value in variants[r % len(variants):] + variants[: r % len(variants)]:

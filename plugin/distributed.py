@@ -32,6 +32,38 @@ def is_distributed() -> bool:
         return False
 
 
+_world: object = None  # torch's c10d ``_World`` (the default process group's holder), once found
+
+
+def maybe_distributed() -> bool:
+    """The per-step pre-check of :func:`is_distributed`: False when torch.distributed has no
+    default process group (then ``is_distributed()`` is False too), in about 0.1 us.
+
+    ``dist.is_initialized()`` goes through two properties (``GroupMember.WORLD``, then
+    ``_World.default_pg``), about 1 us in a training step; this reads the attribute they
+    return (``_World._default_pg``, torch-private, stable since torch 2.0). Any other
+    layout answers with :func:`is_distributed` itself."""
+    world = _world
+    if world is None:
+        return _find_world()
+    try:
+        return world._default_pg is not None  # type: ignore[attr-defined]
+    except AttributeError:
+        return is_distributed()
+
+
+def _find_world() -> bool:
+    global _world
+    dist = sys.modules.get("torch.distributed")
+    if dist is None:
+        return False
+    world = getattr(getattr(dist, "distributed_c10d", None), "_world", None)
+    if world is not None and hasattr(world, "_default_pg"):
+        _world = world
+        return world._default_pg is not None  # type: ignore[attr-defined]
+    return is_distributed()
+
+
 def rank() -> int:
     """Global rank (0 when not distributed)."""
     if is_distributed():

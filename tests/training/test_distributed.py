@@ -41,3 +41,18 @@ def test_share_run_id_prefers_mlflow_run_id_and_needs_no_collective_outside_a_gr
     assert distributed.share_run_id("abc") == "abc"
     monkeypatch.setenv("MLFLOW_RUN_ID", "from-launcher")
     assert distributed.share_run_id(None) == "from-launcher"
+
+
+def test_the_per_step_pre_check_follows_a_real_process_group(tmp_path):
+    """maybe_distributed() against torch's own is_initialized(), before, inside and after a
+    real (one-process, gloo) process group: never False while a group is set."""
+    import torch.distributed as dist
+
+    assert distributed.maybe_distributed() is dist.is_initialized() is False
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path}/pg", rank=0, world_size=1)
+    try:
+        assert distributed.maybe_distributed() is dist.is_initialized() is True
+        assert not distributed.is_distributed()  # one process: not distributed
+    finally:
+        dist.destroy_process_group()
+    assert distributed.maybe_distributed() is dist.is_initialized() is False
