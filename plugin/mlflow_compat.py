@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Any, Callable, NamedTuple, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence, Union
 
 import mlflow
 
@@ -660,11 +660,12 @@ def delete_run_artifact(client: Any, run_id: str, path: str) -> bool:
 __all__ += ["parse_scoring_input"]
 
 
-def parse_scoring_input(body: bytes, content_type: str, metadata: Any) -> Any:
+def parse_scoring_input(body: Union[bytes, dict], content_type: str, metadata: Any) -> Any:
     """The model input MLflow's scoring server parses from an ``/invocations`` body, as its
     ``invocations()`` does before ``model.predict`` (JSON, CSV or Parquet; ``metadata`` is
     the model's ``mlflow.models.Model``). The capture process re-parses a request's raw
-    bytes with it, so its rows are the ones the model saw. Raises ``ValueError`` for a
+    bytes with it, so its rows are the ones the model saw. A JSON body may also be given
+    decoded (a dict: MLflow's ``_decode_json_input`` takes one as it is). Raises ``ValueError`` for a
     content type the server does not take (the server answered 415, nothing to capture);
     MLflow's own exceptions for a body it would reject."""
     from io import BytesIO, StringIO

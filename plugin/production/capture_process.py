@@ -5,7 +5,7 @@ predictions, latency, status and prediction ids to a
 :class:`~mlflow_monitor.production.forwarder.CaptureForwarder`, which writes them here in
 batches over a pipe (this process's stdin). This process parses every body again with
 MLflow's own parser (:func:`mlflow_monitor.mlflow_compat.parse_scoring_input`: the rows
-the model saw) and feeds a :class:`~mlflow_monitor.production.capture.Capture`, whose
+the model saw; the bodies of a batch together where they can be, see ``batch_parse``) and feeds a :class:`~mlflow_monitor.production.capture.Capture`, whose
 aggregator and delivery threads therefore never take the worker's GIL or CPU time.
 
 Once ready (MLflow imported, the Capture built), it writes one byte to stdout, which
@@ -67,18 +67,23 @@ def read_batch(stream: BinaryIO) -> Optional[dict[str, Any]]:
 
 def feed(capture: Any, metadata: Any, batch: dict[str, Any]) -> int:
     """Record one batch into ``capture``; returns how many bodies could not be parsed again
-    (their requests are counted, their rows are not)."""
-    from mlflow_monitor import mlflow_compat
+    (their requests are counted, their rows are not). The batch's bodies are parsed
+    together where they can be (:func:`~mlflow_monitor.production.batch_parse.parse_bodies`)."""
+    from mlflow_monitor.production.batch_parse import parse_bodies
 
     if batch.get("dropped"):
         capture.add_dropped(int(batch["dropped"]))
+    records = batch["records"]
+    parsed = iter(parse_bodies([(r[3], r[2]) for r in records if r[0] != ERROR], metadata))
     bad = 0
-    for kind, ts, content_type, body, predictions, latency_ms, status, ids in batch["records"]:
+    for kind, ts, content_type, body, predictions, latency_ms, status, ids in records:
         if kind == ERROR:
             capture.record_error(status, latency_ms, timestamp=ts)
             continue
+        inputs = next(parsed)
         try:
-            inputs = mlflow_compat.parse_scoring_input(body, content_type, metadata)
+            if isinstance(inputs, Exception):
+                raise inputs
             capture.record(inputs, predictions, latency_ms=latency_ms, status=status, prediction_ids=ids,
                            timestamp=ts)
         except Exception as exc:  # the server parsed it; a failure here is ours: the request counts, its rows not
