@@ -53,7 +53,10 @@ def capturing_model_class() -> type:
             try:
                 out = self._inner.predict(model_input, params=params)
             except Exception:
-                self._capture.record_error(500, (time.perf_counter() - started) * 1000.0, timestamp=arrived)
+                try:
+                    self._capture.record_error(500, (time.perf_counter() - started) * 1000.0, timestamp=arrived)
+                except Exception:  # capture never changes an answer, nor the model's own error
+                    pass
                 raise
             try:
                 self._capture.record(model_input, out, latency_ms=(time.perf_counter() - started) * 1000.0,
