@@ -35,10 +35,13 @@ def parse_bodies(bodies: Sequence[tuple[bytes, str]], metadata: Any) -> list[Uni
     """The parsed input of each ``(body, content_type)``, in order; an exception in the
     place of a body that MLflow's parser refuses."""
     out: list[Union[Any, Exception]] = [None] * len(bodies)
-    merged = _merge_candidates(bodies, metadata)
     done: set[int] = set()
-    if merged is not None:
-        done = _parse_merged(merged, metadata, out)
+    try:
+        merged = _merge_candidates(bodies, metadata)
+        if merged is not None:
+            done = _parse_merged(merged, metadata, out)
+    except Exception:  # the merge is only a shortcut: anything odd, and every body is parsed alone
+        done = set()
     for i, (body, content_type) in enumerate(bodies):
         if i not in done:
             out[i] = _parse_one(body, content_type, metadata)
@@ -69,7 +72,7 @@ def _merge_candidates(bodies: Sequence[tuple[bytes, str]], metadata: Any) -> Opt
         return None
     merged: Optional[_Merged] = None
     for i, (body, content_type) in enumerate(bodies):
-        if content_type.split(";", 1)[0].strip() != _JSON:
+        if not isinstance(content_type, str) or content_type.split(";", 1)[0].strip() != _JSON:
             continue
         try:
             decoded = json.loads(body)

@@ -51,6 +51,7 @@ def _bodies(rng: np.random.Generator) -> list[tuple[bytes, str]]:
     bodies[21] = (_split([[1.0, 2]], columns=("x", "n")), JSON)  # other columns: parsed alone
     bodies[25] = (b"{not json", JSON)
     bodies[29] = (json.dumps({"instances": [[1.0, 2, "a"]]}).encode(), JSON)
+    bodies[33] = (_split([[1.0, 2, "a"]]), None)  # no content type at all: MLflow's error, alone
     return bodies
 
 
@@ -83,8 +84,8 @@ def test_every_body_parses_as_mlflow_parses_it_alone(tmp_path, monkeypatch, sign
             _same(g, w)
         except AssertionError as exc:
             raise AssertionError(f"body {i}: {bodies[i][0][:80]!r}") from exc
-    if signature:  # the 53 plain split bodies in one parse, the 7 others alone
-        assert len(calls) == 1 + 7
+    if signature:  # the 52 plain split bodies in one parse, the 8 others alone
+        assert len(calls) == 1 + 8
     else:  # no schema to cast by: a merge could change dtypes, so every body is parsed alone
         assert len(calls) == len(bodies)
 
