@@ -6,7 +6,8 @@ predictions, latency, status and prediction ids to a
 batches over a pipe (this process's stdin). This process parses every body again with
 MLflow's own parser (:func:`mlflow_monitor.mlflow_compat.parse_scoring_input`: the rows
 the model saw; the bodies of a batch together where they can be, see ``batch_parse``)
-and feeds a :class:`~mlflow_monitor.production.capture.Capture`, whose aggregator and delivery threads therefore never take the worker's GIL or CPU time.
+and feeds a :class:`~mlflow_monitor.production.capture.Capture`, whose aggregator and
+delivery threads therefore never take the worker's GIL or CPU time.
 
 Once ready (MLflow imported, the Capture built), it writes one byte to stdout, which
 the worker waits for before it serves. At end of input (the worker closed the pipe: it shut down, or it died) every open window
