@@ -82,7 +82,7 @@ def main() -> None:
             ("`Tensor.backward`: `on_backward` (detach, sum)", _cpu_us(backward_hook, n)),
             ("optimizer pre-step hook (no closure, no grad norm)", _cpu_us(lambda: h._pre_step(opt, (opt,), {}), n)),
             ("optimizer post-step hook `_post_step`, all of it:", _cpu_us(post_step, n)),
-            ("- of which the run lookup (DDP pre-check, active run)", _cpu_us(lambda: hooks_module.distributed.maybe_distributed() or h.runs.current_run_id(), n)),
+            ("- of which `_resolve_run` (DDP pre-check, active run)", _cpu_us(h._resolve_run, n)),
             ("- of which `StepMetrics.collect` (lr, step time, samples/s)", _cpu_us(lambda: h.step_metrics.collect(opt.param_groups, time.perf_counter()), n)),
             ("- of which `MonitoredRuns.log_step` (`.item()` of the loss, dict, append)", _cpu_us(lambda: h.runs.log_step(run.info.run_id, metrics, 5), n)),
             ("  - of which `read_cpu_scalars`", _cpu_us(lambda: read_cpu_scalars(metrics), n)),

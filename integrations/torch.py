@@ -317,8 +317,7 @@ class TorchAutolog:
             n, fetch_start = self._fetched.popleft()
             step = self.step_metrics
             step.samples += n
-            if step.step_start is None:  # mark_start, inlined
-                step.step_start = fetch_start
+            step.mark_start(fetch_start)
 
     def on_scaled(self, loss: Any, scaled: Any) -> None:
         if isinstance(scaled, torch.Tensor) and scaled is not loss and isinstance(loss, torch.Tensor):
@@ -383,25 +382,13 @@ class TorchAutolog:
                 self._consumed_loss, self._consumed_by = pending, (id(optimizer),)
             else:
                 loss = self._take_loss(optimizer)
-            # not distributed (the per-step case): the active run, without _resolve_run's frame
-            run_id = self._resolve_run() if distributed.maybe_distributed() else self.runs.current_run_id()
+            run_id = self._resolve_run()
             now = _perf_counter()  # after the (one-off) run start, not charged to a step
             if run_id != self._run_id:  # a new run: steps count from 1 again
                 self._new_run(run_id)
             primary = self._primary
             if (primary is not None and primary() is optimizer) or self._is_primary(optimizer):
-                # the first optimizer's step (inlined: it runs at every step)
-                self._step = n = self._step + 1
-                self.runs.set_current_step(n)
-                step = self.step_metrics
-                if type(loss) is float or isinstance(loss, torch.Tensor):  # read or detached already
-                    step.loss_sum = loss if step.loss_sum is None else step.loss_sum + loss
-                elif loss is not None:
-                    step.add_loss(loss)
-                metrics = step.collect(optimizer.param_groups, now)
-                if run_id is None or not self._log_here or n % self.log_every_n_steps:
-                    return
-                self.runs.log_step(run_id, metrics, n, read=step.floats_only)
+                self._log_primary(optimizer, run_id, loss, now)
             else:
                 self._log_secondary(optimizer, run_id, loss)
         except Exception:
@@ -432,6 +419,19 @@ class TorchAutolog:
         self.step_metrics.skipped, self.step_metrics.skipped_dirty = 0, False
         for state in list(self._secondary.values()):
             state.step = 0
+
+    def _log_primary(self, optimizer: torch.optim.Optimizer, run_id: Optional[str], loss: Any, now: float) -> None:
+        self._step += 1
+        self.runs.set_current_step(self._step)
+        step = self.step_metrics
+        if type(loss) is float or isinstance(loss, torch.Tensor):  # read or detached already (on_backward / the closure)
+            step.loss_sum = loss if step.loss_sum is None else step.loss_sum + loss
+        elif loss is not None:
+            step.add_loss(loss)
+        metrics = step.collect(optimizer.param_groups, now)
+        if run_id is None or not self._log_here or self._step % self.log_every_n_steps:
+            return
+        self.runs.log_step(run_id, metrics, self._step, read=step.floats_only)
 
     def _log_secondary(self, optimizer: torch.optim.Optimizer, run_id: Optional[str], loss: Any) -> None:
         state = self._secondary_state(optimizer)

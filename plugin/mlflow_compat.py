@@ -665,9 +665,9 @@ def parse_scoring_input(body: Union[bytes, dict], content_type: str, metadata: A
     ``invocations()`` does before ``model.predict`` (JSON, CSV or Parquet; ``metadata`` is
     the model's ``mlflow.models.Model``). The capture process re-parses a request's raw
     bytes with it, so its rows are the ones the model saw. A JSON body may also be given
-    decoded (a dict: MLflow's ``_decode_json_input`` takes one as it is). Raises ``ValueError`` for a
-    content type the server does not take (the server answered 415, nothing to capture);
-    MLflow's own exceptions for a body it would reject."""
+    decoded (a dict: MLflow's ``_decode_json_input`` takes one as it is). Raises
+    ``ValueError`` for a content type the server does not take (the server answered 415,
+    nothing to capture); MLflow's own exceptions for a body it would reject."""
     from io import BytesIO, StringIO
 
     from mlflow.pyfunc import scoring_server
