@@ -193,6 +193,11 @@ class DriftSettings(_Strict):
       (default): every test gets ``alpha / (3 x columns)``. The built-in recipes set 0.6,
       which calls an unseen category in 1% of rows at 1,000 / 1,000 rows (docs/drift.md).
       Calibrated detection only.
+    - ``distribution_alpha_share``: the same for the distribution tests (each column's drift
+      score), spread equally over the columns; the two shares must sum to less than 1, and
+      the missing-share and out-of-range tests share what is left (unset: by test count).
+      The built-in recipes set 0.3, three times the per-test level of those quality tests,
+      which calls a +5-point share change in a 3-level column at 5,000 / 5,000 rows.
     """
 
     method: Literal["calibrated", "evidently"] = "calibrated"
@@ -200,6 +205,17 @@ class DriftSettings(_Strict):
     effect_floor: EffectFloor = Field(default_factory=EffectFloor)
     key_weight: float = Field(default=3.0, ge=1)
     new_category_alpha_share: Optional[float] = Field(default=None, gt=0, lt=1)
+    distribution_alpha_share: Optional[float] = Field(default=None, gt=0, lt=1)
+
+    @model_validator(mode="after")
+    def _shares_leave_alpha(self) -> "DriftSettings":
+        given = (self.new_category_alpha_share or 0.0) + (self.distribution_alpha_share or 0.0)
+        if given >= 1.0:
+            raise ValueError(
+                f"new_category_alpha_share + distribution_alpha_share must be below 1 (the missing-share and "
+                f"out-of-range tests need some alpha), got {self.new_category_alpha_share!r} + "
+                f"{self.distribution_alpha_share!r}")
+        return self
 
 
 class ReportSettings(_Strict):

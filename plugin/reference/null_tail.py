@@ -22,15 +22,15 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from typing import Iterable, Optional
+from typing import Iterable, NamedTuple, Optional
 
 import numpy as np
 
 from mlflow_monitor.reference.column import ColumnSample
 
-__all__ = ["BUILTIN_NEW_CATEGORY_SHARE", "CALIBRATION_FORMAT", "DEFAULT_ALPHA", "DISCRETE_VALUES", "GAUSSIAN_ROWS",
+__all__ = ["BUILTIN_DISTRIBUTION_SHARE", "BUILTIN_NEW_CATEGORY_SHARE", "CALIBRATION_FORMAT", "DEFAULT_ALPHA", "DISCRETE_VALUES", "DISTRIBUTION_TAIL", "GAUSSIAN_ROWS",
            "MIN_REPLICATES", "NEW_CATEGORY_TAIL", "NUMERIC_ATOMS", "PERMUTATION_ROWS", "SHARED_UNIT_SEED",
-           "TESTS_PER_COLUMN", "NullTail", "atoms", "gaussian_key", "new_category_replicates", "is_discrete", "precalibrate", "quantile_atoms", "replicates_for", "scale_to", "simulate",
+           "TESTS_PER_COLUMN", "AlphaSplit", "NullTail", "atoms", "gaussian_key", "new_category_replicates", "is_discrete", "precalibrate", "quantile_atoms", "replicates_for", "scale_to", "simulate",
            "simulate_unit", "simulate_units", "size_bucket", "split_alpha", "top_share", "unit_seed",
            "wasserstein_key"]
 
@@ -55,9 +55,16 @@ DEFAULT_ALPHA = 0.01
 #: The built-in recipes' ``drift.new_category_alpha_share``: the share of ``alpha`` given to
 #: the new-category tests (see :func:`split_alpha`); :func:`precalibrate` sizes for it.
 BUILTIN_NEW_CATEGORY_SHARE = 0.6
+#: The built-in recipes' ``drift.distribution_alpha_share``: the share of ``alpha`` given to
+#: the distribution (drift score) tests, three times the quality tests' 0.1 over twice as
+#: many tests (see :func:`split_alpha`); :func:`precalibrate` sizes for it.
+BUILTIN_DISTRIBUTION_SHARE = 0.3
 #: Replicates a new-category threshold keeps beyond it (``alpha * replicates``), so that its
 #: Monte-Carlo null resolves ``alpha`` (see :func:`new_category_replicates`).
 NEW_CATEGORY_TAIL = 30
+#: Replicates a categorical distribution threshold keeps beyond it, where a score above the
+#: effect floor needs it settled (``mlflow_monitor.gate.drift.calibration.refine_js_threshold``).
+DISTRIBUTION_TAIL = 10
 CALIBRATION_FORMAT = "mlflow_monitor.drift_calibration/1"
 #: The seed of the unit tails of every column on quantile atoms (see :func:`unit_seed`).
 SHARED_UNIT_SEED = 0x6D6C666C6F77
@@ -79,26 +86,50 @@ def new_category_replicates(alpha: float) -> int:
     return max(MIN_REPLICATES, math.ceil(NEW_CATEGORY_TAIL / alpha))
 
 
-def split_alpha(alpha: float, n_columns: int, n_categorical: int,
-                new_category_share: Optional[float]) -> tuple[float, float]:
-    """Per-test alphas ``(other, new_category)`` of a family of :data:`TESTS_PER_COLUMN`
-    tests per column, ``n_categorical`` of them new-category tests (one per categorical
-    column), that sum to ``alpha`` (Bonferroni holds for any weights that do).
+class AlphaSplit(NamedTuple):
+    """Per-test alphas of the three kinds of test (see :func:`split_alpha`)."""
 
-    ``new_category_share`` ``None`` (or no categorical column): equal weights,
-    ``alpha / (3 x n_columns)`` each. Else the new-category tests share
-    ``alpha x new_category_share`` equally and the other tests the rest."""
+    distribution: float  # each column's drift score
+    quality: float  # each column's missing-share increase, each numerical one's out-of-range values
+    new_category: float  # each categorical column's unseen values
+
+
+def split_alpha(alpha: float, n_columns: int, n_categorical: int,
+                new_category_share: Optional[float],
+                distribution_share: Optional[float] = None) -> AlphaSplit:
+    """Per-test alphas of a family of :data:`TESTS_PER_COLUMN` tests per column, that sum
+    to ``alpha`` (Bonferroni holds for any weights that do): ``n_columns`` distribution
+    tests, ``n_categorical`` new-category tests (one per categorical column) and the
+    ``2 x n_columns - n_categorical`` quality tests (missing share, out of range).
+
+    ``new_category_share`` and ``distribution_share`` give those groups that share of
+    ``alpha``, spread equally over their tests; the groups left unset share the rest in
+    proportion to their test counts (both unset: ``alpha / (3 x n_columns)`` each). A group
+    the data lacks (no categorical column) spends nothing: the others' shares are scaled
+    up in proportion. Shares must lie in (0, 1) and sum to less than 1, so the quality
+    tests keep some alpha."""
     n_tests = TESTS_PER_COLUMN * n_columns
     if n_tests <= 0:
         raise ValueError(f"split_alpha needs at least one column, got {n_columns!r}")
     if not 0 <= n_categorical <= n_columns:
         raise ValueError(f"n_categorical must be in [0, {n_columns}], got {n_categorical!r}")
-    if new_category_share is None or n_categorical == 0:
-        return alpha / n_tests, alpha / n_tests
-    if not 0.0 < new_category_share < 1.0:
-        raise ValueError(f"new_category_share must be in (0, 1), got {new_category_share!r}")
-    return (alpha * (1.0 - new_category_share) / (n_tests - n_categorical),
-            alpha * new_category_share / n_categorical)
+    for name, share in (("new_category_share", new_category_share), ("distribution_share", distribution_share)):
+        if share is not None and not 0.0 < share < 1.0:
+            raise ValueError(f"{name} must be in (0, 1), got {share!r}")
+    given = (new_category_share or 0.0) + (distribution_share or 0.0)
+    if given >= 1.0:
+        raise ValueError(f"new_category_share + distribution_share must be below 1 (the quality tests need some "
+                         f"alpha), got {new_category_share!r} + {distribution_share!r}")
+    counts = {"distribution": n_columns, "quality": 2 * n_columns - n_categorical, "new_category": n_categorical}
+    set_shares = {"distribution": distribution_share, "new_category": new_category_share}
+    unset = [g for g in counts if set_shares.get(g) is None]
+    unset_tests = sum(counts[g] for g in unset)
+    raw = {g: (set_shares[g] if set_shares.get(g) is not None else (1.0 - given) * counts[g] / unset_tests)
+           for g in counts}
+    present = sum(raw[g] for g in counts if counts[g])
+    # a group with no test gets no alpha; its field keeps the equal weight, never used
+    per_test = {g: alpha * raw[g] / present / counts[g] if counts[g] else alpha / n_tests for g in counts}
+    return AlphaSplit(per_test["distribution"], per_test["quality"], per_test["new_category"])
 
 
 def size_bucket(m: int) -> int:
@@ -284,7 +315,8 @@ def top_share(values: np.ndarray, replicates: int) -> np.ndarray:
 
 def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_s: float,  # noqa: F821
                  alpha: float = DEFAULT_ALPHA, current_fractions: tuple[float, ...] = (0.1, 0.5, 1.0),
-                 new_category_share: Optional[float] = BUILTIN_NEW_CATEGORY_SHARE) -> dict:
+                 new_category_share: Optional[float] = BUILTIN_NEW_CATEGORY_SHARE,
+                 distribution_share: Optional[float] = BUILTIN_DISTRIBUTION_SHARE) -> dict:
     """The bootstrap tails the gate needs for ``columns`` of ``profile``: first the unit
     tails of every column on quantile atoms (one shared draw for all of them, a fraction
     of a second whatever their number), then column by column the other unit tails and the
@@ -293,7 +325,7 @@ def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_
     without this).
 
     Per-test alpha: what the gate gives the distribution tests when the recipe checks these
-    columns with ``alpha`` and ``new_category_share`` (:func:`split_alpha`, the profile's
+    columns with ``alpha``, ``new_category_share`` and ``distribution_share`` (:func:`split_alpha`, the profile's
     text, category and bool columns counted as categorical, as recipes infer them); a
     recipe with a smaller alpha or more columns needs more replicates and computes them on
     first use. Numerical, non-discrete columns
@@ -301,7 +333,7 @@ def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_
     values, one unit tail covering every current size from :data:`GAUSSIAN_ROWS` on;
     below, one tail per size bucket of ``current_fractions`` of the reference that the
     permutation null does not cover. Returns a JSON-able dict: ``format``, ``alpha``,
-    ``new_category_alpha_share``, ``tests``, ``replicates``, ``columns`` (digest -> key ->
+    ``new_category_alpha_share``, ``distribution_alpha_share``, ``tests``, ``replicates``, ``columns`` (digest -> key ->
     tail), ``skipped``, ``seconds``.
     """
     start = time.perf_counter()
@@ -310,9 +342,11 @@ def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_
     # the gate's recipes take text, category and bool columns as categorical: the others'
     # per-test alpha at that count (an int column taken as categorical too only raises it)
     n_categorical = sum(1 for name in names if name in profile.columns and not profile.side(name).is_numeric)
-    per_test, _ = split_alpha(alpha, max(1, len(names)), min(n_categorical, max(1, len(names))), new_category_share)
+    per_test = split_alpha(alpha, max(1, len(names)), min(n_categorical, max(1, len(names))), new_category_share,
+                           distribution_share).distribution
     replicates = replicates_for(per_test)
     out: dict = {"format": CALIBRATION_FORMAT, "alpha": alpha, "new_category_alpha_share": new_category_share,
+                 "distribution_alpha_share": distribution_share,
                  "tests": n_tests, "replicates": replicates, "columns": {}, "skipped": []}
     candidates = []
     for name in names:

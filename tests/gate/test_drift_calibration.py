@@ -20,8 +20,10 @@ from mlflow_monitor.gate.drift import compute_drift
 from mlflow_monitor.gate.drift.calibration import (
     Calibrator,
     NullTail,
+    js_rows,
     permutation_counts,
     permutation_wasserstein,
+    refine_js_threshold,
     replicates_for,
     scale_to,
     simulate,
@@ -29,7 +31,12 @@ from mlflow_monitor.gate.drift.calibration import (
 )
 from mlflow_monitor.recipes.schema import DriftSettings, EffectFloor
 from mlflow_monitor.reference import ColumnSample, ReferenceProfile
-from mlflow_monitor.reference.null_tail import NEW_CATEGORY_TAIL, new_category_replicates, split_alpha
+from mlflow_monitor.reference.null_tail import (
+    DISTRIBUTION_TAIL,
+    NEW_CATEGORY_TAIL,
+    new_category_replicates,
+    split_alpha,
+)
 
 pytestmark = pytest.mark.filterwarnings("ignore::RuntimeWarning")
 
@@ -212,10 +219,12 @@ def test_new_categories_are_seen_and_a_sparse_column_is_not_flagged_for_its_tail
 
 # -- the alpha split between new-category tests and the others ------------------------------
 def test_split_alpha_weights_sum_to_alpha_and_refuse_bad_input():
-    other, new = split_alpha(0.01, 10, 4, 0.6)
-    assert new == pytest.approx(0.01 * 0.6 / 4) and other == pytest.approx(0.01 * 0.4 / 26)
-    assert 4 * new + 26 * other == pytest.approx(0.01)  # Bonferroni: the family still has alpha
-    assert split_alpha(0.01, 10, 4, None) == split_alpha(0.01, 10, 0, 0.6) == (0.01 / 30, 0.01 / 30)
+    dist, quality, new = split_alpha(0.01, 10, 4, 0.6)
+    assert new == pytest.approx(0.01 * 0.6 / 4)
+    assert dist == pytest.approx(0.01 * 0.4 / 26) and quality == pytest.approx(0.01 * 0.4 / 26)
+    assert 4 * new + 26 * dist == pytest.approx(0.01)  # Bonferroni: the family still has alpha
+    assert split_alpha(0.01, 10, 4, None) == pytest.approx((0.01 / 30,) * 3)
+    assert split_alpha(0.01, 10, 0, 0.6) == pytest.approx((0.01 / 30,) * 3)
     with pytest.raises(ValueError, match=r"new_category_share must be in \(0, 1\), got 1.0"):
         split_alpha(0.01, 10, 4, 1.0)
     with pytest.raises(ValueError, match=r"n_categorical must be in \[0, 10\], got 11"):
@@ -224,6 +233,86 @@ def test_split_alpha_weights_sum_to_alpha_and_refuse_bad_input():
         split_alpha(0.01, 0, 0, 0.5)
     # enough replicates that NEW_CATEGORY_TAIL of them lie beyond the threshold
     assert math.floor(new * (new_category_replicates(new) + 1)) == NEW_CATEGORY_TAIL
+
+
+def test_split_alpha_gives_the_distribution_tests_their_share():
+    # the built-in split over the benchmark's 10 columns, 4 categorical: 10 distribution
+    # tests, 16 quality tests (10 missing share, 6 out of range), 4 new-category tests
+    split = split_alpha(0.01, 10, 4, 0.6, 0.3)
+    assert split == pytest.approx((0.003 / 10, 0.001 / 16, 0.006 / 4))
+    assert 10 * split.distribution + 16 * split.quality + 4 * split.new_category == pytest.approx(0.01)
+    # only the distribution share set: the other two groups share the rest by test count
+    only = split_alpha(0.01, 10, 4, None, 0.5)
+    assert only == pytest.approx((0.005 / 10, 0.005 / 20, 0.005 / 20))
+    # no categorical column: the new-category share is not spent, the others scale up
+    numeric = split_alpha(0.01, 6, 0, 0.6, 0.3)
+    assert numeric == pytest.approx((0.0075 / 6, 0.0025 / 12, 0.01 / 18))
+    assert 6 * numeric.distribution + 12 * numeric.quality == pytest.approx(0.01)
+    with pytest.raises(ValueError, match=r"distribution_share must be in \(0, 1\), got 0.0"):
+        split_alpha(0.01, 10, 4, 0.6, 0.0)
+    with pytest.raises(ValueError, match=r"must be below 1 \(the quality tests need some alpha\), got 0.6 \+ 0.4"):
+        split_alpha(0.01, 10, 4, 0.6, 0.4)
+
+
+def test_distribution_share_reaches_each_test_and_the_result(tmp_path):
+    ref, cur = _frame(600, 40), _frame(600, 41)
+    settings = DriftSettings(alpha=0.01, new_category_alpha_share=0.6, distribution_alpha_share=0.3)
+    result = compute_drift(ref, cur, settings=settings, calibrator=Calibrator(tmp_path))
+    n, c = result.n_columns, sum(col.column_type == "cat" for col in result.columns)
+    assert c >= 1 and result.distribution_alpha_share == 0.3
+    assert result.to_dict()["distribution_alpha_share"] == 0.3
+    for col in result.columns:
+        assert col.alpha == pytest.approx(0.003 / n)
+        assert col.findings.quality_alpha == pytest.approx(0.001 / (2 * n - c))
+    family = sum(col.alpha + col.findings.quality_alpha * (1 if col.column_type == "cat" else 2)
+                 + (col.findings.new_category_alpha or 0.0) for col in result.columns)
+    assert family == pytest.approx(0.01)
+
+
+def test_refined_threshold_is_the_same_decision_as_drawing_every_replicate():
+    """The sequential draw stops once DISTRIBUTION_TAIL replicates reach the score; its
+    decision must equal that of all R = ceil(10 / alpha) replicates (the oracle: the full
+    permutation tail, drawn with the same generator)."""
+    alpha = 3e-4
+    rng = np.random.default_rng(5)
+    ref = rng.multinomial(5000, [0.5, 0.3, 0.2]).astype(float)
+    total = math.ceil(DISTRIBUTION_TAIL / alpha)
+    for shift, seed in [(0.0, 1), (0.03, 2), (0.05, 3), (0.08, 4)]:
+        cur = rng.multinomial(5000, [0.5 + shift, 0.3 - shift, 0.2]).astype(float)
+        score = float(js_rows(ref / ref.sum(), cur / cur.sum()))
+        first = permutation_counts(ref, cur, replicates=math.ceil(1 / alpha), seed=seed)
+        refined = refine_js_threshold(ref, cur, score, alpha, first=first, seed=seed + 100)
+        # the oracle: the first draw's replicates plus the rest, all of them
+        rest = permutation_counts(ref, cur, replicates=total - first.replicates, seed=seed + 100)
+        k = math.floor(alpha * (total + 1))
+        exceed_first = int((first.distribution >= score).sum())
+        if exceed_first >= k:  # settled by the first draw: not called, and says so
+            assert refined >= score
+            continue
+        full_top = np.sort(np.concatenate([first.distribution, rest.distribution]))[::-1]
+        assert (score > refined) == (score > full_top[k - 1])
+    # a score far beyond every replicate: all R drawn, the exact k-th largest, called
+    cur = rng.multinomial(5000, [0.6, 0.2, 0.2]).astype(float)
+    score = float(js_rows(ref / ref.sum(), cur / cur.sum()))
+    first = permutation_counts(ref, cur, replicates=math.ceil(1 / alpha), seed=9)
+    assert score > refine_js_threshold(ref, cur, score, alpha, first=first, seed=10)
+
+
+def test_refined_threshold_settles_a_noisy_monte_carlo_tail():
+    """One replicate beyond the threshold (R = 1 / alpha) spreads it over the upper tail;
+    ten beyond it (the refinement) narrow it. Oracle: the chi-square limit of the JS
+    divergence, JS^2 ~ chi2(k - 1) (n + m) / (8 n m), at 5,000 / 5,000 rows."""
+    from scipy.stats import chi2
+    alpha, n = 3e-4, 5000
+    target = math.sqrt(chi2.ppf(1 - alpha, 2) * (2 * n) / (8 * n * n))  # about 0.028
+    ref = np.array([2500.0, 1500.0, 1000.0])
+    coarse, fine = [], []
+    for seed in range(30):
+        first = permutation_counts(ref, ref, replicates=math.ceil(1 / alpha), seed=seed)
+        coarse.append(first.threshold(alpha))
+        fine.append(refine_js_threshold(ref, ref, 1.0, alpha, first=first, seed=seed + 1000))
+    assert np.std(fine) < 0.6 * np.std(coarse)
+    assert abs(np.median(fine) - target) < 0.1 * target
 
 
 def _cat_frame(n: int, seed: int) -> pd.DataFrame:

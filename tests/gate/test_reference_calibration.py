@@ -52,7 +52,8 @@ def _version(tmp_path, **log_kwargs) -> tuple[str, str]:
     _frame(5000, 1).to_parquet(path, index=False)
     recipe = {"name": "drift-check", "task": "drift", "current": {"path": str(path)},
               "rules": ["drift_share < 0.5"], "triggers": {"aliases": ["champion"]},
-              "drift": {"new_category_alpha_share": 0.6}}  # the built-in split, what logging sizes for
+              # the built-in split, what logging sizes for
+              "drift": {"new_category_alpha_share": 0.6, "distribution_alpha_share": 0.3}}
     return str(mv.version), json.dumps(recipe)
 
 
@@ -113,8 +114,9 @@ def test_logged_calibration_lists_columns_past_the_budget_and_names_its_sizing(t
     assert all(list(e) == [gaussian_key(3000)] for e in none["columns"].values())
     assert full["skipped"] == [] and full["format"] == CALIBRATION_FORMAT
     assert all(len(e) == 3 for e in full["columns"].values())  # unit + buckets of 300 and 1500 rows
-    # built-in split: 0.01 x (1 - 0.6) over 14 tests (all but the new-category test of "kind")
-    assert full["tests"] == 15 and full["replicates"] == 3500 and full["new_category_alpha_share"] == 0.6
+    # built-in split: 0.01 x 0.3 over the 5 distribution tests, 0.0006 each: 1,667 replicates
+    assert full["tests"] == 15 and full["replicates"] == 1667 and full["new_category_alpha_share"] == 0.6
+    assert full["distribution_alpha_share"] == 0.3
     assert set(full["columns"]) == {profile.side(c).digest() for c in NUMERIC}
 
 

@@ -225,6 +225,10 @@ _BASE = {"task": "drift", "current": "x.csv"}
      ({"new_category_alpha_share": 0}, "drift.new_category_alpha_share: expected a number > 0.0, got 0"),
      ({"new_category_alpha_share": 1}, "drift.new_category_alpha_share: expected a number < 1.0, got 1"),
      ({"new_category_alpha_share": "half"}, "drift.new_category_alpha_share: expected a number, got 'half'"),
+     ({"distribution_alpha_share": 1.5}, "drift.distribution_alpha_share: expected a number < 1.0, got 1.5"),
+     ({"new_category_alpha_share": 0.6, "distribution_alpha_share": 0.4},
+      "drift: new_category_alpha_share + distribution_alpha_share must be below 1 (the missing-share and "
+      "out-of-range tests need some alpha), got 0.6 + 0.4"),
      ({"thresholds": 1}, "drift.thresholds: unknown field (value 1)")],
 )
 def test_bad_drift_settings_name_the_key_the_value_and_what_is_allowed(drift, error):
@@ -243,6 +247,7 @@ def test_drift_settings_default_to_calibrated_and_keep_old_recipes_canonical():
     assert recipe.effective_drift.new_category_alpha_share is None  # equal weights unless set
     split = load_recipe({**_BASE, "drift": {"alpha": 0.02}})
     assert "new_category_alpha_share" not in split.to_dict()["drift"]  # unset: hashes unchanged
+    assert "distribution_alpha_share" not in split.to_dict()["drift"]
     evidently = load_recipe({**_BASE, "drift": {"method": "evidently"}})
     assert evidently.effective_drift.method == "evidently"
     assert load_recipe(evidently.to_yaml()) == evidently
@@ -253,6 +258,8 @@ def test_builtin_recipes_use_calibrated_drift_and_data_quality_rules(name):
     recipe = load_recipe(name)
     assert recipe.drift is not None and recipe.drift.method == "calibrated" and recipe.drift.alpha == 0.01
     assert recipe.drift.new_category_alpha_share == 0.6  # docs/drift.md, "What a new category needs to be seen"
+    assert recipe.drift.distribution_alpha_share == 0.3  # docs/drift.md, "Multiple testing"
+    assert recipe.drift.effect_floor.categorical == 0.025
     texts = [r.text for r in recipe.rules]
     assert texts[:6] == ["at most 0 drifted columns", "no drift in key columns", "missing_share_increase <= 0.05",
                          "new_category_share <= 0.005", "out_of_range_share <= 0.01", "type_changes <= 0"]

@@ -25,6 +25,7 @@ from mlflow_monitor.gate.drift.calibration import (
     js_rows,
     permutation_counts,
     permutation_wasserstein,
+    refine_js_threshold,
     replicates_for,
     scale_to,
 )
@@ -107,9 +108,11 @@ def _evidently_findings(column_type: str, ref: _Side, cur: _Side) -> fnd.ColumnF
 
 def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side, *,
                             settings: DriftSettings, alpha: float, calibrator: Calibrator,
-                            new_category_alpha: Optional[float] = None) -> ColumnDrift:
+                            new_category_alpha: Optional[float] = None,
+                            quality_alpha: Optional[float] = None) -> ColumnDrift:
     """Drift of one column against its calibrated threshold (per-test ``alpha``; the
-    new-category test of a categorical column at ``new_category_alpha``, default ``alpha``).
+    new-category test of a categorical column at ``new_category_alpha``, the missing-share
+    and out-of-range tests at ``quality_alpha``, both default ``alpha``).
 
     Numerical columns are scored with the normed Wasserstein distance (missing values
     tested apart), unless the reference has at most :data:`DISCRETE_VALUES` distinct values,
@@ -120,7 +123,9 @@ def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side,
     r, c = ref.sample, cur.sample
     discrete = is_discrete(r) if column_type == "num" else True
     base = _findings_base(ref, cur)
-    significant = {"missing_share_increase": base["missing_p_value"] <= alpha}
+    q_alpha = alpha if quality_alpha is None else quality_alpha
+    base["quality_alpha"] = q_alpha
+    significant = {"missing_share_increase": base["missing_p_value"] <= q_alpha}
     replicates = replicates_for(alpha)
     seed = int(r.digest()[:12], 16)
     if column_type == "num" and not discrete:
@@ -145,23 +150,27 @@ def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side,
         new_alpha = alpha if new_category_alpha is None else new_category_alpha
         if with_missing:  # the new-category threshold must be resolvable too, even when not needed
             replicates = max(replicates, replicates_for(new_alpha))
-        tail = permutation_counts(r_arr, c_arr, replicates=replicates, seed=seed ^ int(c_arr.sum()),
+            share, examples = fnd.new_categories(r, c, cur.rows)
+        # only a share above 0 can be beyond chance: draw the finer null it needs then (the
+        # test is the same as always drawing it); the distribution threshold uses it too
+        fine = replicates
+        if with_missing and share > 0:
+            fine = max(fine, new_category_replicates(new_alpha))
+        tail = permutation_counts(r_arr, c_arr, replicates=fine,
+                                  seed=seed ^ int(c_arr.sum()) ^ (0x6E6577 if fine > replicates else 0),
                                   missing_index=len(keys) if with_missing else None)
         calibrated = tail.threshold(alpha)
+        if score > floor:  # a call is possible: settle the threshold (below the floor it never matters)
+            calibrated = refine_js_threshold(r_arr, c_arr, score, alpha, first=tail,
+                                             seed=seed ^ int(c_arr.sum()) ^ 0x646973)
         if with_missing:
-            share, examples = fnd.new_categories(r, c, cur.rows)
-            new_replicates = new_category_replicates(new_alpha)
-            if share > 0 and new_replicates > replicates:
-                # only a share above 0 can be beyond chance: draw the finer null it needs then
-                tail = permutation_counts(r_arr, c_arr, replicates=new_replicates,
-                                          seed=seed ^ int(c_arr.sum()) ^ 0x6E6577, missing_index=len(keys))
             new_threshold = tail.threshold(new_alpha, "new_category")
             base.update(new_category_share=share, new_categories=examples, new_category_threshold=new_threshold,
                         new_category_alpha=new_alpha)
             significant["new_category_share"] = share > new_threshold
     if column_type == "num":
         base["out_of_range_share"], base["out_of_range_p_value"] = fnd.out_of_range(r, c)
-        significant["out_of_range_share"] = base["out_of_range_p_value"] <= alpha
+        significant["out_of_range_share"] = base["out_of_range_p_value"] <= q_alpha
     threshold = max(calibrated, floor)
     findings = fnd.ColumnFindings(**base, significant=significant)
     return ColumnDrift(name, column_type, method, threshold, score, bool(score > threshold),
@@ -240,9 +249,11 @@ def compute_drift(
     calibrated = settings is not None and settings.method == "calibrated"
     columns = [*num, *cat]  # Evidently's order: numerical, then categorical
     n_tests = TESTS_PER_COLUMN * len(columns) if calibrated else 0
-    alpha = new_alpha = None
+    alpha = new_alpha = quality_alpha = None
     if calibrated and settings is not None:
-        alpha, new_alpha = split_alpha(settings.alpha, len(columns), len(cat), settings.new_category_alpha_share)
+        alpha, quality_alpha, new_alpha = split_alpha(settings.alpha, len(columns), len(cat),
+                                                      settings.new_category_alpha_share,
+                                                      settings.distribution_alpha_share)
     cal = calibrator if calibrator is not None else (default_calibrator() if calibrated else None)
     ref_rows = profile.rows if profile is not None else len(reference)  # type: ignore[arg-type]
 
@@ -258,7 +269,7 @@ def compute_drift(
         if calibrated:
             assert settings is not None and alpha is not None and cal is not None
             return calibrated_column_drift(str(col), kind, r, c, settings=settings, alpha=alpha, calibrator=cal,
-                                           new_category_alpha=new_alpha)
+                                           new_category_alpha=new_alpha, quality_alpha=quality_alpha)
         base = column_drift(str(col), kind, ref, cur)
         return dataclasses.replace(base, findings=_evidently_findings(kind, r, c))
 
@@ -285,6 +296,7 @@ def compute_drift(
         alpha=settings.alpha if calibrated and settings is not None else None,
         n_tests=n_tests,
         new_category_alpha_share=settings.new_category_alpha_share if calibrated and settings is not None else None,
+        distribution_alpha_share=settings.distribution_alpha_share if calibrated and settings is not None else None,
         key_columns=tuple(str(k) for k in key_columns),
         key_weight=settings.key_weight if settings is not None else DriftSettings().key_weight,
     )

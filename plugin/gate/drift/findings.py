@@ -49,6 +49,7 @@ class ColumnFindings:
     out_of_range_share: Optional[float] = None  # numerical columns
     out_of_range_p_value: Optional[float] = None
     significant: Optional[dict[str, bool]] = None  # finding -> beyond chance (calibrated mode)
+    quality_alpha: Optional[float] = None  # the per-test alpha of the missing-share and out-of-range tests
 
     @property
     def type_changed(self) -> bool:

@@ -51,8 +51,9 @@ class DriftResult:
 
     ``method`` is the detection (``evidently`` or ``calibrated``); ``alpha`` the
     dataset-level false-alarm rate and ``n_tests`` the tests it was divided over (calibrated),
-    ``new_category_alpha_share`` the share of it the new-category tests got (``None``:
-    equal weights; each column's per-test alphas are in its result);
+    ``new_category_alpha_share`` and ``distribution_alpha_share`` the shares of it the
+    new-category and the distribution tests got (``None``: by test count; each column's
+    per-test alphas are in its result);
     ``key_columns`` weigh ``key_weight`` in :attr:`weighted_drift_share`.
     """
 
@@ -68,6 +69,7 @@ class DriftResult:
     alpha: Optional[float] = None
     n_tests: int = 0
     new_category_alpha_share: Optional[float] = None
+    distribution_alpha_share: Optional[float] = None
     key_columns: tuple[str, ...] = field(default=())
     key_weight: float = 1.0
 
