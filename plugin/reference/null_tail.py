@@ -28,11 +28,12 @@ import numpy as np
 
 from mlflow_monitor.reference.column import ColumnSample
 
-__all__ = ["BUILTIN_DISTRIBUTION_SHARE", "BUILTIN_NEW_CATEGORY_SHARE", "CALIBRATION_FORMAT", "DEFAULT_ALPHA", "DISCRETE_VALUES", "DISTRIBUTION_TAIL", "GAUSSIAN_ROWS",
-           "MIN_REPLICATES", "NEW_CATEGORY_TAIL", "NUMERIC_ATOMS", "PERMUTATION_ROWS", "SHARED_UNIT_SEED",
-           "TESTS_PER_COLUMN", "AlphaSplit", "NullTail", "atoms", "gaussian_key", "new_category_replicates", "is_discrete", "precalibrate", "quantile_atoms", "replicates_for", "scale_to", "simulate",
-           "simulate_unit", "simulate_units", "size_bucket", "split_alpha", "top_share", "unit_seed",
-           "wasserstein_key"]
+__all__ = ["BUILTIN_DISTRIBUTION_SHARE", "BUILTIN_NEW_CATEGORY_SHARE", "CALIBRATION_FORMAT", "DEFAULT_ALPHA",
+           "DISCRETE_VALUES", "DISTRIBUTION_TAIL", "GAUSSIAN_ROWS", "MIN_REPLICATES", "NEW_CATEGORY_TAIL",
+           "NUMERIC_ATOMS", "PERMUTATION_ROWS", "SHARED_UNIT_SEED", "TESTS_PER_COLUMN", "AlphaSplit",
+           "NullTail", "atoms", "gaussian_key", "new_category_replicates", "is_discrete", "precalibrate",
+           "quantile_atoms", "replicates_for", "scale_to", "simulate", "simulate_unit", "simulate_units",
+           "size_bucket", "split_alpha", "top_share", "unit_seed", "wasserstein_key"]
 
 #: A numerical column is calibrated by exact permutation (per check) up to this many
 #: reference + current values, by the bootstrap above.

@@ -65,8 +65,8 @@ from mlflow_monitor.reference.null_tail import (
 
 __all__ = ["GAUSSIAN_ROWS", "NUMERIC_ATOMS", "PERMUTATION_ROWS", "Calibrator", "NullTail", "adopt_logged_calibration",
            "default_calibrator", "js_rows",
-           "permutation_counts", "permutation_wasserstein", "refine_js_threshold", "replicates_for", "scale_to", "simulate",
-           "size_bucket"]
+           "permutation_counts", "permutation_wasserstein", "refine_js_threshold", "replicates_for", "scale_to",
+           "simulate", "size_bucket"]
 
 _logger = logging.getLogger(__name__)
 _FORMAT = CALIBRATION_FORMAT
@@ -148,11 +148,11 @@ def refine_js_threshold(ref_counts: np.ndarray, cur_counts: np.ndarray, score: f
 
     With one replicate beyond it (``R = 1 / alpha``) the threshold is the largest of ``R``
     draws, whose own noise spreads it over the whole upper tail (0.025 to 0.037 for one
-    3-level column at 5,000 / 5,000 rows): a score well beyond the true quantile is missed
-    one time in six. More replicates fix that; drawing them stops as soon as ``k`` of the
-    replicates reach ``score`` (sequential Monte Carlo: the decision ``score > threshold``
-    is then the same as with all ``R``), so an unremarkable score costs no draw beyond
-    ``first``. Returned: the ``k``-th largest of all ``R`` when they were drawn (exact);
+    3-level column at 5,000 / 5,000 rows, around a true quantile near 0.028), so scores
+    beyond the true quantile are missed (docs/drift.md). More replicates fix that. Drawing
+    them stops as soon as ``k`` of the replicates reach ``score`` (sequential Monte Carlo:
+    the decision ``score > threshold`` is then the same as with all ``R``), so an
+    unremarkable score costs no draw beyond ``first``. Returned: the ``k``-th largest of all ``R`` when they were drawn (exact);
     else ``max(first.threshold(alpha), k-th largest drawn)``, at least ``score``."""
     total = max(first.replicates, math.ceil(tail / alpha))
     k = math.floor(alpha * (total + 1))
