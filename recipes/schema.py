@@ -188,16 +188,17 @@ class DriftSettings(_Strict):
     - ``key_weight``: weight of each ``columns.key_columns`` column in
       ``weighted_drift_share`` (other columns weigh 1).
     - ``new_category_alpha_share``: the share of ``alpha`` (strictly between 0 and 1) given
-      to the new-category tests, spread equally over the categorical columns, the rest
-      over the other tests (Bonferroni with unequal weights, still ``alpha`` in all); unset
-      (default): every test gets ``alpha / (3 x columns)``. The built-in recipes set 0.6,
+      to the new-category tests, spread equally over the categorical columns; the tests
+      of the groups left unset share the rest by count (Bonferroni with unequal weights,
+      still ``alpha`` in all); both shares unset (default): every test gets
+      ``alpha / (3 x columns)``. The built-in recipes set 0.6,
       which calls an unseen category in 1% of rows at 1,000 / 1,000 rows (docs/drift.md).
       Calibrated detection only.
     - ``distribution_alpha_share``: the same for the distribution tests (each column's drift
       score), spread equally over the columns; the two shares must sum to less than 1, and
       the missing-share and out-of-range tests share what is left (unset: by test count).
-      The built-in recipes set 0.3, three times the per-test level of those quality tests,
-      which calls a +5-point share change in a 3-level column at 5,000 / 5,000 rows.
+      The built-in recipes set 0.3 (the quality tests keep 0.1), which calls a +5-point
+      share change in a 3-level column at 5,000 / 5,000 rows.
     """
 
     method: Literal["calibrated", "evidently"] = "calibrated"

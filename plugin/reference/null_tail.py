@@ -29,9 +29,9 @@ import numpy as np
 from mlflow_monitor.reference.column import ColumnSample
 
 __all__ = ["BUILTIN_DISTRIBUTION_SHARE", "BUILTIN_NEW_CATEGORY_SHARE", "CALIBRATION_FORMAT", "DEFAULT_ALPHA",
-           "DISCRETE_VALUES", "DISTRIBUTION_TAIL", "GAUSSIAN_ROWS", "MIN_REPLICATES", "NEW_CATEGORY_TAIL",
-           "NUMERIC_ATOMS", "PERMUTATION_ROWS", "SHARED_UNIT_SEED", "TESTS_PER_COLUMN", "AlphaSplit",
-           "NullTail", "atoms", "gaussian_key", "new_category_replicates", "is_discrete", "precalibrate",
+           "DISCRETE_VALUES", "DISTRIBUTION_DRAW_COUNTS", "DISTRIBUTION_TAIL", "GAUSSIAN_ROWS", "MIN_REPLICATES",
+           "NEW_CATEGORY_TAIL", "NUMERIC_ATOMS", "PERMUTATION_ROWS", "SHARED_UNIT_SEED", "TESTS_PER_COLUMN",
+           "AlphaSplit", "NullTail", "atoms", "gaussian_key", "new_category_replicates", "is_discrete", "precalibrate",
            "quantile_atoms", "replicates_for", "scale_to", "simulate", "simulate_unit", "simulate_units",
            "size_bucket", "split_alpha", "top_share", "unit_seed", "wasserstein_key"]
 
@@ -66,6 +66,8 @@ NEW_CATEGORY_TAIL = 30
 #: Replicates a categorical distribution threshold keeps beyond it, where a score above the
 #: effect floor needs it settled (``mlflow_monitor.gate.drift.calibration.refine_js_threshold``).
 DISTRIBUTION_TAIL = 10
+#: The most counts (replicates x values) that settling one such threshold draws: about 0.6 s.
+DISTRIBUTION_DRAW_COUNTS = 4_000_000
 CALIBRATION_FORMAT = "mlflow_monitor.drift_calibration/1"
 #: The seed of the unit tails of every column on quantile atoms (see :func:`unit_seed`).
 SHARED_UNIT_SEED = 0x6D6C666C6F77
@@ -340,8 +342,9 @@ def precalibrate(profile: "ReferenceProfile", columns: Iterable[str], *, budget_
     start = time.perf_counter()
     names = [str(c) for c in columns]
     n_tests = TESTS_PER_COLUMN * max(1, len(names))
-    # the gate's recipes take text, category and bool columns as categorical: the others'
-    # per-test alpha at that count (an int column taken as categorical too only raises it)
+    # the gate's recipes take text, category and bool columns as categorical: the distribution
+    # tests' per-test alpha at that count (a check that counts more categorical columns, an
+    # int column taken as categorical, may need more replicates and draws them on first use)
     n_categorical = sum(1 for name in names if name in profile.columns and not profile.side(name).is_numeric)
     per_test = split_alpha(alpha, max(1, len(names)), min(n_categorical, max(1, len(names))), new_category_share,
                            distribution_share).distribution

@@ -32,6 +32,7 @@ from mlflow_monitor.gate.drift.calibration import (
 from mlflow_monitor.recipes.schema import DriftSettings, EffectFloor
 from mlflow_monitor.reference import ColumnSample, ReferenceProfile
 from mlflow_monitor.reference.null_tail import (
+    DISTRIBUTION_DRAW_COUNTS,
     DISTRIBUTION_TAIL,
     NEW_CATEGORY_TAIL,
     new_category_replicates,
@@ -296,6 +297,18 @@ def test_refined_threshold_is_the_same_decision_as_drawing_every_replicate():
     score = float(js_rows(ref / ref.sum(), cur / cur.sum()))
     first = permutation_counts(ref, cur, replicates=math.ceil(1 / alpha), seed=9)
     assert score > refine_js_threshold(ref, cur, score, alpha, first=first, seed=10)
+
+
+def test_refined_threshold_of_a_many_valued_column_stays_within_its_draw_budget():
+    """2,000 values: DISTRIBUTION_DRAW_COUNTS allows fewer replicates than the first draw
+    already has, so the first draw's threshold stands (no further draw, whatever the score)."""
+    alpha, values = 3e-4, 2000
+    assert DISTRIBUTION_DRAW_COUNTS // values < math.ceil(1 / alpha) < math.ceil(DISTRIBUTION_TAIL / alpha)
+    rng = np.random.default_rng(11)
+    ref = rng.multinomial(100_000, np.full(values, 1 / values)).astype(float)
+    cur = rng.multinomial(100_000, np.full(values, 1 / values)).astype(float)
+    first = permutation_counts(ref, cur, replicates=math.ceil(1 / alpha), seed=1)
+    assert refine_js_threshold(ref, cur, 1.0, alpha, first=first, seed=2) == first.threshold(alpha)
 
 
 def test_refined_threshold_settles_a_noisy_monte_carlo_tail():

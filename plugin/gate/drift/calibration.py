@@ -47,6 +47,7 @@ from mlflow_monitor.paths import monitor_home, private_dir, write_private_text
 from mlflow_monitor.reference import ColumnSample
 from mlflow_monitor.reference.null_tail import (
     CALIBRATION_FORMAT,
+    DISTRIBUTION_DRAW_COUNTS,
     DISTRIBUTION_TAIL,
     GAUSSIAN_ROWS,
     NUMERIC_ATOMS,
@@ -144,17 +145,23 @@ def refine_js_threshold(ref_counts: np.ndarray, cur_counts: np.ndarray, score: f
     """The distribution threshold of a count-vector column at per-test ``alpha`` with
     ``R = max(first.replicates, ceil(tail / alpha))`` permutation replicates, ``k = floor(alpha
     x (R + 1))`` (at least ``tail``) of them beyond it, for a ``score`` that ``first`` (the
-    check's own first draw, whose replicates count) may not settle.
+    check's own first draw, whose replicates count) may not settle. A column of many values
+    gets fewer, ``R x values`` at most :data:`DISTRIBUTION_DRAW_COUNTS` (but never fewer than
+    ``first``): more than 120 values at level 3e-4.
 
     With one replicate beyond it (``R = 1 / alpha``) the threshold is the largest of ``R``
     draws, whose own noise spreads it over the whole upper tail (0.025 to 0.037 for one
     3-level column at 5,000 / 5,000 rows, around a true quantile near 0.028), so scores
     beyond the true quantile are missed (docs/drift.md). More replicates fix that. Drawing
     them stops as soon as ``k`` of the replicates reach ``score`` (sequential Monte Carlo:
-    the decision ``score > threshold`` is then the same as with all ``R``), so an
-    unremarkable score costs no draw beyond ``first``. Returned: the ``k``-th largest of all ``R`` when they were drawn (exact);
-    else ``max(first.threshold(alpha), k-th largest drawn)``, at least ``score``."""
-    total = max(first.replicates, math.ceil(tail / alpha))
+    the decision ``score > threshold`` is then the same as with all ``R``), so a score that
+    ``k`` replicates of ``first`` reach costs no further draw. Returned: the ``k``-th largest
+    of all ``R`` when they were drawn (exact); else ``max(first.threshold(alpha), k-th
+    largest drawn)``, at least ``score``."""
+    values = len(ref_counts)
+    # at most DISTRIBUTION_DRAW_COUNTS multivariate-hypergeometric counts in all (a function of
+    # the pooled counts only, which the permutation null holds fixed: still a valid test)
+    total = max(first.replicates, min(math.ceil(tail / alpha), DISTRIBUTION_DRAW_COUNTS // max(1, values)))
     k = math.floor(alpha * (total + 1))
     coarse = first.threshold(alpha)
     top = first.distribution  # descending: the largest share of the first draw

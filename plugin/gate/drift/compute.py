@@ -150,20 +150,20 @@ def calibrated_column_drift(name: str, column_type: str, ref: _Side, cur: _Side,
         new_alpha = alpha if new_category_alpha is None else new_category_alpha
         if with_missing:  # the new-category threshold must be resolvable too, even when not needed
             replicates = max(replicates, replicates_for(new_alpha))
-            share, examples = fnd.new_categories(r, c, cur.rows)
-        # only a share above 0 can be beyond chance: draw the finer null it needs then (the
-        # test is the same as always drawing it); the distribution threshold uses it too
-        fine = replicates
-        if with_missing and share > 0:
-            fine = max(fine, new_category_replicates(new_alpha))
-        tail = permutation_counts(r_arr, c_arr, replicates=fine,
-                                  seed=seed ^ int(c_arr.sum()) ^ (0x6E6577 if fine > replicates else 0),
+        tail = permutation_counts(r_arr, c_arr, replicates=replicates, seed=seed ^ int(c_arr.sum()),
                                   missing_index=len(keys) if with_missing else None)
         calibrated = tail.threshold(alpha)
         if score > floor:  # a call is possible: settle the threshold (below the floor it never matters)
             calibrated = refine_js_threshold(r_arr, c_arr, score, alpha, first=tail,
                                              seed=seed ^ int(c_arr.sum()) ^ 0x646973)
         if with_missing:
+            share, examples = fnd.new_categories(r, c, cur.rows)
+            new_replicates = new_category_replicates(new_alpha)
+            if share > 0 and new_replicates > replicates:
+                # only a share above 0 can be beyond chance: draw the finer null it needs then
+                # (the same test as always drawing it); the distribution test keeps its own draw
+                tail = permutation_counts(r_arr, c_arr, replicates=new_replicates,
+                                          seed=seed ^ int(c_arr.sum()) ^ 0x6E6577, missing_index=len(keys))
             new_threshold = tail.threshold(new_alpha, "new_category")
             base.update(new_category_share=share, new_categories=examples, new_category_threshold=new_threshold,
                         new_category_alpha=new_alpha)
