@@ -39,7 +39,7 @@ import math
 import os
 import threading
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -118,17 +118,28 @@ def permutation_counts(ref_counts: np.ndarray, cur_counts: np.ndarray, *, replic
     rng = np.random.default_rng(seed)
     dist = np.empty(replicates)
     new = np.empty(replicates)
-    chunk = max(1, 2_000_000 // max(1, len(pooled)))
-    for lo in range(0, replicates, chunk):
-        b = min(chunk, replicates - lo)
-        c = rng.multivariate_hypergeometric(pooled, m, size=b, method="marginals").astype(np.float64)
+    lo = 0
+    for c in _current_parts(rng, pooled, m, replicates):
+        b = len(c)
         r = pooled - c
         dist[lo:lo + b] = js_rows(r / n, c / m)
         unseen = r == 0
         if missing_index is not None:
             unseen[:, missing_index] = False
         new[lo:lo + b] = (c * unseen).sum(axis=1) / m
+        lo += b
     return NullTail(replicates, m, _top(dist, replicates), _top(new, replicates))
+
+
+def _current_parts(rng: np.random.Generator, pooled: np.ndarray, m: int, replicates: int,
+                   chunk: Optional[int] = None) -> Iterator[np.ndarray]:
+    """The current parts (``m`` of the ``pooled`` counts) of ``replicates`` random splits, as
+    float arrays of at most ``chunk`` replicates and 2M counts each (the stream does not
+    depend on the chunks)."""
+    chunk = max(1, min(chunk or replicates, 2_000_000 // max(1, len(pooled))))
+    for lo in range(0, replicates, chunk):
+        yield rng.multivariate_hypergeometric(pooled, m, size=min(chunk, replicates - lo),
+                                              method="marginals").astype(np.float64)
 
 
 def js_rows(p: np.ndarray, q: np.ndarray) -> np.ndarray:
@@ -172,14 +183,13 @@ def refine_js_threshold(ref_counts: np.ndarray, cur_counts: np.ndarray, score: f
     n, m = int(ref_counts.sum()), int(cur_counts.sum())
     rng = np.random.default_rng(seed)
     drawn = first.replicates
-    chunk = max(1, min(first.replicates, 2_000_000 // max(1, len(pooled))))
-    while exceed < k and drawn < total:
-        b = min(chunk, total - drawn)
-        c = rng.multivariate_hypergeometric(pooled, m, size=b, method="marginals").astype(np.float64)
+    for c in _current_parts(rng, pooled, m, total - drawn, chunk=first.replicates):  # stop between chunks
         more = js_rows((pooled - c) / n, c / m)
         exceed += int((more >= score).sum())
         top = -np.sort(-np.concatenate([top, more]))[:max(k, len(first.distribution))]
-        drawn += b
+        drawn += len(c)
+        if exceed >= k:
+            break
     kth = float(top[k - 1])
     return kth if drawn == total else max(coarse, kth)
 
