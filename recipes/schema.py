@@ -16,6 +16,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     field_serializer,
     field_validator,
     model_validator,
@@ -107,6 +108,11 @@ class ProductionCurrent(_Strict):
     #: (``mlflow_monitor.prod.run_id``), besides policy owners. A promoter with EDIT on the
     #: model is not one of them unless named here: the link decides whose windows are evidence.
     serving_users: list[str] = Field(default_factory=list)
+    #: Refuse the evidence (the verdict follows ``on_error``) when the gate has no evidence
+    #: key (``MLFLOW_MONITOR_EVIDENCE_KEY``): windows are then read unsigned, and an editor of
+    #: the monitoring run's experiment could have written them. With a key, only signed
+    #: rows and labels count, whatever this says.
+    require_signed: StrictBool = False
 
     @field_validator("serving_users")
     @classmethod

@@ -105,11 +105,25 @@ def _reference(recipe: "Recipe", run_id: str) -> EvidenceSource:
     return EvidenceSource("reference", f"logged on the candidate's run {run_id}", SELF_REPORTED)
 
 
+def _signing() -> str:
+    """Whether the gate checks production evidence signatures (windows/signing.py)."""
+    from mlflow_monitor.windows.signing import ENV_KEY, EvidenceKeyError, evidence_key
+
+    try:
+        key = evidence_key()
+    except EvidenceKeyError:
+        return "the gate's evidence key is unusable"
+    if key is None:
+        return f"unsigned (the gate has no {ENV_KEY})"
+    return f"only what the monitor signed (evidence key {key.key_id})"
+
+
 def _current(recipe: "Recipe", run_id: str) -> EvidenceSource:
     source = recipe.current
     if source.production is not None:  # captured by the monitor (gate/production_evidence.py)
         return EvidenceSource("current data", "production traffic of the current alias holder in the last "
-                                              f"{source.production.window}, captured by the monitor", OWNED)
+                                              f"{source.production.window}, captured by the monitor, "
+                                              f"{_signing()}", OWNED)
     if source.dataset is not None:
         return EvidenceSource("current data", f"dataset '{source.dataset}' logged on the candidate's "
                                               f"run {run_id}", SELF_REPORTED)

@@ -11,6 +11,12 @@ let clients set) or by its ``mlflow_monitor.prod`` tag, and must not be the cand
 run. Fewer than ``min_rows`` captured rows raises :class:`ProductionEvidenceError`:
 the verdict says so and follows ``on_error``.
 
+Signed evidence: with the evidence key in the gate's environment
+(``MLFLOW_MONITOR_EVIDENCE_KEY`` or ``..._KEY_FILE``, :mod:`mlflow_monitor.windows.signing`),
+only rows and labels whose signatures hold are evidence, so an editor of the monitoring
+run's experiment cannot write rows or labels the gate takes. Without a key the windows
+are read as stored, and ``current.production.require_signed: true`` refuses that.
+
 Read through the core :mod:`mlflow_monitor.windows.stored`; this module never imports
 the production service.
 """
@@ -27,6 +33,7 @@ from mlflow_monitor.gate.escaping import safe_text
 from mlflow_monitor.windows.sample import ID_COLUMN
 from mlflow_monitor.windows.state import PREDICTION_PREFIX
 from mlflow_monitor.windows.granularity import parse_duration
+from mlflow_monitor.windows.signing import ENV_KEY, ENV_KEY_FILE, EvidenceKey, EvidenceKeyError, evidence_key
 from mlflow_monitor.windows.stored import find_monitoring_run, list_windows, read_window_labels, read_window_rows
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -39,9 +46,10 @@ class ProductionEvidenceError(CurrentDataError):
     """No usable production traffic: no champion, no monitoring run, or too few rows."""
 
 
-def _labels(client: Any, run_id: str, window: Any) -> Optional[pd.DataFrame]:
+def _labels(client: Any, run_id: str, window: Any, key: Optional[EvidenceKey],
+            ignored: list[str]) -> Optional[pd.DataFrame]:
     try:
-        labels, batches = read_window_labels(client, run_id, window)
+        labels, batches = read_window_labels(client, run_id, window, key=key, ignored=ignored)
     except Exception:
         return None
     return labels if batches else None
@@ -55,6 +63,15 @@ def load_production_current(recipe: "Recipe", *, name: str, holder: Optional[Any
     spec = recipe.current.production
     assert spec is not None
     say = progress or (lambda _m: None)
+    try:
+        key = evidence_key()
+    except EvidenceKeyError as exc:  # names the variable, never the secret
+        raise ProductionEvidenceError(f"current.production: the gate's evidence key is unusable: {exc}") from None
+    if key is None and spec.require_signed:
+        raise ProductionEvidenceError(
+            f"current.production.require_signed is true, but the gate has no evidence key ({ENV_KEY} or "
+            f"{ENV_KEY_FILE} in the environment of the process that runs the gate, e.g. mlflow server): "
+            "unsigned windows are not evidence")
     if holder is None:
         raise ProductionEvidenceError(
             f"current.production: model '{safe_text(name)}' has no current alias holder (champion) whose "
@@ -76,13 +93,14 @@ def load_production_current(recipe: "Recipe", *, name: str, holder: Optional[Any
     now = time.time() if now is None else now
     frames: list[pd.DataFrame] = []
     rows = 0
+    ignored: list[str] = []  # files whose signature fails (with the key only)
     windows = list_windows(client, run_id, since=now - seconds, until=now + 1)
     for window in windows:
-        part = read_window_rows(client, run_id, window)
+        part = read_window_rows(client, run_id, window, key=key, ignored=ignored)
         if part.empty:
             continue
         if target:
-            labels = _labels(client, run_id, window)
+            labels = _labels(client, run_id, window, key, ignored)
             if labels is not None and len(labels):
                 part = part.merge(labels.rename(columns={"id": ID_COLUMN, "label": target}), on=ID_COLUMN,
                                   how="left")
@@ -90,13 +108,25 @@ def load_production_current(recipe: "Recipe", *, name: str, holder: Optional[Any
         rows += len(part)
         if rows >= spec.max_rows:
             break
+    unsigned = _ignored_note(ignored)
     if rows < spec.min_rows:
         raise ProductionEvidenceError(
             f"current.production: too little production traffic for champion version {version} of "
-            f"'{safe_text(name)}': {rows} captured rows in {len(windows)} window(s) of the last {spec.window}, "
-            f"the recipe needs at least {spec.min_rows} (min_rows)")
+            f"'{safe_text(name)}': {rows} captured{' signed' if key else ''} rows in {len(windows)} window(s) of the "
+            f"last {spec.window}, the recipe needs at least {spec.min_rows} (min_rows){unsigned}")
     frame = pd.concat(frames, ignore_index=True, sort=False).head(spec.max_rows)
     keep = [c for c in frame.columns if c != ID_COLUMN and not str(c).startswith(PREDICTION_PREFIX)]
+    signed = (f"signed with evidence key {key.key_id}" if key is not None
+              else f"unsigned: the gate has no {ENV_KEY}, so an editor of the run's experiment could have written them")
     say(f"production evidence: {len(frame)} rows captured for champion version {version} in the last "
-        f"{spec.window} (monitoring run {run_id})")
+        f"{spec.window} (monitoring run {run_id}; {signed}){unsigned}")
     return frame[keep].infer_objects().reset_index(drop=True)
+
+
+def _ignored_note(ignored: list[str]) -> str:
+    """``; N files ... ignored: a, b, c`` for the verdict (paths are the monitor's own names)."""
+    if not ignored:
+        return ""
+    shown = ", ".join(safe_text(p) for p in ignored[:3])
+    more = f" and {len(ignored) - 3} more" if len(ignored) > 3 else ""
+    return f"; {len(ignored)} file(s) without a valid evidence signature were ignored: {shown}{more}"

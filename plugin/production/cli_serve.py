@@ -66,6 +66,12 @@ def serve(model_uri: str, host: str, port: int, workers: int, window: str, sampl
     from mlflow_monitor.redaction import redact
     from mlflow_monitor.windows import parse_granularity
 
+    from mlflow_monitor.windows.signing import EvidenceKeyError, evidence_key
+
+    try:
+        evidence_key()  # the workers sign what they capture with it: a bad key stops here, before serving
+    except EvidenceKeyError as exc:
+        raise click.ClickException(str(exc)) from None
     mode = os.environ.get(CAPTURE_MODE_ENV, "process")
     if mode not in ("process", "thread"):
         raise click.ClickException(f"{CAPTURE_MODE_ENV} must be 'process' (the default) or 'thread', got {mode!r}")

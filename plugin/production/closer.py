@@ -17,6 +17,12 @@ Each merge also stores ``rows.parquet`` beside the summary: the union of its par
 row samples. Once a window's late check is over, its partials (those the stored summary
 lists) are deleted through the run's artifact repository, best effort. A partial that
 arrives after that merges onto the stored window (summary state plus ``rows.parquet``).
+
+With the evidence key set (``MLFLOW_MONITOR_EVIDENCE_KEY``, see
+:mod:`mlflow_monitor.windows.signing`), a partial is merged only when the signatures of
+both its files hold; the others are left out, listed in the summary's ``rejected`` and
+warned about once. The merged ``rows.parquet`` and ``summary.json`` are signed in turn,
+and a stored window whose signatures fail is never used as a merge base.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Union
 
 import pandas as pd
 
@@ -43,6 +49,7 @@ from mlflow_monitor.retry import is_permanent
 from mlflow_monitor.reference import ReferenceData, ReferenceNotFoundError, load_reference
 from mlflow_monitor.windows import WindowKey, WindowState, format_granularity, parse_granularity
 from mlflow_monitor.windows.sample import ID_COLUMN
+from mlflow_monitor.windows.signing import EvidenceKey, evidence_key, log_signed_artifact, signature_path
 
 __all__ = ["DEFAULT_SAMPLE_RETENTION", "SUMMARY_FORMAT", "CloserThread", "WindowCloser", "default_grace_s",
            "same_value", "summary_revision"]
@@ -76,8 +83,11 @@ class WindowCloser:
     def __init__(self, client: Any, run_id: Callable[[], str], model_name: str, version: str, *,
                  granularity_s: int, grace_s: Optional[float] = None, clock: Callable[[], float] = time.time,
                  late_s: Optional[float] = None, sample_retention: int = DEFAULT_SAMPLE_RETENTION,
-                 prune: bool = True) -> None:
+                 prune: bool = True, key: Union[EvidenceKey, None, str] = "env") -> None:
         self._client = client
+        # the evidence key ("env": from MLFLOW_MONITOR_EVIDENCE_KEY[_FILE]; a bad one raises here)
+        self._key: Optional[EvidenceKey] = evidence_key() if key == "env" else key  # type: ignore[assignment]
+        self.partials_rejected = 0
         self._run_id = run_id
         self.model_name = model_name
         self.version = str(version)
@@ -87,7 +97,8 @@ class WindowCloser:
         # how long a merged window is re-checked for late partials
         self.late_s = float(late_s) if late_s is not None else max(600.0, 10.0 * granularity_s)
         self.sample_retention = sample_retention
-        self._merged: dict[str, frozenset[str]] = {}  # window_id -> partials merged
+        self._merged: dict[str, frozenset[str]] = {}  # window_id -> partials merged (or rejected)
+        self._rejected: dict[str, frozenset[str]] = {}  # window_id -> partials whose signatures failed
         self._logged: dict[str, tuple[int, dict[str, float]]] = {}  # window_id -> (revision, metrics)
         self._reference: Optional[ReferenceData] = None
         self._reference_note = ""
@@ -192,13 +203,17 @@ class WindowCloser:
                                 self.version)
                 self._merged[key.window_id] = previous
                 return False
-            merged, rows = self._merge(run_id, key, folder, names - previous, base)
+            merged, rows, rejected = self._merge(run_id, key, folder, names - previous, base)
             used = names | previous
         else:
-            merged, rows = self._merge(run_id, key, folder, names)
+            merged, rows, rejected = self._merge(run_id, key, folder, names)
             used = names
-        self._log(run_id, merged, sorted(used), self._logged.get(key.window_id), rows)
-        self._merged[key.window_id] = used
+        self._merged[key.window_id] = used  # the rejected ones too: not read again until they change
+        rejected = (rejected | self._rejected.get(key.window_id, frozenset())) & used
+        self._rejected[key.window_id] = rejected
+        if merged is None:  # every partial was rejected: nothing to log
+            return False
+        self._log(run_id, merged, sorted(used - rejected), self._logged.get(key.window_id), rows, sorted(rejected))
         self._pruned.discard(key.window_id)  # its new partials are pruned in turn
         return True
 
@@ -207,14 +222,33 @@ class WindowCloser:
         folder = layout.summary_folder(key)
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
             try:
-                summary = json.loads(Path(self._client.download_artifacts(run_id, f"{folder}/summary.json", tmp))
-                                     .read_text(encoding="utf-8"))
-                blob = Path(self._client.download_artifacts(run_id, f"{folder}/{layout.WINDOW_ROWS}", tmp)).read_bytes()
+                raw = self._download(run_id, f"{folder}/summary.json", tmp)
+                blob = self._download(run_id, f"{folder}/{layout.WINDOW_ROWS}", tmp)
+                if self._rejects(run_id, f"{folder}/summary.json", raw, tmp) or \
+                        self._rejects(run_id, f"{folder}/{layout.WINDOW_ROWS}", blob, tmp):
+                    return None
+                summary = json.loads(raw.decode("utf-8"))
                 return WindowState.from_dict(summary["state"], blob), pd.read_parquet(io.BytesIO(blob))
             except Exception as exc:
                 if _not_found(exc) or isinstance(exc, (KeyError, ValueError, TypeError)):
                     return None
                 raise
+
+    def _download(self, run_id: str, path: str, tmp: str) -> bytes:
+        return Path(self._client.download_artifacts(run_id, path, tmp)).read_bytes()
+
+    def _rejects(self, run_id: str, path: str, data: bytes, tmp: str) -> Optional[str]:
+        """Why the stored ``path`` is not the monitor's (its signature fails), or None
+        (it holds, or there is no evidence key)."""
+        if self._key is None:
+            return None
+        try:
+            sidecar: Optional[bytes] = self._download(run_id, signature_path(path), tmp)
+        except Exception as exc:
+            if not _not_found(exc):
+                raise
+            sidecar = None
+        return self._key.verify(run_id, path, data, sidecar)
 
     # -- pruning --------------------------------------------------------------------------
     def _prune(self, run_id: str, key: WindowKey) -> None:
@@ -225,7 +259,8 @@ class WindowCloser:
             return
         self._pruned.add(key.window_id)
         try:
-            merged = self._remote_summary(run_id, key)  # what is stored now, not what this process merged
+            # what is stored now, not what this process merged; rejected (unsigned) partials are kept
+            merged = self._remote_summary(run_id, key, rejected=False)
             summary_files = {Path(e.path).name for e in self._list(run_id, layout.summary_folder(key))}
             if merged is None or layout.WINDOW_ROWS not in summary_files:
                 return  # merged before rows.parquet existed: its partials stay
@@ -233,7 +268,7 @@ class WindowCloser:
             present = {Path(e.path).name for e in self._list(run_id, folder)}
             for name in sorted(merged):
                 # the state first: a partial without its .json is never merged again
-                for suffix in (".json", ".parquet"):
+                for suffix in (".json", ".parquet", ".json.sig", ".parquet.sig"):
                     if f"{name}{suffix}" in present:
                         if not mlflow_compat.delete_run_artifact(self._client, run_id, f"{folder}/{name}{suffix}"):
                             self._can_prune = False
@@ -254,34 +289,52 @@ class WindowCloser:
             return frozenset()
         return frozenset(n[:-5] for n in files if n.endswith(".json"))
 
-    def _remote_summary(self, run_id: str, key: WindowKey) -> Optional[frozenset[str]]:
-        """The partials of the window's stored summary (None when there is none); its
-        revision and metrics are remembered for the next revision's comparison."""
+    def _remote_summary(self, run_id: str, key: WindowKey, rejected: bool = True) -> Optional[frozenset[str]]:
+        """The partials of the window's stored summary (None when there is none), with
+        those it rejected unless ``rejected=False``; its revision and metrics are
+        remembered for the next revision's comparison."""
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
             try:
                 local = self._client.download_artifacts(run_id, f"{layout.summary_folder(key)}/summary.json", tmp)
                 summary = json.loads(Path(local).read_text(encoding="utf-8"))
                 names = frozenset(summary["partials"])
+                refused = frozenset(summary.get("rejected") or ())
+                if rejected:  # looked at already: not merged again until they change
+                    names |= refused
             except Exception as exc:
                 if _not_found(exc) or isinstance(exc, (KeyError, ValueError, TypeError)):
                     return None
                 raise
         metrics = summary.get("metrics")
+        if rejected:
+            self._rejected[key.window_id] = refused
         self._logged[key.window_id] = (summary_revision(summary),
                                        dict(metrics) if isinstance(metrics, dict) else {})
         return names
 
     def _merge(self, run_id: str, key: WindowKey, folder: str, names: frozenset[str],
-               base: Optional[tuple[WindowState, pd.DataFrame]] = None) -> tuple[WindowState, pd.DataFrame]:
-        """The merge of ``names`` (onto ``base``, the stored window, when given) and the
-        union of their row samples, one row per prediction id."""
+               base: Optional[tuple[WindowState, pd.DataFrame]] = None
+               ) -> tuple[Optional[WindowState], pd.DataFrame, frozenset[str]]:
+        """The merge of ``names`` (onto ``base``, the stored window, when given), the
+        union of their row samples (one row per prediction id), and the partials left
+        out because their signatures fail (``None`` state when nothing was merged)."""
         merged: Optional[WindowState] = base[0] if base is not None else None
         frames: list[pd.DataFrame] = [base[1]] if base is not None else []
+        rejected: set[str] = set()
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
             local = Path(self._client.download_artifacts(run_id, folder, tmp))
             for name in sorted(names):
-                data = json.loads((local / f"{name}.json").read_text(encoding="utf-8"))
+                raw = (local / f"{name}.json").read_bytes()
                 blob = (local / f"{name}.parquet").read_bytes()
+                why = self._unsigned(run_id, folder, local, f"{name}.json", raw) or \
+                    self._unsigned(run_id, folder, local, f"{name}.parquet", blob)
+                if why:
+                    rejected.add(name)
+                    self.partials_rejected += 1
+                    _logger.warning("mlflow-monitor: partial %s/%s of run %s is not merged: %s (only partials the "
+                                    "monitor signed with the evidence key are evidence)", folder, name, run_id, why)
+                    continue
+                data = json.loads(raw.decode("utf-8"))
                 part = WindowState.from_dict(data["state"], blob)
                 if part.key != key:
                     _logger.warning("mlflow-monitor: partial %s/%s belongs to another window; ignored", folder, name)
@@ -291,12 +344,22 @@ class WindowCloser:
                     merged = part
                 else:
                     merged.merge(part)
-        assert merged is not None
+        if merged is None or not frames:
+            return None, pd.DataFrame({ID_COLUMN: pd.Series([], dtype=object)}), frozenset(rejected)
         rows = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
-        return merged, rows.drop_duplicates(subset=ID_COLUMN, keep="first").reset_index(drop=True)
+        return merged, rows.drop_duplicates(subset=ID_COLUMN, keep="first").reset_index(drop=True), frozenset(rejected)
+
+    def _unsigned(self, run_id: str, folder: str, local: Path, name: str, data: bytes) -> Optional[str]:
+        """Why the partial file ``name`` (downloaded into ``local``) is not signed by the
+        evidence key, or None (signed, or no key)."""
+        if self._key is None:
+            return None
+        sig = local / signature_path(name)
+        return self._key.verify(run_id, f"{folder}/{name}", data, sig.read_bytes() if sig.exists() else None)
 
     def _log(self, run_id: str, state: WindowState, partials: list[str],
-             previous: Optional[tuple[int, dict[str, float]]], rows: pd.DataFrame) -> None:
+             previous: Optional[tuple[int, dict[str, float]]], rows: pd.DataFrame,
+             rejected: Optional[list[str]] = None) -> None:
         from mlflow.entities import Metric
 
         drift, note = window_drift(state, self.reference())
@@ -319,6 +382,8 @@ class WindowCloser:
             "end": state.key.end,
             "granularity": format_granularity(state.key.granularity_s),
             "partials": partials,
+            "rejected": rejected or [],  # partials whose evidence signature failed: not merged
+            "signed": self._key is not None,
             "workers": sorted({p.rpartition("__")[0] for p in partials}),
             "revision": revision > 0,
             "revision_number": revision,
@@ -339,8 +404,8 @@ class WindowCloser:
             rows.to_parquet(union, index=False)
             self._client.log_artifact(run_id, str(sample), layout.SAMPLES)
             # the rows before the summary: a summary's partials are pruned only when its rows are stored
-            self._client.log_artifact(run_id, str(union), layout.summary_folder(state.key))
-            self._client.log_artifact(run_id, str(path), layout.summary_folder(state.key))
+            log_signed_artifact(self._client, run_id, str(union), layout.summary_folder(state.key), self._key)
+            log_signed_artifact(self._client, run_id, str(path), layout.summary_folder(state.key), self._key)
         self._logged[state.key.window_id] = (revision, metrics)
         safe_check_window(self._client, run_id, summary, current=state.sample_inputs(),  # alerts.py: once
                           reference=self._reference)  # per window, never raises

@@ -20,6 +20,7 @@ from mlflow_monitor.production.window_spool import PendingPartial, safe_name
 from mlflow_monitor.redaction import redact
 from mlflow_monitor.retry import Backoff
 from mlflow_monitor.windows import WindowKey
+from mlflow_monitor.windows.signing import evidence_key, log_signed_artifact
 
 __all__ = ["Delivery"]
 
@@ -34,6 +35,7 @@ class Delivery:
         import mlflow
 
         self._capture = capture
+        self._key = evidence_key()  # MLFLOW_MONITOR_EVIDENCE_KEY: partials signed (a bad key raises here)
         self._client = mlflow.MlflowClient(tracking_uri=capture.tracking_uri)
         self._run_id = run_id
         self._experiment_id = experiment_id
@@ -108,8 +110,10 @@ class Delivery:
             if partial.sample_path.exists():
                 shutil.copyfile(partial.sample_path, Path(tmp) / f"{name}.parquet")
             # the sample first, the state second: the closer merges a partial only when both exist
-            self._client.log_artifact(self.run_id(), str(Path(tmp) / f"{name}.parquet"), layout.partial_folder(key))
-            self._client.log_artifact(self.run_id(), str(Path(tmp) / f"{name}.json"), layout.partial_folder(key))
+            # (each file after its signature, when the evidence key is set)
+            folder = layout.partial_folder(key)
+            log_signed_artifact(self._client, self.run_id(), str(Path(tmp) / f"{name}.parquet"), folder, self._key)
+            log_signed_artifact(self._client, self.run_id(), str(Path(tmp) / f"{name}.json"), folder, self._key)
         if self.closer is not None:
             self.closer.hint(key)
 

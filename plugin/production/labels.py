@@ -33,6 +33,7 @@ import pandas as pd
 from mlflow_monitor.production.labels_metrics import infer_task, score_window
 from mlflow_monitor.production.model_uri import resolve_model_version
 from mlflow_monitor.windows.sample import ID_COLUMN
+from mlflow_monitor.windows.signing import EvidenceKey, evidence_key, log_signed_artifact
 from mlflow_monitor.windows.granularity import parse_duration
 from mlflow_monitor.windows.stored import (LABEL_BATCHES, LABELS, PERFORMANCE, StoredWindow, find_monitoring_run,
                                            list_windows, prediction_columns, read_json_artifact, read_window_labels,
@@ -96,10 +97,14 @@ def log_labels(model_uri: str, labels: Union[Mapping[str, Any], pd.DataFrame], *
     ``task``: ``classification`` or ``regression`` (default: the version's reference's
     task, else from the labels). Bad input raises ``ValueError``/``TypeError`` before
     anything is written.
+
+    With the evidence key set (``MLFLOW_MONITOR_EVIDENCE_KEY``), each label batch is
+    signed: the gate counts only signed labels (``mlflow_monitor.windows.signing``).
     """
     import mlflow
 
     frame = _labels_frame(labels, id_column, label_column)
+    key = evidence_key()  # a key set but unusable raises here, before anything is written
     horizon_s = parse_duration(horizon, what="label horizon")
     if task is not None and task not in ("classification", "regression"):
         raise ValueError(f"task must be 'classification' or 'regression', got {task!r}")
@@ -122,7 +127,7 @@ def log_labels(model_uri: str, labels: Union[Mapping[str, Any], pd.DataFrame], *
             touched[window] = pd.DataFrame({"id": hit, "label": [wanted.pop(i) for i in hit]})
     report = LabelReport(run_id, len(frame) - len(wanted), sorted(wanted), {}, task)
     for window, new in sorted(touched.items()):
-        report.windows[window.window_id] = _update_window(client, run_id, window, new, task)
+        report.windows[window.window_id] = _update_window(client, run_id, window, new, task, key)
     if wanted:
         _keep_unmatched(client, run_id, frame[frame["id"].isin(wanted)])
         _logger.warning("mlflow-monitor: %d of %d labels of '%s' version %s match no captured prediction in the "
@@ -148,8 +153,8 @@ def window_labels(client: Any, run_id: str, window: StoredWindow) -> pd.DataFram
     return read_window_labels(client, run_id, window)[0]
 
 
-def _update_window(client: Any, run_id: str, window: StoredWindow, new: pd.DataFrame, task: str
-                   ) -> dict[str, float]:
+def _update_window(client: Any, run_id: str, window: StoredWindow, new: pd.DataFrame, task: str,
+                   key: Optional[EvidenceKey] = None) -> dict[str, float]:
     """Store this call's labels of ``window`` as a batch of their own, then score the
     window on every batch stored so far (see the module docstring for why this loses no
     concurrent call's labels)."""
@@ -161,7 +166,7 @@ def _update_window(client: Any, run_id: str, window: StoredWindow, new: pd.DataF
     with tempfile.TemporaryDirectory(prefix="mlflow_monitor_labels_") as tmp:
         path = Path(tmp) / f"{stamp}-{uuid.uuid4().hex[:12]}.parquet"
         new[["id", "label"]].to_parquet(path, index=False)
-        client.log_artifact(run_id, str(path), f"{window.folder(LABELS)}/{LABEL_BATCHES}")
+        log_signed_artifact(client, run_id, str(path), f"{window.folder(LABELS)}/{LABEL_BATCHES}", key)
     previous = read_window_performance(client, run_id, window) or {}
     both, batches = read_window_labels(client, run_id, window)  # ours included: read after our write
     # a window labelled before batches existed counts its old revisions first (its

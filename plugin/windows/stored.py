@@ -22,6 +22,7 @@ import pandas as pd
 
 from mlflow_monitor.windows.granularity import format_granularity, parse_granularity
 from mlflow_monitor.windows.sample import HASH_COLUMN, ID_COLUMN
+from mlflow_monitor.windows.signing import EvidenceKey, signature_path
 from mlflow_monitor.windows.state import PREDICTION_PREFIX
 
 __all__ = [
@@ -181,13 +182,18 @@ def read_json_artifact(client: Any, run_id: str, path: str) -> Optional[dict[str
     return data if isinstance(data, dict) else None
 
 
-def read_window_rows(client: Any, run_id: str, window: StoredWindow) -> pd.DataFrame:
+def read_window_rows(client: Any, run_id: str, window: StoredWindow, *, key: Optional[EvidenceKey] = None,
+                     ignored: Optional[list[str]] = None) -> pd.DataFrame:
     """The sampled rows of ``window``: the union of its partials' row samples (those the
     closer pruned live on in the merged window's ``rows.parquet``), one row per
     prediction id. Columns: ``__prediction_id``, the input columns and the prediction
     columns (prefixed ``__prediction__/``). Rows not sampled (``--sample`` below 1, or
-    beyond a worker's bottom-k sample) are not here."""
-    frames = [*_merged_rows(client, run_id, window), *_partial_samples(client, run_id, window)]
+    beyond a worker's bottom-k sample) are not here.
+
+    ``key`` (the gate): only files whose evidence signature holds count; the others are
+    left out and their paths, with the reason, appended to ``ignored``."""
+    frames = [*_merged_rows(client, run_id, window, key, ignored),
+              *_partial_samples(client, run_id, window, key, ignored)]
     if not frames:
         return pd.DataFrame({ID_COLUMN: pd.Series([], dtype=object)})
     rows = pd.concat(frames, ignore_index=True, sort=False) if len(frames) > 1 else frames[0]
@@ -195,17 +201,45 @@ def read_window_rows(client: Any, run_id: str, window: StoredWindow) -> pd.DataF
     return rows.drop(columns=[HASH_COLUMN], errors="ignore").reset_index(drop=True)
 
 
-def _merged_rows(client: Any, run_id: str, window: StoredWindow) -> Iterator[pd.DataFrame]:
+def _signed(key: Optional[EvidenceKey], run_id: str, path: str, data: bytes, sidecar: Optional[bytes],
+            ignored: Optional[list[str]]) -> bool:
+    """True when there is no key to check with, or ``data``'s signature holds."""
+    if key is None:
+        return True
+    why = key.verify(run_id, path, data, sidecar)
+    if why is not None and ignored is not None:
+        ignored.append(f"{path} ({why})")
+    return why is None
+
+
+def _read_optional(path: Path) -> Optional[bytes]:
+    try:
+        return path.read_bytes()
+    except OSError:
+        return None
+
+
+def _merged_rows(client: Any, run_id: str, window: StoredWindow, key: Optional[EvidenceKey],
+                 ignored: Optional[list[str]]) -> Iterator[pd.DataFrame]:
     folder = window.folder(WINDOWS)
-    if WINDOW_ROWS not in {Path(e.path).name for e in _list(client, run_id, folder)}:
+    names = {Path(e.path).name for e in _list(client, run_id, folder)}
+    if WINDOW_ROWS not in names:
         return
+    path = f"{folder}/{WINDOW_ROWS}"
     with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
-        frame = pd.read_parquet(client.download_artifacts(run_id, f"{folder}/{WINDOW_ROWS}", tmp))
+        blob = Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
+        sidecar = None
+        if key is not None and signature_path(WINDOW_ROWS) in names:
+            sidecar = _read_optional(Path(client.download_artifacts(run_id, signature_path(path), tmp)))
+    if not _signed(key, run_id, path, blob, sidecar, ignored):
+        return
+    frame = pd.read_parquet(io.BytesIO(blob))
     if ID_COLUMN in frame.columns:
         yield frame
 
 
-def _partial_samples(client: Any, run_id: str, window: StoredWindow) -> Iterator[pd.DataFrame]:
+def _partial_samples(client: Any, run_id: str, window: StoredWindow, key: Optional[EvidenceKey],
+                     ignored: Optional[list[str]]) -> Iterator[pd.DataFrame]:
     folder = window.folder(PARTIALS)
     names = {Path(e.path).name for e in _list(client, run_id, folder)}
     complete = sorted(n for n in names if n.endswith(".parquet") and f"{n[:-8]}.json" in names)
@@ -214,7 +248,11 @@ def _partial_samples(client: Any, run_id: str, window: StoredWindow) -> Iterator
     with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
         local = Path(client.download_artifacts(run_id, folder, tmp))
         for name in complete:
-            frame = pd.read_parquet(io.BytesIO((local / name).read_bytes()))
+            blob = (local / name).read_bytes()
+            if not _signed(key, run_id, f"{folder}/{name}", blob, _read_optional(local / signature_path(name)),
+                           ignored):
+                continue
+            frame = pd.read_parquet(io.BytesIO(blob))
             if ID_COLUMN in frame.columns:
                 yield frame
 
@@ -224,28 +262,41 @@ def prediction_columns(rows: pd.DataFrame) -> dict[str, str]:
     return {str(c)[len(PREDICTION_PREFIX):]: str(c) for c in rows.columns if str(c).startswith(PREDICTION_PREFIX)}
 
 
-def read_window_labels(client: Any, run_id: str, window: StoredWindow) -> tuple[pd.DataFrame, int]:
+def read_window_labels(client: Any, run_id: str, window: StoredWindow, *, key: Optional[EvidenceKey] = None,
+                       ignored: Optional[list[str]] = None) -> tuple[pd.DataFrame, int]:
     """The labels joined to ``window`` (columns ``id``, ``label``; for an id given more
-    than once, the latest batch's label) and how many label batches they came from."""
+    than once, the latest batch's label) and how many label batches they came from.
+    ``key``: only signed batches count (the others go to ``ignored``, as in
+    :func:`read_window_rows`)."""
     folder = window.folder(LABELS)
     names = {Path(e.path).name for e in _list(client, run_id, folder)}
     batches = sorted(Path(e.path).name for e in _list(client, run_id, f"{folder}/{LABEL_BATCHES}")
                      if e.path.endswith(".parquet")) if LABEL_BATCHES in names else []
     legacy = "labels.parquet" in names
     frames: list[pd.DataFrame] = []
+    counted = 0
     if legacy or batches:
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_labels_") as tmp:
             if legacy:
-                frames.append(pd.read_parquet(client.download_artifacts(run_id, f"{folder}/labels.parquet", tmp)))
+                path = f"{folder}/labels.parquet"
+                blob = Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
+                if _signed(key, run_id, path, blob, None, ignored):  # written before signatures existed
+                    frames.append(pd.read_parquet(io.BytesIO(blob)))
+                    counted += 1
             if batches:
                 local = Path(client.download_artifacts(run_id, f"{folder}/{LABEL_BATCHES}", tmp))
-                frames.extend(pd.read_parquet(local / name) for name in batches)
+                for name in batches:
+                    blob = (local / name).read_bytes()
+                    if _signed(key, run_id, f"{folder}/{LABEL_BATCHES}/{name}", blob,
+                               _read_optional(local / signature_path(name)), ignored):
+                        frames.append(pd.read_parquet(io.BytesIO(blob)))
+                        counted += 1
     frames = [f for f in frames if {"id", "label"} <= set(f.columns)]
     if not frames:
         return pd.DataFrame({"id": pd.Series([], dtype=object), "label": pd.Series([], dtype=object)}), 0
     both = pd.concat([f[["id", "label"]] for f in frames], ignore_index=True) if len(frames) > 1 else frames[0]
     both = both.drop_duplicates(subset="id", keep="last").reset_index(drop=True)
-    return both[["id", "label"]], len(batches) + int(legacy)
+    return both[["id", "label"]], counted
 
 
 def read_window_performance(client: Any, run_id: str, window: StoredWindow) -> Optional[dict[str, Any]]:

@@ -141,3 +141,75 @@ def test_an_unlinked_version_with_a_second_tagged_run_is_refused_not_trusted():
     client.set_registered_model_tag(MODEL, T.RECIPE, _recipe())
     with pytest.raises(MlflowException, match="no mlflow_monitor.prod.run_id link naming one"):
         client.set_registered_model_alias(MODEL, "champion", candidate)
+
+
+SECRET = "evidence-key-for-tests-0123456789abcdef"
+
+
+def _overwrite_window_rows(client, run_id, frame) -> int:
+    """What an editor of the monitoring run's experiment can do: replace every merged
+    window's ``rows.parquet`` with rows of its own under the captured prediction ids (the
+    merged rows come first when the gate reads a window). Returns the windows changed."""
+    import tempfile
+    from pathlib import Path
+
+    import pandas as pd
+
+    from mlflow_monitor.windows.stored import WINDOW_ROWS, StoredWindow, list_windows, read_window_rows
+
+    changed = 0
+    for window in list_windows(client, run_id, since=time.time() - 86_400, until=time.time() + 1):
+        ids = read_window_rows(client, run_id, window)["__prediction_id"]
+        fake = frame.sample(len(ids), replace=True, random_state=0).reset_index(drop=True)
+        fake.insert(0, "__prediction_id", ids.to_numpy())
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / WINDOW_ROWS
+            pd.DataFrame(fake).to_parquet(path, index=False)
+            client.log_artifact(run_id, str(path), StoredWindow(window.start, window.granularity_s).folder(
+                "mlflow_monitor/prod/windows"))
+        changed += 1
+    return changed
+
+
+@pytest.mark.slow
+def test_with_the_evidence_key_rows_an_editor_writes_into_the_monitoring_run_are_not_evidence(monkeypatch):
+    """The attack the key closes: drifted champion traffic, then an editor of the monitoring
+    run's experiment overwrites the merged window rows with flattering ones. A gate with the
+    key ignores them (the verdict names them) and blocks on the real traffic; a gate without
+    it is fooled (which is why ``require_signed`` exists)."""
+    monkeypatch.setenv("MLFLOW_MONITOR_EVIDENCE_KEY", SECRET)
+    client = gated_client()
+    _, holdout = breast_cancer_frames()
+    champion = _champion_with_traffic(client, drifted(holdout))
+    monitoring_run = client.get_model_version(MODEL, champion).tags["mlflow_monitor.prod.run_id"]
+    assert _overwrite_window_rows(client, monitoring_run, holdout.drop(columns=["target"])) == 1
+    candidate = reference_only_version(client, MODEL)
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe())
+    with pytest.raises(MlflowException, match="BLOCKED"):
+        client.set_registered_model_alias(MODEL, "champion", candidate)
+    mv = client.get_model_version(MODEL, candidate)
+    assert mv.tags[T.VERDICT] == T.BLOCKED and "drift_share" in mv.tags[T.REASON]
+    assert "only what the monitor signed" in _current_source(mv)["origin"]
+    # the same tampered run, read by a gate without the key: the flattering rows pass
+    monkeypatch.delenv("MLFLOW_MONITOR_EVIDENCE_KEY")
+    second = reference_only_version(client, MODEL)
+    client.set_registered_model_alias(MODEL, "champion", second)
+    mv = client.get_model_version(MODEL, second)
+    assert mv.tags[T.VERDICT] == T.PASSED and "unsigned" in _current_source(mv)["origin"]
+
+
+@pytest.mark.slow
+def test_require_signed_refuses_a_gate_without_the_key_and_unsigned_windows_count_as_no_traffic(monkeypatch):
+    monkeypatch.delenv("MLFLOW_MONITOR_EVIDENCE_KEY", raising=False)
+    client = gated_client()
+    _, holdout = breast_cancer_frames()
+    _champion_with_traffic(client, holdout)  # captured without a key: unsigned windows
+    candidate = reference_only_version(client, MODEL)
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe().replace("min_rows: 100}", "min_rows: 100, "
+                                                                        "require_signed: true}"))
+    with pytest.raises(MlflowException, match="require_signed is true, but the gate has no evidence key"):
+        client.set_registered_model_alias(MODEL, "champion", candidate)
+    # the key on the gate now, but the windows were written without it: none of them is evidence
+    monkeypatch.setenv("MLFLOW_MONITOR_EVIDENCE_KEY", SECRET)
+    with pytest.raises(MlflowException, match=r"0 captured signed rows .* without a valid evidence signature"):
+        client.set_registered_model_alias(MODEL, "champion", candidate)

@@ -16,16 +16,19 @@ from helpers.auth_server import ADMIN, AuthServer, password_of
 from helpers.gate import reference_only_version
 from mlflow_monitor.gate.audit import read_audit_log
 from mlflow_monitor.production.monitoring_run import monitoring_run_id
+from mlflow_monitor.windows.signing import ENV_KEY
 from mlflow_monitor.windows.stored import PROD_RUN_TAG, PROD_TAG, find_monitoring_run
 
 pytestmark = pytest.mark.slow  # an mlflow server subprocess
+
+EVIDENCE_KEY = "the-serving-identity-and-the-gate-share-this-0123456789"  # the gate (server) has it
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     root = tmp_path_factory.mktemp("trust_prod_run")
     srv = AuthServer(root, registry_store_uri=f"monitor:sqlite:///{root / 'server.db'}",
-                     env={"MLFLOW_MONITOR_HOME": str(root / "monitor_home")})
+                     env={"MLFLOW_MONITOR_HOME": str(root / "monitor_home"), ENV_KEY: EVIDENCE_KEY})
     srv.start()
     for user in ("serving", "promoter", "editor"):
         srv.create_user(user)
@@ -143,3 +146,62 @@ def test_a_link_without_proof_is_refused_and_changes_nothing(server, monkeypatch
     assert PROD_RUN_TAG not in _tags(server, monkeypatch, name, version)
     assert len(_audit(server, "refused_write", name)) == 4
     assert not _audit(server, "prod_run_linked", name)
+
+
+def test_an_experiment_editor_cannot_write_evidence_into_the_real_monitoring_run(server, monkeypatch):
+    """The serving identity captures drifted traffic, signed with the evidence key the gate
+    (this server) holds. An editor of the experiment -- who can write artifacts into the
+    monitoring run itself -- replaces the window's merged rows with flattering ones. The
+    gate ignores them (no valid signature) and blocks the promotion on the real traffic."""
+    import tempfile
+    import time
+    from pathlib import Path
+
+    import pandas as pd
+
+    import mlflow_monitor
+    from helpers.gate import breast_cancer_frames, drifted
+    from mlflow.exceptions import MlflowException
+    from mlflow_monitor.gate import tags as T
+    from mlflow_monitor.windows.stored import WINDOW_ROWS, list_windows, read_window_rows
+
+    name = "prod-signed"
+    admin = _login(monkeypatch, server, ADMIN)
+    mlflow.set_experiment(f"exp-{name}")
+    champion = reference_only_version(admin, name)
+    admin.set_registered_model_alias(name, "champion", champion)  # before the recipe: not gated
+    experiment_id = admin.get_run(admin.get_model_version(name, champion).run_id).info.experiment_id
+    r = server.api(ADMIN, "POST", "2.0/mlflow/registered-models/set-tag",
+                   json={"name": name, "key": "mlflow_monitor.recipe", "value": RECIPE})
+    assert r.status_code == 200, r.text
+    for user in ("serving", "promoter"):
+        server.grant(user, name, "EDIT")
+    for user in ("serving", "promoter", "editor"):
+        _grant_experiment(server, user, experiment_id)
+    _, holdout = breast_cancer_frames()
+    features = holdout.drop(columns=["target"])
+    # the serving identity, with the key: drifted traffic, signed
+    _login(monkeypatch, server, "serving")
+    monkeypatch.setenv(ENV_KEY, EVIDENCE_KEY)
+    mlflow_monitor.log_predictions(drifted(holdout).drop(columns=["target"]), holdout["target"],
+                                   model_uri=f"models:/{name}@champion", timestamps=time.time() - 600, window="5m")
+    monkeypatch.delenv(ENV_KEY)
+    run_id = _tags(server, monkeypatch, name, champion)[PROD_RUN_TAG]
+    # the editor (EDIT on the experiment only, no key) overwrites the merged rows
+    editor = _login(monkeypatch, server, "editor")
+    [window] = list_windows(editor, run_id, since=time.time() - 86_400, until=time.time() + 1)
+    ids = read_window_rows(editor, run_id, window)["__prediction_id"]
+    fake = features.sample(len(ids), replace=True, random_state=0).reset_index(drop=True)
+    fake.insert(0, "__prediction_id", ids.to_numpy())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / WINDOW_ROWS
+        pd.DataFrame(fake).to_parquet(path, index=False)
+        editor.log_artifact(run_id, str(path), window.folder("mlflow_monitor/prod/windows"))  # MLflow allows it
+    assert read_window_rows(editor, run_id, window)["mean radius"].tolist()[:5] == fake["mean radius"].tolist()[:5]
+    # the promoter promotes a candidate; the gate in the server reads only signed evidence
+    promoter = _login(monkeypatch, server, "promoter")
+    candidate = reference_only_version(promoter, name)
+    with pytest.raises(MlflowException, match="BLOCKED"):
+        promoter.set_registered_model_alias(name, "champion", candidate)
+    mv = _login(monkeypatch, server, ADMIN).get_model_version(name, candidate)
+    assert mv.tags[T.VERDICT] == T.BLOCKED and "drift_share" in mv.tags[T.REASON], mv.tags
