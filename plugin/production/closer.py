@@ -15,7 +15,10 @@ identical metric).
 
 Each merge also stores ``rows.parquet`` beside the summary: the union of its partials'
 row samples. Once a window's late check is over, its partials (those the stored summary
-lists) are deleted through the run's artifact repository, best effort. A partial that
+lists) are deleted through the run's artifact repository, best effort. Before it writes
+a re-merge, a closer re-reads the stored summary and backs off when another closer has
+stored a merge of partials it did not see (it would write an older window over a newer
+one whose late partials may be pruned already). A partial that
 arrives after that merges onto the stored window (summary state plus ``rows.parquet``).
 
 With the evidence key set (``MLFLOW_MONITOR_EVIDENCE_KEY``, see
@@ -208,6 +211,17 @@ class WindowCloser:
         else:
             merged, rows, rejected = self._merge(run_id, key, folder, names)
             used = names
+        if previous is not None:
+            stored = self._remote_summary(run_id, key, remember=False)
+            if stored is not None and not stored <= used:
+                # another closer stored a newer merge since this one listed the partials: never
+                # write an older merge over it (its late partials may be pruned already); this
+                # closer starts again from the stored summary on its next pass
+                for memo in (self._merged, self._rejected, self._logged):
+                    memo.pop(key.window_id, None)
+                _logger.info("mlflow-monitor: window %s of '%s' version %s was merged by another closer meanwhile; "
+                             "not overwritten", key.window_id, self.model_name, self.version)
+                return False
         self._merged[key.window_id] = used  # the rejected ones too: not read again until they change
         rejected = (rejected | self._rejected.get(key.window_id, frozenset())) & used
         self._rejected[key.window_id] = rejected
@@ -289,10 +303,11 @@ class WindowCloser:
             return frozenset()
         return frozenset(n[:-5] for n in files if n.endswith(".json"))
 
-    def _remote_summary(self, run_id: str, key: WindowKey, rejected: bool = True) -> Optional[frozenset[str]]:
+    def _remote_summary(self, run_id: str, key: WindowKey, rejected: bool = True,
+                        remember: bool = True) -> Optional[frozenset[str]]:
         """The partials of the window's stored summary (None when there is none), with
-        those it rejected unless ``rejected=False``; its revision and metrics are
-        remembered for the next revision's comparison."""
+        those it rejected unless ``rejected=False``; with ``remember``, its revision and
+        metrics are kept for the next revision's comparison."""
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
             try:
                 local = self._client.download_artifacts(run_id, f"{layout.summary_folder(key)}/summary.json", tmp)
@@ -305,6 +320,8 @@ class WindowCloser:
                 if _not_found(exc) or isinstance(exc, (KeyError, ValueError, TypeError)):
                     return None
                 raise
+        if not remember:
+            return names
         metrics = summary.get("metrics")
         if rejected:
             self._rejected[key.window_id] = refused

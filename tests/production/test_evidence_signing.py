@@ -147,6 +147,11 @@ def test_the_closer_merges_only_signed_partials_and_readers_with_the_key_skip_th
         assert good.flush(30) and late
         closer.hint(_key(name, version))
         assert closer.run_once() == 0
+        # the secret is in no artifact of the run, nor in the state files on disk
+        every = client.download_artifacts(run_id, "", str(tmp_path / "all"))
+        for root in (every, tmp_path / "good"):
+            for path in __import__("pathlib").Path(root).rglob("*"):
+                assert not path.is_file() or SECRET.encode() not in path.read_bytes(), path
     finally:
         good.close(10)
         evil.close(10)

@@ -237,3 +237,58 @@ def _key(name, version):
     from mlflow_monitor.windows import WindowKey
 
     return WindowKey(name, str(version), 1_764_583_200, 1)
+
+
+def test_a_closer_never_writes_an_older_merge_over_a_newer_one_whose_partials_are_pruned(tmp_path, clock):
+    """Two closers of one run (two hosts): A lists a window's late partial L1 and merges it;
+    meanwhile B merges L1 and a later L2 onto the stored window and, on its next pass,
+    prunes both. A's older merge (without L2) must not overwrite B's: L2's rows would then
+    be gone (pruned, and not in A's rows.parquet). A sees the newer summary and backs off."""
+    from mlflow_monitor.windows.stored import StoredWindow, read_window_rows
+
+    name, version, _ = register_version("two-closers")
+    rng = np.random.default_rng(9)
+    worker = Capture(name, version, window="1s", state_dir=tmp_path, clock=clock, worker_id="w", close_windows=False)
+    try:
+        clock.now = 1_764_583_200.2
+        ids = worker.record(_rows(rng, 4), [0, 0, 0, 0], latency_ms=1.0)
+        clock.now += 10
+        assert worker.flush(30)
+        client = mlflow.MlflowClient()
+        run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+        a, b = (WindowCloser(client, lambda: run_id, name, version, granularity_s=1, clock=clock, late_s=5)
+                for _ in range(2))
+        assert a.run_once() == 1
+        a.run_once()  # the late check is over: the first partial is pruned
+        assert a.partials_pruned == 1
+        ids += worker.record(_rows(rng, 2), [1, 1], latency_ms=1.0, timestamp=1_764_583_200.5)  # L1
+        assert worker.flush(30)
+        original = a._merge
+        raced = []
+
+        def merge_while_b_races(*args, **kwargs):
+            out = original(*args, **kwargs)  # A's merge: the stored window + L1
+            if not raced:
+                raced.append(True)
+                ids.extend(worker.record(_rows(rng, 3), [1, 1, 1], latency_ms=1.0, timestamp=1_764_583_200.7))
+                assert worker.flush(30)  # L2
+                b.hint(_key(name, version))
+                assert b.run_once() == 1  # B: the stored window + L1 + L2
+                b.run_once()  # ... and B prunes L1 and L2
+                assert b.partials_pruned == 2
+            return out
+
+        a._merge = merge_while_b_races
+        a.hint(_key(name, version))
+        logged = a.run_once()
+        window = StoredWindow(1_764_583_200, 1)
+        assert sorted(read_window_rows(client, run_id, window)["__prediction_id"]) == sorted(ids)  # nothing lost
+        assert logged == 0  # A backs off: B's summary lists what A did not merge
+        summary = _summaries(client, run_id)[1_764_583_200]
+        assert sorted(summary["partials"]) == ["w__000000", "w__000001", "w__000002"]
+        assert summary["state"]["rows"] == 9
+        assert sorted(read_window_rows(client, run_id, window)["__prediction_id"]) == sorted(ids)
+        assert a.run_once() == 0  # and A's next pass changes nothing
+        assert sorted(read_window_rows(client, run_id, window)["__prediction_id"]) == sorted(ids)
+    finally:
+        worker.close(10)
