@@ -36,7 +36,8 @@ def _isolated_state(tmp_path, monkeypatch, _migrated_template_db):
     monkeypatch.setenv("MLFLOW_MONITOR_HOME", str(home))
     for var in ("SLACK_BOT_TOKEN", "SLACK_WEBHOOK_URL", "SLACK_CHANNEL", "SLACK_API_URL", "MLFLOW_UI_URL",
                 "MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_RUN_ID",
-                "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME"):
+                "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME", "MLFLOW_MONITOR_EVIDENCE_KEY",
+                "MLFLOW_MONITOR_EVIDENCE_KEY_FILE"):
         monkeypatch.delenv(var, raising=False)
     db = tmp_path / "mlflow.db"
     shutil.copy(_migrated_template_db, db)  # a private copy per test

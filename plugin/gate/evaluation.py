@@ -95,8 +95,16 @@ class CandidateEvaluator:
         target_col = cols.target or getattr(reference, "target", None)
         pred_col = cols.prediction or getattr(reference, "prediction", None)
         self._progress("loading current data")
-        current = _load_current(recipe, mv.run_id, self._tracking_uri) if recipe.current.production is None \
-            else self._production_current(name, mv, target, target_col)  # production_evidence.py
+        if recipe.current.production is None:
+            current = _load_current(recipe, mv.run_id, self._tracking_uri)
+        else:
+            from mlflow_monitor.gate.production_evidence import UnsignedEvidenceError
+
+            try:
+                current = self._production_current(name, mv, target, target_col)  # production_evidence.py
+            except UnsignedEvidenceError as exc:
+                self._progress(f"production evidence refused: {exc}")
+                return _signature_refused(evidence, str(exc))
         features = self._features(ref_frame, target_col, pred_col)
         if need_perf:
             evidence = evidence_of(
@@ -260,6 +268,16 @@ def _evidence_refused(evidence: Evidence) -> Evaluation:
                 f"{'is' if len(evidence.self_reported) == 1 else 'are'} self-reported: "
                 + "; ".join(f"{s.input} {s.origin}" for s in evidence.self_reported)
                 + " (pin them in the recipe: reference.run_id, current.path)")
+    return Evaluation([rule], {}, evidence=evidence)
+
+
+def _signature_refused(evidence: Evidence, message: str) -> Evaluation:
+    """A recipe's production evidence that cannot be trusted (unsigned where signatures
+    are required, or failed signatures and too few signed rows): one failed rule, a block
+    (``on_error: allow`` does not apply: an editor could otherwise force the error)."""
+    from mlflow_monitor.gate.rules import RuleResult
+
+    rule = RuleResult(rule="evidence == signed", passed=False, actual=None, threshold=None, message=message)
     return Evaluation([rule], {}, evidence=evidence)
 
 

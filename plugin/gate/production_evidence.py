@@ -39,11 +39,18 @@ from mlflow_monitor.windows.stored import find_monitoring_run, list_windows, rea
 if TYPE_CHECKING:  # pragma: no cover
     from mlflow_monitor.recipes import Recipe
 
-__all__ = ["ProductionEvidenceError", "load_production_current"]
+__all__ = ["ProductionEvidenceError", "UnsignedEvidenceError", "load_production_current"]
 
 
 class ProductionEvidenceError(CurrentDataError):
     """No usable production traffic: no champion, no monitoring run, or too few rows."""
+
+
+class UnsignedEvidenceError(ProductionEvidenceError):
+    """The evidence cannot be trusted: ``require_signed`` without a key on the gate, or too
+    few signed rows while some files' signatures failed (someone may have written or
+    changed them) or while ``require_signed`` is set (someone may have deleted them). A
+    block, never an error that ``on_error: allow`` lets through."""
 
 
 def _labels(client: Any, run_id: str, window: Any, key: Optional[EvidenceKey],
@@ -55,11 +62,25 @@ def _labels(client: Any, run_id: str, window: Any, key: Optional[EvidenceKey],
     return labels if batches else None
 
 
-def load_production_current(recipe: "Recipe", *, name: str, holder: Optional[Any], candidate_run_id: str,
-                            client: Any, registry: Any = None, target: Optional[str] = None, now: Optional[float] = None,
-                            progress: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
+def load_production_current(recipe: "Recipe", **kwargs: Any) -> pd.DataFrame:
     """The champion's captured traffic as the current data (input columns, plus
-    ``target`` where labels were joined). Raises :class:`ProductionEvidenceError`."""
+    ``target`` where labels were joined). Raises :class:`ProductionEvidenceError`; with
+    ``require_signed``, every failure to find signed evidence is an
+    :class:`UnsignedEvidenceError` (a block: no evidence is not a pass)."""
+    try:
+        return _load(recipe, **kwargs)
+    except UnsignedEvidenceError:
+        raise
+    except ProductionEvidenceError as exc:
+        spec = recipe.current.production
+        if spec is not None and spec.require_signed:
+            raise UnsignedEvidenceError(str(exc)) from None
+        raise
+
+
+def _load(recipe: "Recipe", *, name: str, holder: Optional[Any], candidate_run_id: str,
+          client: Any, registry: Any = None, target: Optional[str] = None, now: Optional[float] = None,
+          progress: Optional[Callable[[str], None]] = None) -> pd.DataFrame:
     spec = recipe.current.production
     assert spec is not None
     say = progress or (lambda _m: None)
@@ -68,7 +89,7 @@ def load_production_current(recipe: "Recipe", *, name: str, holder: Optional[Any
     except EvidenceKeyError as exc:  # names the variable, never the secret
         raise ProductionEvidenceError(f"current.production: the gate's evidence key is unusable: {exc}") from None
     if key is None and spec.require_signed:
-        raise ProductionEvidenceError(
+        raise UnsignedEvidenceError(
             f"current.production.require_signed is true, but the gate has no evidence key ({ENV_KEY} or "
             f"{ENV_KEY_FILE} in the environment of the process that runs the gate, e.g. mlflow server): "
             "unsigned windows are not evidence")
@@ -110,7 +131,9 @@ def load_production_current(recipe: "Recipe", *, name: str, holder: Optional[Any
             break
     unsigned = _ignored_note(ignored)
     if rows < spec.min_rows:
-        raise ProductionEvidenceError(
+        # with failed signatures, or signing required, too little is a block: an editor who
+        # spoils or deletes files must not turn the evidence into an error on_error may allow
+        raise (UnsignedEvidenceError if ignored else ProductionEvidenceError)(
             f"current.production: too little production traffic for champion version {version} of "
             f"'{safe_text(name)}': {rows} captured{' signed' if key else ''} rows in {len(windows)} window(s) of the "
             f"last {spec.window}, the recipe needs at least {spec.min_rows} (min_rows){unsigned}")

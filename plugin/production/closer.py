@@ -52,7 +52,7 @@ from mlflow_monitor.retry import is_permanent
 from mlflow_monitor.reference import ReferenceData, ReferenceNotFoundError, load_reference
 from mlflow_monitor.windows import WindowKey, WindowState, format_granularity, parse_granularity
 from mlflow_monitor.windows.sample import ID_COLUMN
-from mlflow_monitor.windows.signing import EvidenceKey, evidence_key, log_signed_artifact, signature_path
+from mlflow_monitor.windows.signing import ENV_KEY, EvidenceKey, evidence_key, log_signed_artifact, signature_path
 
 __all__ = ["DEFAULT_SAMPLE_RETENTION", "SUMMARY_FORMAT", "CloserThread", "WindowCloser", "default_grace_s",
            "same_value", "summary_revision"]
@@ -62,6 +62,11 @@ _logger = logging.getLogger(__name__)
 SUMMARY_FORMAT = "mlflow_monitor.prod_window/1"
 DEFAULT_SAMPLE_RETENTION = 96  # merged window samples kept (slots, overwritten in turn)
 MAX_BATCH = 1000  # metrics per log_batch
+
+
+class UnverifiedWindow(Exception):
+    """A stored window this closer must not build on: its summary's signature fails, or it
+    was merged with the evidence key and this closer has none."""
 
 
 def default_grace_s(granularity_s: int) -> float:
@@ -91,6 +96,7 @@ class WindowCloser:
         # the evidence key ("env": from MLFLOW_MONITOR_EVIDENCE_KEY[_FILE]; a bad one raises here)
         self._key: Optional[EvidenceKey] = evidence_key() if key == "env" else key  # type: ignore[assignment]
         self.partials_rejected = 0
+        self._warned_unverified: set[str] = set()
         self._run_id = run_id
         self.model_name = model_name
         self.version = str(version)
@@ -192,8 +198,12 @@ class WindowCloser:
         if not names:
             return False
         previous = self._merged.get(key.window_id)
-        if previous is None and has_summary:
-            previous = self._remote_summary(run_id, key)
+        try:
+            if previous is None and has_summary:
+                previous = self._remote_summary(run_id, key)
+        except UnverifiedWindow as exc:  # looked at again on the next pass (it may be a write in progress)
+            self._warn_unverified(key, exc)
+            return False
         if previous is not None and names <= previous:  # nothing new (pruned or re-delivered ones included)
             self._merged[key.window_id] = previous
             return False
@@ -212,13 +222,20 @@ class WindowCloser:
             merged, rows, rejected = self._merge(run_id, key, folder, names)
             used = names
         if previous is not None:
-            stored = self._remote_summary(run_id, key, remember=False)
+            try:
+                stored = self._remote_summary(run_id, key, remember=False)
+            except UnverifiedWindow as exc:
+                self._warn_unverified(key, exc)
+                for memo in (self._merged, self._rejected, self._logged):
+                    memo.pop(key.window_id, None)
+                return False
             if stored is not None and not stored <= used:
                 # another closer stored a newer merge since this one listed the partials: never
                 # write an older merge over it (its late partials may be pruned already); this
                 # closer starts again from the stored summary on its next pass
                 for memo in (self._merged, self._rejected, self._logged):
                     memo.pop(key.window_id, None)
+                self._pruned.discard(key.window_id)
                 _logger.info("mlflow-monitor: window %s of '%s' version %s was merged by another closer meanwhile; "
                              "not overwritten", key.window_id, self.model_name, self.version)
                 return False
@@ -247,6 +264,12 @@ class WindowCloser:
                 if _not_found(exc) or isinstance(exc, (KeyError, ValueError, TypeError)):
                     return None
                 raise
+
+    def _warn_unverified(self, key: WindowKey, exc: Exception) -> None:
+        if key.window_id not in self._warned_unverified:
+            self._warned_unverified.add(key.window_id)
+            _logger.warning("mlflow-monitor: window %s of '%s' version %s is left as it is: %s", key.window_id,
+                            self.model_name, self.version, exc)
 
     def _download(self, run_id: str, path: str, tmp: str) -> bytes:
         return Path(self._client.download_artifacts(run_id, path, tmp)).read_bytes()
@@ -278,6 +301,12 @@ class WindowCloser:
             summary_files = {Path(e.path).name for e in self._list(run_id, layout.summary_folder(key))}
             if merged is None or layout.WINDOW_ROWS not in summary_files:
                 return  # merged before rows.parquet existed: its partials stay
+            if self._key is not None:  # the rows that outlive the partials must be the monitor's
+                rows_path = f"{layout.summary_folder(key)}/{layout.WINDOW_ROWS}"
+                with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
+                    why = self._rejects(run_id, rows_path, self._download(run_id, rows_path, tmp), tmp)
+                if why:
+                    raise UnverifiedWindow(f"its stored {layout.WINDOW_ROWS} has {why}")
             folder = layout.partial_folder(key)
             present = {Path(e.path).name for e in self._list(run_id, folder)}
             for name in sorted(merged):
@@ -290,6 +319,8 @@ class WindowCloser:
                                          "merged partials are kept", run_id)
                             return
                         self.partials_pruned += suffix == ".json"
+        except UnverifiedWindow as exc:  # its partials stay
+            self._warn_unverified(key, exc)
         except Exception as exc:
             self.prune_failures += 1
             if self.prune_failures == 1 or self.prune_failures % 100 == 0:
@@ -308,14 +339,24 @@ class WindowCloser:
         """The partials of the window's stored summary (None when there is none), with
         those it rejected unless ``rejected=False``; with ``remember``, its revision and
         metrics are kept for the next revision's comparison."""
+        path = f"{layout.summary_folder(key)}/summary.json"
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
             try:
-                local = self._client.download_artifacts(run_id, f"{layout.summary_folder(key)}/summary.json", tmp)
-                summary = json.loads(Path(local).read_text(encoding="utf-8"))
+                raw = self._download(run_id, path, tmp)
+                why = self._rejects(run_id, path, raw, tmp)
+                if why:  # not the monitor's: never a base for merging, pruning or backing off
+                    raise UnverifiedWindow(f"its stored summary.json has {why}")
+                summary = json.loads(raw.decode("utf-8"))
+                if self._key is None and summary.get("signed") is True:
+                    raise UnverifiedWindow("it was merged with the evidence key, and this closer has none "
+                                           f"(set {ENV_KEY} here too); an unsigned merge would hide its rows "
+                                           "from the gate")
                 names = frozenset(summary["partials"])
                 refused = frozenset(summary.get("rejected") or ())
                 if rejected:  # looked at already: not merged again until they change
                     names |= refused
+            except UnverifiedWindow:
+                raise
             except Exception as exc:
                 if _not_found(exc) or isinstance(exc, (KeyError, ValueError, TypeError)):
                     return None

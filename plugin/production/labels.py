@@ -121,7 +121,7 @@ def log_labels(model_uri: str, labels: Union[Mapping[str, Any], pd.DataFrame], *
     for window in list_windows(client, run_id, since=now - horizon_s, until=now + 1):
         if not wanted:
             break
-        rows = read_window_rows(client, run_id, window)
+        rows = read_window_rows(client, run_id, window, key=key)  # with the key: ids of signed rows only
         hit = [i for i in rows[ID_COLUMN].tolist() if i in wanted] if len(rows) else []
         if hit:
             touched[window] = pd.DataFrame({"id": hit, "label": [wanted.pop(i) for i in hit]})
@@ -174,7 +174,7 @@ def _update_window(client: Any, run_id: str, window: StoredWindow, new: pd.DataF
     legacy = read_json_artifact(client, run_id, f"{window.folder(LABELS)}/performance.json") or {}
     base = legacy.get("revision") if isinstance(legacy.get("revision"), int) else 0
     revision = base + max(batches - 1, 0)
-    rows = read_window_rows(client, run_id, window)
+    rows = read_window_rows(client, run_id, window, key=key)
     joined = rows.merge(both.rename(columns={"id": ID_COLUMN, "label": LABEL_COLUMN}), on=ID_COLUMN, how="inner")
     preds = prediction_columns(rows)
     metrics = score_window(joined, preds, task, LABEL_COLUMN)

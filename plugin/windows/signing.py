@@ -27,6 +27,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import stat
 from typing import Mapping, Optional
 
@@ -38,6 +39,7 @@ ENV_KEY_FILE = "MLFLOW_MONITOR_EVIDENCE_KEY_FILE"
 MIN_KEY_BYTES = 32
 SIGNATURE_FORMAT = "mlflow_monitor.evidence_signature/1"
 SIGNATURE_SUFFIX = ".sig"
+_HEX64 = re.compile(r"[0-9a-f]{64}")
 
 
 class EvidenceKeyError(ValueError):
@@ -85,8 +87,11 @@ class EvidenceKey:
             return "no signature"
         try:
             record = json.loads(sidecar.decode("utf-8"))
-            mac, digest, key_id = str(record["mac"]), str(record["sha256"]), str(record.get("key_id"))
+            mac, digest, key_id = record["mac"], record["sha256"], record.get("key_id")
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, AttributeError):
+            return "an unreadable signature"
+        if not (isinstance(mac, str) and isinstance(digest, str) and _HEX64.fullmatch(mac)
+                and _HEX64.fullmatch(digest)):
             return "an unreadable signature"
         if record.get("format") != SIGNATURE_FORMAT:
             return "a signature of an unknown format"

@@ -15,6 +15,7 @@ import datetime as _dt
 import io
 import json
 import tempfile
+import time
 from pathlib import Path
 from typing import Any, Iterator, Optional
 
@@ -226,11 +227,15 @@ def _merged_rows(client: Any, run_id: str, window: StoredWindow, key: Optional[E
     if WINDOW_ROWS not in names:
         return
     path = f"{folder}/{WINDOW_ROWS}"
-    with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
-        blob = Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
-        sidecar = None
-        if key is not None and signature_path(WINDOW_ROWS) in names:
-            sidecar = _read_optional(Path(client.download_artifacts(run_id, signature_path(path), tmp)))
+    for attempt in (0, 1):  # a re-merge in progress: its new signature lands before its new rows
+        with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
+            blob = Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
+            sidecar = None
+            if key is not None and signature_path(WINDOW_ROWS) in names:
+                sidecar = _read_optional(Path(client.download_artifacts(run_id, signature_path(path), tmp)))
+        if key is None or attempt or key.verify(run_id, path, blob, sidecar) is None:
+            break
+        time.sleep(0.5)
     if not _signed(key, run_id, path, blob, sidecar, ignored):
         return
     frame = pd.read_parquet(io.BytesIO(blob))

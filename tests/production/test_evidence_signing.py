@@ -34,6 +34,12 @@ def test_a_signature_holds_only_for_its_bytes_run_path_and_key():
     assert "another key" in EvidenceKey(b"x" * 32).verify("run1", PATH, b"rows", sidecar)
     assert key.verify("run1", PATH, b"rows", None) == "no signature"
     assert "unreadable" in key.verify("run1", PATH, b"rows", b"\xff{not json")
+    # crafted fields never raise (a TypeError would fail the gate's whole read, or set a window aside)
+    for field, value in (("mac", "\u00e9" * 64), ("sha256", "\u00e9" * 64), ("mac", 7), ("sha256", None),
+                         ("mac", "A" * 64)):
+        crafted = {**json.loads(sidecar), field: value}
+        assert key.verify("run1", PATH, b"rows", json.dumps(crafted).encode()) == "an unreadable signature"
+    assert key.verify("run1", PATH, b"rows", b"[1, 2]") == "an unreadable signature"
     # an editor who knows the format but not the key: a recomputed digest, a guessed MAC
     forged = json.loads(sidecar)
     forged["sha256"], forged["mac"] = __import__("hashlib").sha256(b"rowz").hexdigest(), "0" * 64
@@ -155,6 +161,52 @@ def test_the_closer_merges_only_signed_partials_and_readers_with_the_key_skip_th
     finally:
         good.close(10)
         evil.close(10)
+
+
+def test_a_forged_summary_or_a_keyless_closer_never_rewrites_or_prunes_a_signed_window(tmp_path, clock, monkeypatch,
+                                                                                        caplog):
+    name, version, _ = register_version("signed-summary")
+    rng = np.random.default_rng(4)
+    monkeypatch.setenv(ENV_KEY, SECRET)
+    worker = Capture(name, version, window="1s", state_dir=tmp_path, clock=clock, worker_id="w", close_windows=False)
+    try:
+        clock.now = 1_764_583_200.3
+        ids = worker.record(_rows(rng, 5), np.zeros(5, dtype=int), latency_ms=1.0)
+        clock.now += 10
+        assert worker.flush(30)
+        client = mlflow.MlflowClient()
+        run_id = client.get_model_version(name, version).tags[PROD_RUN_TAG]
+        assert WindowCloser(client, lambda: run_id, name, version, granularity_s=1, clock=clock).run_once() == 1
+        folder = "mlflow_monitor/prod/partials/2025-12-01/20251201T100000Z-1s"
+        summary_dir = "mlflow_monitor/prod/windows/2025-12-01/20251201T100000Z-1s"
+        # an editor replaces the summary with one that lists the partials as merged "already"
+        forged = json.loads(open(client.download_artifacts(run_id, f"{summary_dir}/summary.json")).read())
+        forged["partials"], forged["state"]["rows"] = ["w__000000", "w__000009"], 1
+        path = tmp_path / "summary.json"
+        path.write_text(json.dumps(forged))
+        client.log_artifact(run_id, str(path), summary_dir)
+        late = worker.record(_rows(rng, 2), [0, 0], latency_ms=1.0, timestamp=1_764_583_200.5)
+        assert worker.flush(30)
+        closer = WindowCloser(client, lambda: run_id, name, version, granularity_s=1, clock=clock, late_s=5)
+        closer.hint(_key(name, version))
+        assert closer.run_once() == 0  # not merged onto a forged summary ...
+        clock.now += 30
+        closer.run_once()  # ... and its signed partials are not pruned on the forged summary's word
+        assert len(client.list_artifacts(run_id, folder)) == 8
+        assert "summary.json has a signature of other bytes" in caplog.text
+        window = StoredWindow(1_764_583_200, 1)
+        assert sorted(read_window_rows(client, run_id, window, key=evidence_key())["__prediction_id"]) == \
+            sorted(ids + late)
+        # a closer without the key never writes an unsigned merge over a signed window
+        client.log_artifact(run_id, client.download_artifacts(run_id, f"{summary_dir}/summary.json.sig",
+                                                              str(tmp_path / "sig")), summary_dir)
+        monkeypatch.delenv(ENV_KEY)
+        keyless = WindowCloser(client, lambda: run_id, name, version, granularity_s=1, clock=clock, late_s=5)
+        keyless.hint(_key(name, version))
+        assert keyless.run_once() == 0
+        assert "merged with the evidence key, and this closer has none" in caplog.text
+    finally:
+        worker.close(10)
 
 
 def test_signed_labels_count_and_unsigned_ones_do_not(tmp_path, clock, monkeypatch):

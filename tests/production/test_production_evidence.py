@@ -199,17 +199,43 @@ def test_with_the_evidence_key_rows_an_editor_writes_into_the_monitoring_run_are
 
 
 @pytest.mark.slow
-def test_require_signed_refuses_a_gate_without_the_key_and_unsigned_windows_count_as_no_traffic(monkeypatch):
+def test_require_signed_refuses_a_gate_without_the_key_and_unsigned_windows_block_even_with_on_error_allow(
+        monkeypatch):
+    """Untrustworthy evidence is a failed rule, not an error: ``on_error: allow`` would
+    otherwise let an editor force a pass by spoiling the signatures."""
     monkeypatch.delenv("MLFLOW_MONITOR_EVIDENCE_KEY", raising=False)
     client = gated_client()
     _, holdout = breast_cancer_frames()
     _champion_with_traffic(client, holdout)  # captured without a key: unsigned windows
     candidate = reference_only_version(client, MODEL)
-    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe().replace("min_rows: 100}", "min_rows: 100, "
-                                                                        "require_signed: true}"))
-    with pytest.raises(MlflowException, match="require_signed is true, but the gate has no evidence key"):
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe(on_error="allow").replace(
+        "min_rows: 100}", "min_rows: 100, require_signed: true}"))
+    with pytest.raises(MlflowException, match="BLOCKED") as info:
         client.set_registered_model_alias(MODEL, "champion", candidate)
+    assert "evidence == signed failed" in info.value.message
+    assert "require_signed is true, but the gate has no evidence key" in info.value.message
+    assert client.get_model_version(MODEL, candidate).tags[T.VERDICT] == T.BLOCKED
     # the key on the gate now, but the windows were written without it: none of them is evidence
     monkeypatch.setenv("MLFLOW_MONITOR_EVIDENCE_KEY", SECRET)
-    with pytest.raises(MlflowException, match=r"0 captured signed rows .* without a valid evidence signature"):
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe(on_error="allow"))
+    with pytest.raises(MlflowException, match="BLOCKED") as info:
         client.set_registered_model_alias(MODEL, "champion", candidate)
+    assert "0 captured signed rows" in info.value.message
+    assert "without a valid evidence signature were ignored" in info.value.message
+    assert client.get_model_version(MODEL, candidate).tags[T.VERDICT] == T.BLOCKED
+    # too little signed traffic and nothing failed (an editor deleted windows, say): an error
+    # that on_error may allow, unless the recipe requires signatures
+    from mlflow_monitor.windows.stored import PROD_RUN_TAG, list_windows
+    from mlflow_monitor.mlflow_compat import delete_run_artifact
+
+    run_id = client.get_model_version(MODEL, client.get_model_version_by_alias(MODEL, "champion").version
+                                      ).tags[PROD_RUN_TAG]
+    delete_run_artifact(client, run_id, "mlflow_monitor/prod")
+    assert not list_windows(client, run_id, since=time.time() - 86_400, until=time.time() + 1)
+    client.set_registered_model_alias(MODEL, "champion", candidate)
+    assert client.get_model_version(MODEL, candidate).tags[T.VERDICT] == T.ERROR_ALLOWED
+    other = reference_only_version(client, MODEL)
+    client.set_registered_model_tag(MODEL, T.RECIPE, _recipe(on_error="allow").replace(
+        "min_rows: 100}", "min_rows: 100, require_signed: true}"))
+    with pytest.raises(MlflowException, match="evidence == signed failed"):
+        client.set_registered_model_alias(MODEL, "champion", other)
