@@ -46,6 +46,9 @@ class ProductionEvidenceError(CurrentDataError):
     """No usable production traffic: no champion, no monitoring run, or too few rows."""
 
 
+RE_MERGE_WAIT_S = 0.5  # how long the gate waits once for a re-merge's rows to follow its signature
+
+
 class UnsignedEvidenceError(ProductionEvidenceError):
     """The evidence cannot be trusted: ``require_signed`` without a key on the gate, or too
     few signed rows while some files' signatures failed (someone may have written or
@@ -117,7 +120,10 @@ def _load(recipe: "Recipe", *, name: str, holder: Optional[Any], candidate_run_i
     ignored: list[str] = []  # files whose signature fails (with the key only)
     windows = list_windows(client, run_id, since=now - seconds, until=now + 1)
     for window in windows:
-        part = read_window_rows(client, run_id, window, key=key, ignored=ignored)
+        # one wait for a re-merge in progress per evaluation, never one per window
+        waited = any("a signature of other bytes" in i for i in ignored)
+        part = read_window_rows(client, run_id, window, key=key, ignored=ignored,
+                                retry_wait_s=0.0 if waited else RE_MERGE_WAIT_S)
         if part.empty:
             continue
         if target:

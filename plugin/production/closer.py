@@ -319,7 +319,8 @@ class WindowCloser:
                                          "merged partials are kept", run_id)
                             return
                         self.partials_pruned += suffix == ".json"
-        except UnverifiedWindow as exc:  # its partials stay
+        except UnverifiedWindow as exc:  # its partials stay; looked at again on the next pass
+            self._pruned.discard(key.window_id)
             self._warn_unverified(key, exc)
         except Exception as exc:
             self.prune_failures += 1
@@ -347,6 +348,8 @@ class WindowCloser:
                 if why:  # not the monitor's: never a base for merging, pruning or backing off
                     raise UnverifiedWindow(f"its stored summary.json has {why}")
                 summary = json.loads(raw.decode("utf-8"))
+                if not isinstance(summary, dict):
+                    return None
                 if self._key is None and summary.get("signed") is True:
                     raise UnverifiedWindow("it was merged with the evidence key, and this closer has none "
                                            f"(set {ENV_KEY} here too); an unsigned merge would hide its rows "

@@ -184,7 +184,7 @@ def read_json_artifact(client: Any, run_id: str, path: str) -> Optional[dict[str
 
 
 def read_window_rows(client: Any, run_id: str, window: StoredWindow, *, key: Optional[EvidenceKey] = None,
-                     ignored: Optional[list[str]] = None) -> pd.DataFrame:
+                     ignored: Optional[list[str]] = None, retry_wait_s: float = 0.0) -> pd.DataFrame:
     """The sampled rows of ``window``: the union of its partials' row samples (those the
     closer pruned live on in the merged window's ``rows.parquet``), one row per
     prediction id. Columns: ``__prediction_id``, the input columns and the prediction
@@ -192,8 +192,10 @@ def read_window_rows(client: Any, run_id: str, window: StoredWindow, *, key: Opt
     beyond a worker's bottom-k sample) are not here.
 
     ``key`` (the gate): only files whose evidence signature holds count; the others are
-    left out and their paths, with the reason, appended to ``ignored``."""
-    frames = [*_merged_rows(client, run_id, window, key, ignored),
+    left out and their paths, with the reason, appended to ``ignored``. ``retry_wait_s``:
+    a merged ``rows.parquet`` whose signature holds for other bytes (a re-merge in
+    progress) is read again once after that long (0: not)."""
+    frames = [*_merged_rows(client, run_id, window, key, ignored, retry_wait_s),
               *_partial_samples(client, run_id, window, key, ignored)]
     if not frames:
         return pd.DataFrame({ID_COLUMN: pd.Series([], dtype=object)})
@@ -221,21 +223,31 @@ def _read_optional(path: Path) -> Optional[bytes]:
 
 
 def _merged_rows(client: Any, run_id: str, window: StoredWindow, key: Optional[EvidenceKey],
-                 ignored: Optional[list[str]]) -> Iterator[pd.DataFrame]:
+                 ignored: Optional[list[str]], retry_wait_s: float = 0.0) -> Iterator[pd.DataFrame]:
     folder = window.folder(WINDOWS)
     names = {Path(e.path).name for e in _list(client, run_id, folder)}
     if WINDOW_ROWS not in names:
         return
     path = f"{folder}/{WINDOW_ROWS}"
-    for attempt in (0, 1):  # a re-merge in progress: its new signature lands before its new rows
+    for attempt in (0, 1):
         with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
-            blob = Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
+            try:
+                blob = Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
+            except OSError as exc:  # a folder named rows.parquet, say: not the monitor's file
+                if key is None:
+                    raise
+                if ignored is not None:
+                    ignored.append(f"{path} (unreadable: {type(exc).__name__})")
+                return
             sidecar = None
             if key is not None and signature_path(WINDOW_ROWS) in names:
                 sidecar = _read_optional(Path(client.download_artifacts(run_id, signature_path(path), tmp)))
-        if key is None or attempt or key.verify(run_id, path, blob, sidecar) is None:
+        why = key.verify(run_id, path, blob, sidecar) if key is not None else None
+        # a re-merge in progress (its new signature lands before its new rows) is read again
+        # once, after ``retry_wait_s``; any other failure is final at once
+        if why is None or attempt or not retry_wait_s or not why.startswith("a signature of other bytes"):
             break
-        time.sleep(0.5)
+        time.sleep(retry_wait_s)
     if not _signed(key, run_id, path, blob, sidecar, ignored):
         return
     frame = pd.read_parquet(io.BytesIO(blob))
@@ -253,7 +265,14 @@ def _partial_samples(client: Any, run_id: str, window: StoredWindow, key: Option
     with tempfile.TemporaryDirectory(prefix="mlflow_monitor_prod_") as tmp:
         local = Path(client.download_artifacts(run_id, folder, tmp))
         for name in complete:
-            blob = (local / name).read_bytes()
+            try:
+                blob = (local / name).read_bytes()
+            except OSError as exc:  # a folder with a partial's name, say
+                if key is None:
+                    raise
+                if ignored is not None:
+                    ignored.append(f"{folder}/{name} (unreadable: {type(exc).__name__})")
+                continue
             if not _signed(key, run_id, f"{folder}/{name}", blob, _read_optional(local / signature_path(name)),
                            ignored):
                 continue

@@ -253,3 +253,35 @@ def _key(name, version):
     from mlflow_monitor.windows import WindowKey
 
     return WindowKey(name, str(version), 1_764_583_200, 1)
+
+
+def test_planted_files_an_editor_shapes_oddly_are_ignored_quickly_never_raised(tmp_path):
+    """A folder named ``rows.parquet`` or like a partial, and an unsigned ``rows.parquet``:
+    with the key each is one ignored file (not an exception an ``on_error: allow`` gate
+    would pass), and only a signature of other bytes (a re-merge in progress) is waited for."""
+    import time
+
+    client = mlflow.MlflowClient()
+    run_id = client.create_run("0").info.run_id
+    window = StoredWindow(1_764_583_200, 60)
+    key = EvidenceKey(SECRET.encode())
+    odd = tmp_path / "odd"
+    odd.mkdir()
+    (odd / "x.txt").write_text("x")
+    client.log_artifacts(run_id, str(odd), f"{window.folder('mlflow_monitor/prod/windows')}/rows.parquet")
+    partials = window.folder("mlflow_monitor/prod/partials")
+    client.log_artifacts(run_id, str(odd), f"{partials}/w__000000.parquet")
+    (tmp_path / "w__000000.json").write_text("{}")
+    client.log_artifact(run_id, str(tmp_path / "w__000000.json"), partials)
+    ignored: list[str] = []
+    assert read_window_rows(client, run_id, window, key=key, ignored=ignored).empty
+    assert sorted(i.rsplit(" (", 1)[1] for i in ignored) == ["unreadable: IsADirectoryError)"] * 2
+    # an unsigned rows.parquet is ignored at once, even with a re-read wait allowed
+    other = StoredWindow(1_764_583_260, 60)
+    path = tmp_path / "rows.parquet"
+    pd.DataFrame({"__prediction_id": ["a"], "x": [1.0]}).to_parquet(path)
+    client.log_artifact(run_id, str(path), other.folder("mlflow_monitor/prod/windows"))
+    started = time.monotonic()
+    assert read_window_rows(client, run_id, other, key=key, retry_wait_s=5.0).empty
+    assert time.monotonic() - started < 4.0
+    assert len(read_window_rows(client, run_id, other)) == 1  # without the key: read as stored
