@@ -35,6 +35,25 @@ def register_version(name: str = "prod-model", with_reference: bool = True) -> t
     return name, str(mv.version), run.info.run_id
 
 
+def forge_window_rows(client, run_id: str, window, features: pd.DataFrame) -> pd.DataFrame:
+    """What an editor of a monitoring run's experiment can do: replace ``window``'s merged
+    ``rows.parquet`` with rows drawn from ``features`` under the captured prediction ids
+    (the merged rows come first when a window is read). Returns the forged rows."""
+    import tempfile
+    from pathlib import Path
+
+    from mlflow_monitor.windows.stored import WINDOW_ROWS, WINDOWS, read_window_rows
+
+    ids = read_window_rows(client, run_id, window)["__prediction_id"]
+    fake = features.sample(len(ids), replace=True, random_state=0).reset_index(drop=True)
+    fake.insert(0, "__prediction_id", ids.to_numpy())
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / WINDOW_ROWS
+        fake.to_parquet(path, index=False)
+        client.log_artifact(run_id, str(path), window.folder(WINDOWS))
+    return fake
+
+
 class FakeClock:
     """An injected clock (seconds since the epoch) the test moves by hand."""
 

@@ -147,28 +147,15 @@ SECRET = "evidence-key-for-tests-0123456789abcdef"
 
 
 def _overwrite_window_rows(client, run_id, frame) -> int:
-    """What an editor of the monitoring run's experiment can do: replace every merged
-    window's ``rows.parquet`` with rows of its own under the captured prediction ids (the
-    merged rows come first when the gate reads a window). Returns the windows changed."""
-    import tempfile
-    from pathlib import Path
+    """Every recent merged window's rows replaced by an editor's (``forge_window_rows``).
+    Returns the windows changed."""
+    from helpers.production import forge_window_rows
+    from mlflow_monitor.windows.stored import list_windows
 
-    import pandas as pd
-
-    from mlflow_monitor.windows.stored import WINDOW_ROWS, StoredWindow, list_windows, read_window_rows
-
-    changed = 0
-    for window in list_windows(client, run_id, since=time.time() - 86_400, until=time.time() + 1):
-        ids = read_window_rows(client, run_id, window)["__prediction_id"]
-        fake = frame.sample(len(ids), replace=True, random_state=0).reset_index(drop=True)
-        fake.insert(0, "__prediction_id", ids.to_numpy())
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / WINDOW_ROWS
-            pd.DataFrame(fake).to_parquet(path, index=False)
-            client.log_artifact(run_id, str(path), StoredWindow(window.start, window.granularity_s).folder(
-                "mlflow_monitor/prod/windows"))
-        changed += 1
-    return changed
+    windows = list_windows(client, run_id, since=time.time() - 86_400, until=time.time() + 1)
+    for window in windows:
+        forge_window_rows(client, run_id, window, frame)
+    return len(windows)
 
 
 @pytest.mark.slow

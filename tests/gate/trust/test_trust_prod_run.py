@@ -55,14 +55,17 @@ RECIPE = ("task: drift\ncurrent: {production: {window: 1d, min_rows: 10, serving
           "rules: [drift_share < 0.3]\n")
 
 
-def _model(server, monkeypatch, name: str) -> tuple[str, str]:
+def _model(server, monkeypatch, name: str, champion: bool = False) -> tuple[str, str]:
     """Version 1 of ``name`` (by the admin), with a recipe (set by the admin) naming
     ``serving`` as its serving user; serving and promoter: EDIT on the model and the
-    experiment; editor: EDIT on the experiment only. Returns the version and the
+    experiment; editor: EDIT on the experiment only. ``champion``: the version holds the
+    alias ``champion``, set before the recipe (so not gated). Returns the version and the
     experiment id."""
     admin = _login(monkeypatch, server, ADMIN)
     mlflow.set_experiment(f"exp-{name}")  # an experiment of its own: grants are per experiment
     version = reference_only_version(admin, name)
+    if champion:
+        admin.set_registered_model_alias(name, "champion", version)
     experiment_id = admin.get_run(admin.get_model_version(name, version).run_id).info.experiment_id
     r = server.api(ADMIN, "POST", "2.0/mlflow/registered-models/set-tag",
                    json={"name": name, "key": "mlflow_monitor.recipe", "value": RECIPE})
@@ -153,31 +156,17 @@ def test_an_experiment_editor_cannot_write_evidence_into_the_real_monitoring_run
     (this server) holds. An editor of the experiment -- who can write artifacts into the
     monitoring run itself -- replaces the window's merged rows with flattering ones. The
     gate ignores them (no valid signature) and blocks the promotion on the real traffic."""
-    import tempfile
     import time
-    from pathlib import Path
-
-    import pandas as pd
 
     import mlflow_monitor
     from helpers.gate import breast_cancer_frames, drifted
+    from helpers.production import forge_window_rows
     from mlflow.exceptions import MlflowException
     from mlflow_monitor.gate import tags as T
-    from mlflow_monitor.windows.stored import WINDOW_ROWS, list_windows, read_window_rows
+    from mlflow_monitor.windows.stored import list_windows, read_window_rows
 
     name = "prod-signed"
-    admin = _login(monkeypatch, server, ADMIN)
-    mlflow.set_experiment(f"exp-{name}")
-    champion = reference_only_version(admin, name)
-    admin.set_registered_model_alias(name, "champion", champion)  # before the recipe: not gated
-    experiment_id = admin.get_run(admin.get_model_version(name, champion).run_id).info.experiment_id
-    r = server.api(ADMIN, "POST", "2.0/mlflow/registered-models/set-tag",
-                   json={"name": name, "key": "mlflow_monitor.recipe", "value": RECIPE})
-    assert r.status_code == 200, r.text
-    for user in ("serving", "promoter"):
-        server.grant(user, name, "EDIT")
-    for user in ("serving", "promoter", "editor"):
-        _grant_experiment(server, user, experiment_id)
+    champion, _ = _model(server, monkeypatch, name, champion=True)
     _, holdout = breast_cancer_frames()
     features = holdout.drop(columns=["target"])
     # the serving identity, with the key: drifted traffic, signed
@@ -190,13 +179,7 @@ def test_an_experiment_editor_cannot_write_evidence_into_the_real_monitoring_run
     # the editor (EDIT on the experiment only, no key) overwrites the merged rows
     editor = _login(monkeypatch, server, "editor")
     [window] = list_windows(editor, run_id, since=time.time() - 86_400, until=time.time() + 1)
-    ids = read_window_rows(editor, run_id, window)["__prediction_id"]
-    fake = features.sample(len(ids), replace=True, random_state=0).reset_index(drop=True)
-    fake.insert(0, "__prediction_id", ids.to_numpy())
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / WINDOW_ROWS
-        pd.DataFrame(fake).to_parquet(path, index=False)
-        editor.log_artifact(run_id, str(path), window.folder("mlflow_monitor/prod/windows"))  # MLflow allows it
+    fake = forge_window_rows(editor, run_id, window, features)  # MLflow allows the upload
     assert read_window_rows(editor, run_id, window)["mean radius"].tolist()[:5] == fake["mean radius"].tolist()[:5]
     # the promoter promotes a candidate; the gate in the server reads only signed evidence
     promoter = _login(monkeypatch, server, "promoter")
