@@ -1,7 +1,8 @@
 """Training overhead of mlflow_monitor.autolog() on CPU loops: 1-3 ms steps and 0.2 ms steps.
 
-Four loop shapes, each with the arms interleaved block by block (order rotated) in one process
-to share the machine's noise:
+Four loop shapes, each with the arms run in many short paired rounds (the arms' order
+shuffled each round) in one process, so a drift of the shared machine's speed hits every
+arm of a round alike:
 
   mlp   -- MLP 128-256-256-10, batch 64, a collating DataLoader (~0.9 ms a step on the idle
            dev VM, ~1.5 ms loaded: the low end of the 1-3 ms range, or under it)
@@ -10,38 +11,47 @@ to share the machine's noise:
            core, the issue's fast-step case, where a per-point cost shows
   tiny  -- one Linear 8-4, batch 8, a DataLoader over ready batches (``batch_size=None``,
            no collation): about 0.1 ms a step on an idle core, twice as fast as the target's.
-           The step time measured is printed; on a loaded machine it is longer.
+           The step time measured is printed; on a loaded or slow machine it is longer.
 
   off      -- autolog disabled (the anchor)
+  aa       -- autolog disabled again (A-A: the run's own resolution; its ratio should be 1)
   proc     -- mlflow_monitor.autolog(), embedded sqlite written by the writer process (the default)
   inproc   -- the same, the writes in the training process (MLFLOW_MONITOR_WRITER_PROCESS=0)
   hooks    -- (with --arms ...,hooks) the hooks' own cost: points dropped at the buffer
 
-Every autolog block is its own run and logs 4 points a step (train/loss, train/lr,
-train/step_time_s, train/samples_per_s) into the embedded sqlite store; each block's
+Every autolog round is its own run and logs 4 points a step (train/loss, train/lr,
+train/step_time_s, train/samples_per_s) into the embedded sqlite store; each run's
 points are checked in the store afterwards. The arms share one pipeline and one warm
-writer process (the live writer is switched between blocks). Per step it reports the
+writer process (the live writer is switched between rounds). Per step it reports the
 wall time, the training thread's CPU (``thread_time``), wall minus that CPU (waiting for
 the GIL or a CPU), the training process's CPU (all threads) and the writer process's
-CPU (``/proc``), both until the block's points are stored. Once, for context:
-``mlflow.log_metric`` of the loss every step.
+CPU (``/proc``), both until the round's points are stored (medians over rounds); and the
+median over rounds of the paired ratio (arm / off, same round) with its 95% bootstrap
+interval (``paired_stats.py``). Once, for context: ``mlflow.log_metric`` of the loss
+every step.
 
 Targets: autolog at most 3% slower than off at 1-3 ms steps, at most 10% at 0.2 ms
-steps, and every point of every step in the run.
+steps, and every point of every step in the run. A target is MET when the whole interval
+is within it, NOT MET when the whole interval is beyond it, NOT RESOLVED otherwise.
 
-    python benchmarks/training_overhead.py [--blocks 10] [--steps-per-block 1000] [--shapes mlp,wide,tiny]
-                                           [--arms off,proc,inproc,hooks]
+    python benchmarks/training_overhead.py [--rounds 30] [--steps-per-round 200] [--shapes mlp,wide,tiny]
+                                           [--arms off,aa,proc,inproc,hooks]
 """
 
 from __future__ import annotations
 
 import argparse
+import random
 import os
 import platform
 import statistics
 import sys
 import tempfile
 import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from paired_stats import estimate, verdict  # noqa: E402
 
 POINTS = ("train/loss", "train/lr", "train/step_time_s", "train/samples_per_s")
 SHAPES = {  # name: (layer sizes, batch size, target overhead, DataLoader over ready batches)
@@ -50,7 +60,7 @@ SHAPES = {  # name: (layer sizes, batch size, target overhead, DataLoader over r
     "fast": ((16, 32, 4), 16, 0.10, False),  # ~0.2 ms a step on the idle dev VM: the issue's 0.2 ms target
     "tiny": ((8, 4), 8, 0.10, True),  # ~0.1 ms: twice as fast as the target's steps (context, held to 10% too)
 }
-STEPS_FACTOR = {"fast": 5, "tiny": 10}  # blocks of about the same wall time as mlp's
+STEPS_FACTOR = {"fast": 5, "tiny": 10}  # rounds of about the same wall time as mlp's
 
 
 def _machine() -> str:
@@ -82,6 +92,7 @@ def _loop(sizes: tuple[int, ...], batch: int, steps: int, ready_batches: bool):
 
 ARMS = {  # name: (label, MLFLOW_MONITOR_WRITER_PROCESS, push dropped)
     "off": ("off (anchor)", None, False),
+    "aa": ("off again (A-A: this run's resolution)", None, False),
     "proc": ("autolog, writer process", "1", False),
     "inproc": ("autolog, in-process writer", "0", False),
     "hooks": ("autolog hooks only (points dropped at the buffer)", "1", True),
@@ -121,18 +132,27 @@ def _use_writer_process(on: bool):
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--blocks", type=int, default=10)
-    parser.add_argument("--steps-per-block", type=int, default=1000,
+    parser.add_argument("--rounds", "--blocks", dest="rounds", type=int, default=30,
+                        help="paired rounds per shape (every arm once a round, order shuffled)")
+    parser.add_argument("--steps-per-round", "--steps-per-block", dest="steps_per_round", type=int, default=200,
                         help="for the mlp and wide shapes; fast runs 5x more, tiny 10x")
     parser.add_argument("--log-metric-steps", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--shapes", default="mlp,wide,fast,tiny")
-    parser.add_argument("--arms", default="off,proc,inproc",
-                        help="of off, proc (writer process), inproc (in-process writer), hooks (the hooks' own "
+    parser.add_argument("--arms", default="off,aa,proc,inproc",
+                        help="of off (first: the anchor), aa (off again), proc (writer process), inproc (in-process writer), hooks (the hooks' own "
                              "cost: points dropped at the buffer)")
     parser.add_argument("--warmup-steps", type=int, default=20,
-                        help="first steps of each block timed separately (run start, sampler start)")
+                        help="first steps of each round timed separately (run start, sampler start)")
     args = parser.parse_args()
+    arms = args.arms.split(",")
+    if arms[0] != "off":
+        raise SystemExit(f"--arms must start with off (the anchor), got {args.arms!r}")
+    unknown = [a for a in arms if a not in ARMS]
+    if unknown:
+        raise SystemExit(f"--arms: unknown arm(s) {unknown}; allowed: {', '.join(ARMS)}")
+    if args.rounds < 5:
+        raise SystemExit(f"--rounds must be at least 5 for an interval, got {args.rounds}")
 
     tmp = tempfile.mkdtemp(prefix="mm_overhead_")
     os.environ["MLFLOW_MONITOR_WRITER_PROCESS"] = "1"
@@ -146,26 +166,29 @@ def main() -> int:
     from mlflow_monitor.metrics import get_pipeline
 
     warm = args.warmup_steps
-    arms = args.arms.split(",")
     uptime_before = _uptime()
     print(f"machine: {_machine()}")
     print(f"uptime: {uptime_before}")
-    print(f"{args.blocks} interleaved blocks per arm (order rotated each block), each autolog block its own "
-          f"run (system metrics on, health off); medians of the per-block steady figures after the first "
-          f"{warm} steps. us/step: wall; train CPU: the training thread's CPU (thread_time); wait: wall - "
-          "train CPU (GIL waits and CPU contention; the same quantity in the off arm is the baseline); "
-          "process CPU: the training process, all threads, until the block's points are stored; writer "
-          "CPU: the writer process, same span. Per step; 4 points a step.\n")
-    print("| loop | arm | steps | us/step | vs off | train CPU | wait | process CPU | writer CPU | "
+    print(f"{args.rounds} paired rounds per shape (every arm once a round, order shuffled), each autolog "
+          f"round its own run (system metrics on, health off); figures after the first {warm} steps of a "
+          "round. us/step: wall, median of rounds; vs off: median of the rounds' paired ratios (arm / off "
+          "of the same round) with its 95% bootstrap interval; train CPU: the training thread's CPU "
+          "(thread_time); wait: wall - train CPU (GIL waits and CPU contention; the same quantity in the off "
+          "arm is the baseline); process CPU: the training process, all threads, until the round's points "
+          "are stored; writer CPU: the writer process, same span. Per step; 4 points a step.\n")
+    print("| loop | arm | steps | us/step | vs off (95% interval) | train CPU | wait | process CPU | writer CPU | "
           "points stored |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|")
     met = True
     for shape in args.shapes.split(","):
         sizes, batch, target, ready_batches = SHAPES[shape]
-        steps_per_block = args.steps_per_block * STEPS_FACTOR.get(shape, 1)
-        model, opt, loader = _loop(sizes, batch, steps_per_block, ready_batches)
+        steps_per_round = args.steps_per_round * STEPS_FACTOR.get(shape, 1)
+        if steps_per_round <= warm + 10:
+            raise SystemExit(f"--steps-per-round gives {steps_per_round} steps for {shape}, not more than "
+                             f"--warmup-steps {warm} + 10")
+        model, opt, loader = _loop(sizes, batch, steps_per_round, ready_batches)
 
-        def block(log_metric: bool = False, steps: int = steps_per_block) -> tuple[float, float]:
+        def block(log_metric: bool = False, steps: int = steps_per_round) -> tuple[float, float]:
             """(steady us/step after the first ``warm`` steps, the training thread's CPU us/step then)."""
             t_warm = c_warm = 0.0
             for i, (x, y) in enumerate(loader):
@@ -182,19 +205,23 @@ def main() -> int:
             end, c_end = time.perf_counter(), time.thread_time()
             return (end - t_warm) / (steps - warm) * 1e6, (c_end - c_warm) / (steps - warm) * 1e6
 
-        block()  # warm-up (imports, allocator)
-        with mlflow.start_run():  # the store's destination and its writer process, up once for all blocks
+        for _ in range(3):
+            block()  # warm-up (imports, allocator)
+        with mlflow.start_run():  # the store's destination and its writer process, up once for all rounds
             mlflow_monitor.log_metrics({"bench/warm": 0.0}, step=0)
             mlflow_monitor.flush(120)
         figures: dict[str, list[tuple[float, ...]]] = {arm: [] for arm in arms}
         runs: dict[str, list[str]] = {arm: [] for arm in arms}
-        for b in range(args.blocks):
-            for arm in arms[b % len(arms):] + arms[: b % len(arms)]:
+        order_rng = random.Random(f"{shape}-order")
+        for _ in range(args.rounds):
+            order = arms[:]
+            order_rng.shuffle(order)
+            for arm in order:
                 _, env, drop = ARMS[arm]
                 if env is None:
                     p0 = time.process_time()
                     wall, cpu = block()
-                    figures[arm].append((wall, cpu, (time.process_time() - p0) / steps_per_block * 1e6, 0.0))
+                    figures[arm].append((wall, cpu, (time.process_time() - p0) / steps_per_round * 1e6, 0.0))
                     continue
                 mlflow_monitor.autolog(system_metrics=True, notify=False, health=False, silent=True,
                                        sklearn=False)
@@ -212,12 +239,13 @@ def main() -> int:
                     p1, k1 = time.process_time(), _child_cpu_s(pids)
                 runs[arm].append(run.info.run_id)
                 mlflow_monitor.autolog(disable=True, silent=True)
-                figures[arm].append((wall, cpu, (p1 - p0) / steps_per_block * 1e6, (k1 - k0) / steps_per_block * 1e6))
+                figures[arm].append((wall, cpu, (p1 - p0) / steps_per_round * 1e6,
+                                     (k1 - k0) / steps_per_round * 1e6))
         get_pipeline().flush(120)
         client = mlflow.MlflowClient()
-        steps = args.blocks * steps_per_block
+        steps = args.rounds * steps_per_round
         med = {arm: [statistics.median(f[i] for f in figures[arm]) for i in range(4)] for arm in arms}
-        base = med.get("off")
+        base_walls = [f[0] for f in figures["off"]]
         for arm in arms:
             label, env, drop = ARMS[arm]
             wall, cpu, pcpu, kcpu = med[arm]
@@ -225,21 +253,27 @@ def main() -> int:
                 stored, ok_points = "-", True
             else:
                 present = sum(len(client.get_metric_history(r, k)) for r in runs[arm] for k in POINTS)
-                expected = len(runs[arm]) * (4 * steps_per_block - 2)  # step time, samples/s from step 2
+                expected = len(runs[arm]) * (4 * steps_per_round - 2)  # step time, samples/s from step 2
                 stored, ok_points = f"{present} / {expected}", present == expected
-            ratio = f"{wall / base[0]:.3f} ({(wall / base[0] - 1) * 100:+.1f}%)" if base else "-"
+            if arm == "off":
+                ratio, est = "-", None
+            else:
+                est = estimate([f[0] / b - 1 for f, b in zip(figures[arm], base_walls)])
+                ratio = f"{est.median * 100:+.1f}% ({est.low * 100:+.1f}..{est.high * 100:+.1f}%)"
             print(f"| {shape} | {label} | {steps} | {wall:.1f} | {ratio} | {cpu:.1f} | {wall - cpu:.1f} | "
                   f"{pcpu:.1f} | {kcpu:.1f} | {stored} |")
-            if env is not None and not drop and base:
-                ok = ok_points and wall <= base[0] * (1 + target)
-                met = met and ok if arm == "proc" else met
+            if env is not None and not drop and est is not None:
+                status = verdict(est, target, higher_is_better=False)
+                if not ok_points:
+                    status = "NOT MET (points missing)"
+                met = met and status == "MET" if arm == "proc" else met
                 print(f"| {shape} | target <= {target * 100:.0f}% slower, every point stored ({label}) | | | "
-                      f"{'MET' if ok else 'NOT MET'} | | | | | |")
+                      f"{status} | | | | | |")
         if shape == "mlp" and args.log_metric_steps:
             with mlflow.start_run():
                 lm = block(log_metric=True, steps=args.log_metric_steps)[0]
             print(f"| {shape} | mlflow.log_metric per step | {args.log_metric_steps} | {lm:.1f} | "
-                  f"{lm / base[0] if base else 0:.3f} | | | | | - |")
+                  f"{(lm / med['off'][0] - 1) * 100:+.0f}% (one round) | | | | | - |")
     print(f"\nuptime at start: {uptime_before}; at end: {_uptime()}")
     print(f"all targets (default arm, the writer process): {'MET' if met else 'NOT MET'}")
     return 0
