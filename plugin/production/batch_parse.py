@@ -15,37 +15,66 @@ merge changes nothing a row-wise parse would see). Any other body (CSV, Parquet,
 any merged parse that fails or gives an unexpected shape fall back to the parse of each
 body alone, so every result is what :func:`~mlflow_monitor.mlflow_compat.parse_scoring_input`
 gives for that body.
+
+:func:`parse_batch` is the same parse with the merged frame left whole (a
+:class:`MergedParse`: which bodies, how many rows each), for a caller that folds the rows
+together anyway; slicing it into one frame a body and concatenating them again costs
+more than the parse (the capture process, ``capture_process.feed``).
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import Any, NamedTuple, Optional, Union
 
 from mlflow_monitor import mlflow_compat
 
-__all__ = ["parse_bodies"]
+__all__ = ["MergedParse", "parse_batch", "parse_bodies"]
 
 _JSON = "application/json"
 _SPLIT = "dataframe_split"
 
 
+class MergedParse(NamedTuple):
+    """The bodies parsed together: their indexes in the batch (in order), each one's row
+    count, and the one frame of all their rows, in that order."""
+
+    indexes: list[int]
+    counts: list[int]
+    frame: Any
+
+
 def parse_bodies(bodies: Sequence[tuple[bytes, str]], metadata: Any) -> list[Union[Any, Exception]]:
     """The parsed input of each ``(body, content_type)``, in order; an exception in the
     place of a body that MLflow's parser refuses."""
+    out, merged = parse_batch(bodies, metadata)
+    if merged is not None:
+        start = 0
+        for i, n in zip(merged.indexes, merged.counts):
+            out[i] = merged.frame.iloc[start:start + n]  # its rows; the index is the merged frame's (no row data)
+            start += n
+    return out
+
+
+def parse_batch(bodies: Sequence[tuple[bytes, str]],
+                metadata: Any) -> tuple[list[Union[Any, Exception]], Optional[MergedParse]]:
+    """As :func:`parse_bodies`, but the bodies parsed together are left as one frame: their
+    places in the list are None and the :class:`MergedParse` holds their rows (None when
+    no bodies were merged)."""
     out: list[Union[Any, Exception]] = [None] * len(bodies)
-    done: set[int] = set()
+    merged_parse: Optional[MergedParse] = None
     try:
         merged = _merge_candidates(bodies, metadata)
         if merged is not None:
-            done = _parse_merged(merged, metadata, out)
+            merged_parse = _parse_merged(merged, metadata)
     except Exception:  # the merge is only a shortcut: anything odd, and every body is parsed alone
-        done = set()
+        merged_parse = None
+    done = set(merged_parse.indexes) if merged_parse is not None else set()
     for i, (body, content_type) in enumerate(bodies):
         if i not in done:
             out[i] = _parse_one(body, content_type, metadata)
-    return out
+    return out, merged_parse
 
 
 def _parse_one(body: Union[bytes, dict], content_type: str, metadata: Any) -> Union[Any, Exception]:
@@ -106,14 +135,10 @@ def _casts_by_column(metadata: Any) -> bool:
         return False
 
 
-def _parse_merged(merged: _Merged, metadata: Any, out: list) -> set[int]:
-    """Parse the merged bodies once and fill their places in ``out``; the indexes done
-    (none when the merged parse fails or its shape is not the rows sent)."""
+def _parse_merged(merged: _Merged, metadata: Any) -> Optional[MergedParse]:
+    """Parse the merged bodies once; None when the merged parse fails or its shape is not
+    the rows sent."""
     frame = _parse_one({_SPLIT: {"columns": merged.columns, "data": merged.rows}}, _JSON, metadata)
     if isinstance(frame, Exception) or not hasattr(frame, "iloc") or len(frame) != len(merged.rows):
-        return set()
-    start = 0
-    for i, n in zip(merged.indexes, merged.counts):
-        out[i] = frame.iloc[start:start + n]  # its rows; the index is the merged frame's (no row data)
-        start += n
-    return set(merged.indexes)
+        return None
+    return MergedParse(merged.indexes, merged.counts, frame)

@@ -24,7 +24,7 @@ from typing import Any, Callable, Optional, Sequence, Union
 from mlflow_monitor.production.aggregator import Aggregator
 from mlflow_monitor.production.records import BATCH, ERROR, REQUEST
 from mlflow_monitor.production.window_spool import WindowSpool, default_state_dir
-from mlflow_monitor.windows import DEFAULT_SAMPLE_ROWS, parse_granularity
+from mlflow_monitor.windows import DEFAULT_SAMPLE_ROWS, parse_granularity, window_start
 
 __all__ = ["DEFAULT_MAX_PENDING", "Capture", "new_prediction_ids", "prediction_ids_for", "row_count"]
 
@@ -154,6 +154,45 @@ class Capture:
             self._dropped_n = next(self._dropped) + 1
             return
         self._buffer.append((ERROR, ts, None, None, latency_ms, int(status), None))
+
+    def record_parsed_batch(self, inputs: Any, predictions: Any, prediction_ids: Sequence[str],
+                            requests: Sequence[tuple[float, float, int, int]]) -> bool:
+        """Capture several served requests whose rows were parsed together (the capture
+        process, one MLflow parse for a batch of bodies): ``inputs`` (a frame) and
+        ``predictions`` (a 1-D array) hold every request's rows in order, and ``requests``
+        is ``(timestamp, latency_ms, status, rows)`` a request, in the same order.
+
+        The same window state as one :meth:`record` a request: each request is counted
+        (requests, latency, errors), and the rows of each window go in as one record
+        instead of one frame a request. All or nothing: when the buffer is full (or the
+        capture closed) every request is dropped and counted, and False is returned.
+        Raises ``ValueError`` before recording anything when the row counts do not add
+        up or a timestamp is not a finite number.
+        """
+        total = sum(rows for _, _, _, rows in requests)
+        if not (total == len(inputs) == len(predictions) == len(prediction_ids)):
+            raise ValueError(f"{total} rows in the requests, {len(inputs)} input rows, {len(predictions)} "
+                             f"predictions and {len(prediction_ids)} prediction ids: they must all be equal")
+        windows: dict[int, tuple[float, list[int]]] = {}  # window start -> (first timestamp, row positions)
+        pos = 0
+        for ts, _, _, rows in requests:
+            start = window_start(float(ts), self.granularity_s)
+            first, positions = windows.setdefault(start, (ts, []))
+            positions.extend(range(pos, pos + rows))
+            pos += rows
+        if len(self._buffer) + len(requests) + len(windows) > self._max_pending or self._closed:
+            for _ in requests:
+                self._dropped_n = next(self._dropped) + 1
+            return False
+        for ts, latency_ms, status, _ in requests:
+            self._buffer.append((REQUEST, ts, None, None, latency_ms, int(status), None))
+        for first, positions in windows.values():
+            if len(windows) == 1:
+                x, y, ids = inputs, predictions, list(prediction_ids)
+            else:
+                x, y, ids = inputs.take(positions), predictions[positions], [prediction_ids[i] for i in positions]
+            self._buffer.append((BATCH, first, x, y, 0.0, 200, ids))  # rows only: their requests are counted above
+        return True
 
     def record_unparsed(self, latency_ms: float, status: int = 200, timestamp: Optional[float] = None) -> None:
         """Capture a served request whose rows could not be read back (the capture

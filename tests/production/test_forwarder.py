@@ -134,3 +134,132 @@ def test_a_capture_process_that_reads_nothing_never_hangs_close_and_is_killed(mo
     assert time.monotonic() - started < 10
     assert proc.wait(10) != 0  # killed, not left behind
     assert fwd.dropped > 0  # what it could not hand over is counted, not silently gone
+
+
+def _window_states(cap: Capture) -> dict:
+    cap.aggregator.step(close_all=True)
+    out = {}
+    for partial in cap.spool.pending():
+        state = dict(partial.meta()["state"])
+        sample = partial.load().sample_inputs()  # the rows kept for drift, as the closer reads them
+        state["sample_rows"] = sample.sort_values(list(sample.columns)).reset_index(drop=True).to_dict("list")
+        out[state["key"]["start"]] = state
+    return out
+
+
+def test_bodies_parsed_together_give_the_windows_each_request_alone_gives(tmp_path, clock):
+    """Oracle: the same requests fed one batch a request (each body parsed alone by
+    MLflow's parser, each request's rows folded alone). Fed as one batch that straddles a
+    window boundary, the bodies are parsed in one call and recorded in one call a window,
+    and every window's state (requests, rows, errors, column statistics, latency, the
+    sample) is the same."""
+    frame = pd.DataFrame({"x": [0.5, 1.5], "c": ["a", "b"]})
+    model = mlflow.models.Model(signature=infer_signature(frame, np.array([0, 1])))
+    rng = np.random.default_rng(7)
+    records = []
+    for i in range(40):
+        ts = clock.now - 0.4 + i * 0.02  # 20 in the window before the boundary, 20 after
+        rows = [[float(rng.normal()), str(rng.choice(["a", "b", "c"]))] for _ in range(1 + i % 3)]
+        records.append((REQUEST, ts, "application/json", _body(rows), rng.integers(0, 2, len(rows)),
+                        1.0 + i % 7, 200, [f"r{i}-{k}" for k in range(len(rows))]))
+    records.append((ERROR, clock.now, None, None, None, 0.5, 400, None))
+
+    def states(batches: list[list[tuple]], folder: str) -> dict:
+        cap = Capture("m", "1", window="1s", state_dir=tmp_path / folder, clock=clock, deliver=False,
+                      worker_id="w")
+        try:
+            cap.aggregator.stop(5)
+            for batch in batches:
+                assert feed(cap, model, {"records": batch, "dropped": 0}) == 0
+            return _window_states(cap)
+        finally:
+            cap.close(5)
+
+    together = states([records], "together")
+    alone = states([[r] for r in records], "alone")
+    assert len(together) == 2
+    assert together == alone
+    assert sum(s["requests"] for s in together.values()) == 41
+    assert sum(s["rows"] for s in together.values()) == sum(1 + i % 3 for i in range(40))
+
+
+def test_bodies_with_other_predictions_are_recorded_alone(tmp_path, clock):
+    """Predictions that are not a 1-D array of the body's row count (a frame, a list, a
+    wrong length): the batch's bodies still parse together, but each request is recorded
+    alone, so the aggregator checks and counts the mismatched one (``malformed``)."""
+    frame = pd.DataFrame({"x": [0.5, 1.5], "c": ["a", "b"]})
+    model = mlflow.models.Model(signature=infer_signature(frame, np.array([0, 1])))
+    cap = Capture("m", "1", window="1s", state_dir=tmp_path, clock=clock, deliver=False)
+    try:
+        cap.aggregator.stop(5)
+        bad = feed(cap, model, {"dropped": 0, "records": [
+            (REQUEST, clock.now, "application/json", _body([[1.0, "a"]]), np.array([0]), 3.0, 200, ["i1"]),
+            (REQUEST, clock.now, "application/json", _body([[2.0, "b"]]), pd.DataFrame({"p": [1]}), 3.0, 200,
+             ["i2"]),
+            (REQUEST, clock.now, "application/json", _body([[3.0, "c"]]), np.array([0, 1]), 3.0, 200, ["i3"])]})
+        assert bad == 0
+        (state,) = _window_states(cap).values()
+        assert state["requests"] == 3 and state["rows"] == 2 and cap.aggregator.malformed == 1
+    finally:
+        cap.close(5)
+
+
+def test_a_full_buffer_drops_and_counts_every_request_of_a_batch_parsed_together(tmp_path, clock):
+    frame = pd.DataFrame({"x": [0.5, 1.5], "c": ["a", "b"]})
+    model = mlflow.models.Model(signature=infer_signature(frame, np.array([0, 1])))
+    cap = Capture("m", "1", window="1s", state_dir=tmp_path, clock=clock, deliver=False, max_pending=3)
+    try:
+        cap.aggregator.stop(5)
+        feed(cap, model, {"dropped": 0, "records": [
+            (REQUEST, clock.now, "application/json", _body([[float(i), "a"]]), np.array([0]), 3.0, 200, [f"i{i}"])
+            for i in range(4)]})
+        assert cap.dropped == 4  # all or nothing: no request counted without its rows, none twice
+        with pytest.raises(ValueError, match="must all be equal"):
+            cap.record_parsed_batch(frame, np.array([0]), ["a", "b"], [(clock.now, 1.0, 200, 2)])
+    finally:
+        cap.close(5)
+
+
+def _pipe_with(batches: list[bytes]) -> tuple[io.FileIO, int]:
+    r, w = os.pipe()
+    for blob in batches:
+        os.write(w, blob)
+    return open(r, "rb", buffering=0), w
+
+
+def test_batches_arriving_together_are_parsed_together_and_a_later_one_apart():
+    import threading
+
+    from mlflow_monitor.production.capture_process import coalesced_batches
+
+    one = [(REQUEST, 1.0, "application/json", b"{}", np.array([1]), 2.0, 200, ["a"])]
+    stream, w = _pipe_with([encode_batch(one, 1), encode_batch(one, 2)])
+    first_seen = threading.Event()
+
+    def later() -> None:  # written only once the first two were handed on: never joined to them
+        first_seen.wait(30)
+        os.write(w, encode_batch(one * 3, 0) + b"\0\0")  # then a torn batch: the end of input
+        os.close(w)
+
+    writer = threading.Thread(target=later, daemon=True)
+    writer.start()
+    got = []
+    for batch in coalesced_batches(stream, 0.05):
+        got.append(batch)
+        first_seen.set()
+    writer.join(30)
+    stream.close()
+    assert [len(b["records"]) for b in got] == [2, 3] and [b["dropped"] for b in got] == [3, 0]
+
+
+def test_coalescing_stops_at_its_record_cap():
+    from mlflow_monitor.production.capture_process import coalesce_seconds, coalesced_batches
+
+    one = [(REQUEST, 1.0, "application/json", b"{}", np.array([1]), 2.0, 200, ["a"])]
+    stream, w = _pipe_with([encode_batch(one, 0)] * 3)
+    os.close(w)
+    started = time.monotonic()
+    got = [len(b["records"]) for b in coalesced_batches(stream, 30.0, max_records=2)]
+    stream.close()
+    assert got == [2, 1] and time.monotonic() - started < 20  # the cap and the end of input, not the 30 s
+    assert coalesce_seconds(2.0) == 0.5 and coalesce_seconds(0.5) == 0.125
