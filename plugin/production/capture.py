@@ -177,8 +177,7 @@ class Capture:
         pos = 0
         for ts, _, _, rows in requests:
             start = window_start(float(ts), self.granularity_s)
-            first, positions = windows.setdefault(start, (ts, []))
-            positions.extend(range(pos, pos + rows))
+            windows.setdefault(start, (ts, []))[1].extend(range(pos, pos + rows))
             pos += rows
         if len(self._buffer) + len(requests) + len(windows) > self._max_pending or self._closed:
             for _ in requests:

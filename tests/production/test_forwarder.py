@@ -48,6 +48,12 @@ def _body(rows: list[list]) -> bytes:
     return json.dumps({"dataframe_split": {"columns": ["x", "c"], "data": rows}}).encode()
 
 
+def _frame_and_model() -> tuple[pd.DataFrame, mlflow.models.Model]:
+    """A two-column frame and a model whose signature has its columns (x float, c str)."""
+    frame = pd.DataFrame({"x": [0.5, 1.5], "c": ["a", "b"]})
+    return frame, mlflow.models.Model(signature=infer_signature(frame, np.array([0, 1])))
+
+
 def test_batches_round_trip_and_a_torn_one_ends_the_input():
     records = [(REQUEST, 1.5, "application/json", b"{}", np.array([1]), 2.0, 200, ["a"]),
                (ERROR, 2.5, None, None, None, 0.5, 400, None)]
@@ -95,8 +101,7 @@ def test_forwarder_hands_every_record_over_and_replaces_a_dead_process(tmp_path)
 
 
 def test_feed_parses_bodies_as_the_scoring_server_does(tmp_path, clock):
-    frame = pd.DataFrame({"x": [0.5, 1.5], "c": ["a", "b"]})
-    model = mlflow.models.Model(signature=infer_signature(frame, np.array([0, 1])))
+    frame, model = _frame_and_model()
     cap = Capture("m", "1", window="1s", state_dir=tmp_path, clock=clock, deliver=False)
     try:
         cap.aggregator.stop(5)
@@ -153,8 +158,7 @@ def test_bodies_parsed_together_give_the_windows_each_request_alone_gives(tmp_pa
     window boundary, the bodies are parsed in one call and recorded in one call a window,
     and every window's state (requests, rows, errors, column statistics, latency, the
     sample) is the same."""
-    frame = pd.DataFrame({"x": [0.5, 1.5], "c": ["a", "b"]})
-    model = mlflow.models.Model(signature=infer_signature(frame, np.array([0, 1])))
+    frame, model = _frame_and_model()
     rng = np.random.default_rng(7)
     records = []
     for i in range(40):
@@ -187,8 +191,7 @@ def test_bodies_with_other_predictions_are_recorded_alone(tmp_path, clock):
     """Predictions that are not a 1-D array of the body's row count (a frame, a list, a
     wrong length): the batch's bodies still parse together, but each request is recorded
     alone, so the aggregator checks and counts the mismatched one (``malformed``)."""
-    frame = pd.DataFrame({"x": [0.5, 1.5], "c": ["a", "b"]})
-    model = mlflow.models.Model(signature=infer_signature(frame, np.array([0, 1])))
+    frame, model = _frame_and_model()
     cap = Capture("m", "1", window="1s", state_dir=tmp_path, clock=clock, deliver=False)
     try:
         cap.aggregator.stop(5)
@@ -205,8 +208,7 @@ def test_bodies_with_other_predictions_are_recorded_alone(tmp_path, clock):
 
 
 def test_a_full_buffer_drops_and_counts_every_request_of_a_batch_parsed_together(tmp_path, clock):
-    frame = pd.DataFrame({"x": [0.5, 1.5], "c": ["a", "b"]})
-    model = mlflow.models.Model(signature=infer_signature(frame, np.array([0, 1])))
+    frame, model = _frame_and_model()
     cap = Capture("m", "1", window="1s", state_dir=tmp_path, clock=clock, deliver=False, max_pending=3)
     try:
         cap.aggregator.stop(5)
