@@ -170,8 +170,8 @@ def test_lightning_validation_between_steps_is_not_charged_to_the_next_step():
     validation_s = 20 * VALIDATION_SLEEP_S  # a floor set by sleep, whatever the machine's speed
     # the gap holding each validation run is reported as idle time, not charged to the step after
     # it (charged, that step would take >= 40 ms and report no idle time). Bounds from the sleep
-    # floor and the gap itself, not from other steps' times: on a shared machine the first step after
-    # an eval loop took 4.3-5x the median step on the shared VM, which an earlier 5x bound tripped on
+    # floor and the gap itself, not from other steps' times: on the shared VM the first step after
+    # an eval loop took 4.3-5x the median step, which an earlier 5x bound tripped on
     assert all(idle.get(s, 0.0) >= validation_s for s in after), [idle.get(s) for s in after]
     assert all(times[s] < idle[s] / 2 for s in after), [(times[s], idle[s]) for s in after]
     per_s = dict(history(run.info.run_id, "train/samples_per_s"))
