@@ -56,6 +56,8 @@ from typing import Any, Callable, Optional, Protocol
 import torch
 
 from mlflow_monitor import distributed
+from mlflow_monitor.metrics import api as metrics_api
+from mlflow_monitor.metrics.step_row import step_timing
 from mlflow_monitor.patching import PatchRegistry
 from mlflow_monitor.runs import MonitoredRuns
 
@@ -65,7 +67,7 @@ _active: Optional["TorchAutolog"] = None  # read by the patched functions below
 
 _MAX_UNCONSUMED_BATCHES = 64
 _perf_counter = time.perf_counter  # a global lookup, not a module attribute, on the per-step path
-IDLE_REPORT_FRACTION = 0.1  # train/idle_time_s is logged when the gap exceeds 10% of the step
+_time_ns = time.time_ns
 
 
 class TorchKnobs(Protocol):
@@ -143,16 +145,8 @@ class StepMetrics:
         else:
             metrics.update(lr_metrics(param_groups))
             floats = False
-        prev_end = self.last_step_end
-        if prev_end is not None:
-            start = prev_end if self.step_start is None else max(prev_end, self.step_start)
-            step_time = now - start
-            metrics["train/step_time_s"] = step_time
-            if self.samples and step_time > 0:
-                metrics["train/samples_per_s"] = self.samples / step_time
-            idle = start - prev_end
-            if idle > IDLE_REPORT_FRACTION * step_time:
-                metrics["train/idle_time_s"] = idle
+        if self.last_step_end is not None:
+            metrics.update(step_timing(self.last_step_end, self.step_start, now, self.samples))
         if self.grad_norm is not None:
             metrics["train/grad_norm"] = self.grad_norm
             floats = False
@@ -225,6 +219,7 @@ class TorchAutolog:
         self.suspended = 0  # > 0 while a Lightning fit runs (its callback logs instead)
         self.step_metrics = StepMetrics()  # the first optimizer's step
         self._primary: Optional[weakref.ref] = None
+        self._primary_ids: tuple[int, ...] = ()  # (id of the first optimizer,)
         self._secondary: "weakref.WeakKeyDictionary[Any, _Secondary]" = weakref.WeakKeyDictionary()
         self._n_optimizers = 0
         self._run_id: Optional[str] = None
@@ -252,6 +247,9 @@ class TorchAutolog:
         """New knobs from a second ``autolog()`` call."""
         self.log_every_n_steps = max(1, int(knobs.log_every_n_steps))
         self.log_grad_norm = bool(knobs.log_grad_norm)
+        # the first optimizer's common step is queued as a StepRow (_post_step); not with grad norms
+        self._fast_allowed = not self.log_grad_norm
+        self._fast_step = self._fast_allowed  # False for the one step after an AMP skip, too
         self.optimizer_names = tuple(getattr(knobs, "optimizer_names", None) or ())
 
     # -- install (undone by patches.undo_all()) -----------------------------------------
@@ -286,8 +284,9 @@ class TorchAutolog:
             return
         try:
             first = batch[0] if (type(batch) is tuple or type(batch) is list) and batch else None
-            if type(first) is torch.Tensor and first.dim() > 0:  # the usual (inputs, targets), batch_size inlined
-                n = first.shape[0]
+            shape = first.shape if type(first) is torch.Tensor else None
+            if shape:  # the usual (inputs, targets), batch_size inlined
+                n = shape[0]
             else:
                 n = batch_size(batch)
             if not n:
@@ -304,20 +303,21 @@ class TorchAutolog:
             return
         if loss.dim() != 0 or not loss.is_floating_point():
             return
-        scaled = self._scaled_out() if self._scaled_out is not None else None
-        if scaled is not None and scaled is loss:  # scaler.scale(loss).backward(): the unscaled loss
-            loss = self._scaled_loss
+        if self._scaled_out is not None and self._scaled_out() is loss:  # scaler.scale(loss).backward()
+            loss = self._scaled_loss  # the unscaled loss
             self._scaled_out, self._scaled_loss = None, None
         # a CPU loss is read now (``.item()``, no device to wait for; cheaper than detach and
         # tensor sums); an accelerator's stays a tensor, read by the flusher in one transfer
         loss = loss.item() if loss.is_cpu else loss.detach()
         pending = self._pending_loss
         self._pending_loss = loss if pending is None else pending + loss
-        if self._fetched:  # this backward trained on the oldest batch fetched (loaders may prefetch)
-            n, fetch_start = self._fetched.popleft()
+        fetched = self._fetched
+        if fetched:  # this backward trained on the oldest batch fetched (loaders may prefetch)
+            n, fetch_start = fetched.popleft()
             step = self.step_metrics
             step.samples += n
-            step.mark_start(fetch_start)
+            if step.step_start is None:  # StepMetrics.mark_start, inlined
+                step.step_start = fetch_start
 
     def on_scaled(self, loss: Any, scaled: Any) -> None:
         if isinstance(scaled, torch.Tensor) and scaled is not loss and isinstance(loss, torch.Tensor):
@@ -328,6 +328,7 @@ class TorchAutolog:
         self._pending_loss = None
         if self._is_primary(optimizer):
             self.step_metrics.drop(_perf_counter())
+            self._fast_step = False  # the next step reports train/amp_skipped_steps
 
     def _pre_step(self, optimizer: torch.optim.Optimizer, args: Any, kwargs: Any) -> Any:
         if self.suspended or (not self.log_grad_norm and len(args) < 2 and not kwargs):
@@ -377,22 +378,46 @@ class TorchAutolog:
             return
         try:
             pending = self._pending_loss
-            if pending is not None and not self._closure_step:  # the common step, _take_loss inlined
-                loss, self._pending_loss = pending, None
-                self._consumed_loss, self._consumed_by = pending, (id(optimizer),)
-            else:
-                loss = self._take_loss(optimizer)
-            run_id = self._resolve_run()
-            now = _perf_counter()  # after the (one-off) run start, not charged to a step
-            if run_id != self._run_id:  # a new run: steps count from 1 again
-                self._new_run(run_id)
             primary = self._primary
-            if (primary is not None and primary() is optimizer) or self._is_primary(optimizer):
-                self._log_primary(optimizer, run_id, loss, now)
-            else:
-                self._log_secondary(optimizer, run_id, loss)
+            if self._fast_step and primary is not None and primary() is optimizer and not self._closure_step:
+                # The common step of the first optimizer -- the same run as the last step, one
+                # param group with a float lr, no closure, grad norm or AMP skip to report --
+                # is queued as its facts (a StepRow); the flusher derives the metrics.
+                groups = optimizer.param_groups
+                lr = groups[0].get("lr") if len(groups) == 1 else None
+                run_id = self._run_id
+                if type(lr) is float and run_id is not None and self._resolve_run() == run_id:
+                    now = _perf_counter()
+                    self._pending_loss = None
+                    self._consumed_loss, self._consumed_by = pending, self._primary_ids
+                    step = self._step = self._step + 1
+                    metrics_api.current_step = step
+                    acc = self.step_metrics
+                    if self._log_here and not step % self.log_every_n_steps:
+                        self.runs.log_step_row((run_id, step, _time_ns() // 1_000_000, pending, lr,
+                                                acc.last_step_end, acc.step_start, now, acc.samples))
+                    acc.samples, acc.step_start, acc.last_step_end = 0, None, now
+                    return
+            self._log_step(optimizer, pending)
         except Exception:
             self._warn_once("optimizer_step")
+
+    def _log_step(self, optimizer: torch.optim.Optimizer, pending: Any) -> None:
+        """Any other step: a new run, another optimizer, a closure, grad norms, AMP skips,
+        several param groups or a tensor lr (the metrics built here, as a dict)."""
+        if pending is not None and not self._closure_step:  # _take_loss inlined
+            loss, self._pending_loss = pending, None
+            self._consumed_loss, self._consumed_by = pending, (id(optimizer),)
+        else:
+            loss = self._take_loss(optimizer)
+        run_id = self._resolve_run()
+        now = _perf_counter()  # after the (one-off) run start, not charged to a step
+        if run_id != self._run_id:  # a new run: steps count from 1 again
+            self._new_run(run_id)
+        if self._is_primary(optimizer):
+            self._log_primary(optimizer, run_id, loss, now)
+        else:
+            self._log_secondary(optimizer, run_id, loss)
 
     def _take_loss(self, optimizer: torch.optim.Optimizer) -> Any:
         """The loss ``optimizer``'s step consumed: its closure's value, or the losses
@@ -429,6 +454,7 @@ class TorchAutolog:
         elif loss is not None:
             step.add_loss(loss)
         metrics = step.collect(optimizer.param_groups, now)
+        self._fast_step = self._fast_allowed
         if run_id is None or not self._log_here or self._step % self.log_every_n_steps:
             return
         self.runs.log_step(run_id, metrics, self._step, read=step.floats_only)
@@ -451,6 +477,7 @@ class TorchAutolog:
         primary = self._primary() if self._primary is not None else None
         if primary is None:
             self._primary = weakref.ref(optimizer)
+            self._primary_ids = (id(optimizer),)
             self._n_optimizers = max(self._n_optimizers, 1)
             return True
         return primary is optimizer

@@ -42,8 +42,10 @@ import mlflow
 from mlflow_monitor import distributed
 from mlflow_monitor.metrics import api as metrics_api  # the one import of the pipeline here
 from mlflow_monitor.metrics import get_pipeline
+from mlflow_monitor.metrics import pipeline as pipelines
 from mlflow_monitor.metrics.materialize import read_cpu_scalars
 from mlflow_monitor.metrics.run_context import active_run_id
+from mlflow_monitor.metrics.step_row import StepRow
 from mlflow_monitor.mlflow_compat import end_run_owners
 from mlflow_monitor.patching import PatchRegistry
 
@@ -234,6 +236,12 @@ class MonitoredRuns:
         ``read=True``: the caller built ``metrics`` afresh with numbers only, queued as it is."""
         if metrics:  # read_cpu_scalars builds a new dict: queued as it is (append_many would copy it again)
             get_pipeline().push((run_id, metrics if read else read_cpu_scalars(metrics), step, _time_ns() // 1_000_000))
+
+    @staticmethod
+    def log_step_row(row: StepRow) -> None:
+        """Queue one optimizer step as the facts observed (a :data:`StepRow`: numbers or a
+        0-dim accelerator tensor as the loss); the flusher derives its metrics."""
+        (pipelines.instance or get_pipeline()).push(row)  # get_pipeline() inlined
 
     @staticmethod
     def set_current_step(step: int) -> None:

@@ -19,6 +19,7 @@ import math
 from typing import Any, Iterable, Mapping, Optional, Union
 
 from mlflow_monitor.metrics.point import MetricPoint, PointGroup, PointRow
+from mlflow_monitor.metrics.step_row import StepRow, step_row_metrics
 
 _logger = logging.getLogger(__name__)
 _new = tuple.__new__
@@ -31,9 +32,9 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # MLflow's step and timestamp column
 Rejected = tuple[MetricPoint, str]
 
 
-def materialize(entries: Iterable[Union[PointRow, PointGroup]],
+def materialize(entries: Iterable[Union[PointRow, PointGroup, StepRow]],
                 rejected: Optional[list[Rejected]] = None) -> list[MetricPoint]:
-    """Rows and groups as points, in order; every value a float, every step an int.
+    """Rows, groups and step rows as points, in order; every value a float, every step an int.
 
     Points that cannot be stored (see the module doc) are left out and appended to
     ``rejected`` (dropped with a warning when it is None).
@@ -43,15 +44,21 @@ def materialize(entries: Iterable[Union[PointRow, PointGroup]],
     bad: list[Rejected] = [] if rejected is None else rejected
     bad_before = len(bad)
     for entry in entries:
-        if len(entry) == 4:  # a PointGroup
-            run_id, values, step, ts_ms = entry  # type: ignore[misc]
+        size = len(entry)
+        if size != 5:  # a PointGroup, or a StepRow (the training hooks' step, derived here)
+            if size == 4:
+                run_id, values, step, ts_ms = entry  # type: ignore[misc]
+                items: Iterable[tuple[str, Any]] = values.items()
+            else:
+                run_id, step, ts_ms = entry[0], entry[1], entry[2]
+                items = step_row_metrics(entry)  # type: ignore[arg-type]
             if type(step) is not int or not INT64_MIN <= step <= INT64_MAX or not INT64_MIN <= ts_ms <= INT64_MAX:
                 reason = _bad_step_or_ts(step, ts_ms)
                 if reason is not None:
-                    bad.extend((_new(MetricPoint, (run_id, k, v, step, ts_ms)), reason) for k, v in values.items())
+                    bad.extend((_new(MetricPoint, (run_id, k, v, step, ts_ms)), reason) for k, v in items)
                     continue
                 step = _as_int(step)
-            for key, value in values.items():
+            for key, value in items:
                 if type(value) is not float:
                     unread.append(len(points))
                 points.append(_new(MetricPoint, (run_id, key, value, step, ts_ms)))
