@@ -27,8 +27,9 @@ wall time, the training thread's CPU (``thread_time``), wall minus that CPU (wai
 the GIL or a CPU), the training process's CPU (all threads) and the writer process's
 CPU (``/proc``), both until the round's points are stored (medians over rounds); and the
 median over rounds of the paired ratio (arm / off, same round) with its 95% bootstrap
-interval (``paired_stats.py``). Once, for context: ``mlflow.log_metric`` of the loss
-every step.
+interval (``paired_stats.py``), and the same for the paired difference in us a step
+(the cost itself: what a step of another length would pay). Once, for context:
+``mlflow.log_metric`` of the loss every step.
 
 Targets: autolog at most 3% slower than off at 1-3 ms steps, at most 10% at 0.2 ms
 steps, and every point of every step in the run. A target is MET when the whole interval
@@ -172,13 +173,14 @@ def main() -> int:
     print(f"{args.rounds} paired rounds per shape (every arm once a round, order shuffled), each autolog "
           f"round its own run (system metrics on, health off); figures after the first {warm} steps of a "
           "round. us/step: wall, median of rounds; vs off: median of the rounds' paired ratios (arm / off "
-          "of the same round) with its 95% bootstrap interval; train CPU: the training thread's CPU "
+          "of the same round) with its 95% bootstrap interval; extra us/step: the paired difference "
+          "(arm - off of the same round), median and 95% interval; train CPU: the training thread's CPU "
           "(thread_time); wait: wall - train CPU (GIL waits and CPU contention; the same quantity in the off "
           "arm is the baseline); process CPU: the training process, all threads, until the round's points "
           "are stored; writer CPU: the writer process, same span. Per step; 4 points a step.\n")
-    print("| loop | arm | steps | us/step | vs off (95% interval) | train CPU | wait | process CPU | writer CPU | "
-          "points stored |")
-    print("|---|---|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("| loop | arm | steps | us/step | vs off (95% interval) | extra us/step (95% interval) | train CPU | wait | "
+          "process CPU | writer CPU | points stored |")
+    print("|---|---|---:|---:|---|---|---:|---:|---:|---:|---:|")
     met = True
     for shape in args.shapes.split(","):
         sizes, batch, target, ready_batches = SHAPES[shape]
@@ -256,11 +258,13 @@ def main() -> int:
                 expected = len(runs[arm]) * (4 * steps_per_round - 2)  # step time, samples/s from step 2
                 stored, ok_points = f"{present} / {expected}", present == expected
             if arm == "off":
-                ratio, est = "-", None
+                ratio, extra, est = "-", "-", None
             else:
                 est = estimate([f[0] / b - 1 for f, b in zip(figures[arm], base_walls)])
                 ratio = f"{est.median * 100:+.1f}% ({est.low * 100:+.1f}..{est.high * 100:+.1f}%)"
-            print(f"| {shape} | {label} | {steps} | {wall:.1f} | {ratio} | {cpu:.1f} | {wall - cpu:.1f} | "
+                diff = estimate([f[0] - b for f, b in zip(figures[arm], base_walls)])  # the per-step cost itself
+                extra = f"{diff.median:+.1f} ({diff.low:+.1f}..{diff.high:+.1f})"
+            print(f"| {shape} | {label} | {steps} | {wall:.1f} | {ratio} | {extra} | {cpu:.1f} | {wall - cpu:.1f} | "
                   f"{pcpu:.1f} | {kcpu:.1f} | {stored} |")
             if env is not None and not drop and est is not None:
                 status = verdict(est, target, higher_is_better=False)
@@ -268,12 +272,12 @@ def main() -> int:
                     status = "NOT MET (points missing)"
                 met = met and status == "MET" if arm == "proc" else met
                 print(f"| {shape} | target <= {target * 100:.0f}% slower, every point stored ({label}) | | | "
-                      f"{status} | | | | | |")
+                      f"{status} | | | | | | |")
         if shape == "mlp" and args.log_metric_steps:
             with mlflow.start_run():
                 lm = block(log_metric=True, steps=args.log_metric_steps)[0]
             print(f"| {shape} | mlflow.log_metric per step | {args.log_metric_steps} | {lm:.1f} | "
-                  f"{(lm / med['off'][0] - 1) * 100:+.0f}% (one round) | | | | | - |")
+                  f"{(lm / med['off'][0] - 1) * 100:+.0f}% (one round) | {lm - med['off'][0]:+.1f} (one round) | | | | | - |")
     print(f"\nuptime at start: {uptime_before}; at end: {_uptime()}")
     print(f"all targets (default arm, the writer process): {'MET' if met else 'NOT MET'}")
     return 0

@@ -8,8 +8,9 @@ each run, and the :class:`~mlflow_monitor.events.RunSummary` published when it e
   Lightning ends it at fit end.
 - A run is *monitored* from the first point on: one :class:`SystemSampler` (when
   ``system_metrics``), MLflow's own system-metrics monitor stopped for it.
-- :meth:`MonitoredRuns.log_step` is the one way training metrics reach the metrics
-  pipeline (the integrations never talk to it): integration -> runs -> pipeline.
+- :meth:`MonitoredRuns.log_step` (a step's metrics) and :meth:`MonitoredRuns.log_step_row`
+  (the torch hooks' common step, as its facts) are the one way training metrics reach
+  the metrics pipeline (the integrations never talk to it): integration -> runs -> pipeline.
 - ``mlflow.end_run`` is wrapped (:meth:`MonitoredRuns.install`, through the patch
   registry) so the sampler stops, the pipeline is flushed and the summary is published
   exactly when the run ends, with its status.

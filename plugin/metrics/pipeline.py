@@ -45,6 +45,7 @@ from typing import Any, Callable, Iterator, Mapping, Optional, Union
 from mlflow_monitor.metrics.destination import Destination
 from mlflow_monitor.metrics.materialize import Rejected, materialize
 from mlflow_monitor.metrics.point import FlushMarker, MetricPoint, PointGroup, PointRow
+from mlflow_monitor.metrics.step_row import StepRow
 from mlflow_monitor.metrics.spool import Spool
 from mlflow_monitor.paths import monitor_home, open_private
 from mlflow_monitor.redaction import redact, strip_credentials
@@ -55,7 +56,7 @@ _logger = logging.getLogger(__name__)
 
 Observer = Callable[[MetricPoint], None]
 BatchObserver = Callable[[list[MetricPoint]], None]  # one call per flush cycle's points
-Entry = Union[PointRow, PointGroup, FlushMarker]  # what the buffer holds
+Entry = Union[PointRow, PointGroup, StepRow, FlushMarker]  # what the buffer holds
 _time_ns = time.time_ns
 
 
@@ -225,7 +226,7 @@ class MetricsPipeline:
 
     def _place(self, entries: list[Entry], spill_only: bool = False) -> None:
         """Deliver (or spool) drained entries in order; release flush markers as they pass."""
-        segment: list[Union[PointRow, PointGroup]] = []
+        segment: list[Union[PointRow, PointGroup, StepRow]] = []
         for entry in entries:
             if type(entry) is FlushMarker:
                 self._place_segment(segment, spill_only)
@@ -235,7 +236,7 @@ class MetricsPipeline:
                 segment.append(entry)  # type: ignore[arg-type]
         self._place_segment(segment, spill_only)
 
-    def _place_segment(self, entries: list[Union[PointRow, PointGroup]], spill_only: bool) -> None:
+    def _place_segment(self, entries: list[Union[PointRow, PointGroup, StepRow]], spill_only: bool) -> None:
         if not entries:
             return
         dests = self._destinations
@@ -245,7 +246,7 @@ class MetricsPipeline:
         else:
             self._materialize_and_place(entries, spill_only)
 
-    def _materialize_and_place(self, entries: list[Union[PointRow, PointGroup]], spill_only: bool) -> None:
+    def _materialize_and_place(self, entries: list[Union[PointRow, PointGroup, StepRow]], spill_only: bool) -> None:
         rejected: list[Rejected] = []
         points = materialize(entries, rejected)
         if rejected:

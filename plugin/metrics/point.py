@@ -5,16 +5,18 @@ A :class:`MetricPoint` is what the buffer, the spool, the sender and observers s
 milliseconds everywhere. Until the flusher materialises it, ``value`` may still be a
 0-dim tensor (or another number); after that it is a float.
 
-The buffer holds three kinds of entry:
+The buffer holds four kinds of entry:
 
 - a :data:`PointRow`, one point: ``(run_id, key, value, step, timestamp_ms)``, a
   :class:`MetricPoint`'s fields in its order, as a plain tuple;
 - a :data:`PointGroup`, several keys of one run sharing a step and a timestamp:
   ``(run_id, {key: value}, step, timestamp_ms)``, a plain 4-tuple;
+- a :data:`~mlflow_monitor.metrics.step_row.StepRow`, one training step as the facts the
+  torch hooks observed (9 fields; its metrics are derived when it is drained);
 - a :class:`FlushMarker`.
 
-The flusher tells them apart by type, then by length (5 fields: a row, 4: a group), and
-turns rows and groups into :class:`MetricPoint` when it drains them
+The flusher tells them apart by type, then by length (5 fields: a row, 4: a group, 9: a
+step row), and turns them into :class:`MetricPoint` when it drains them
 (:func:`~mlflow_monitor.metrics.materialize.materialize`). Rows and groups are plain
 tuples because that keeps ``log_metrics`` at its cost (``benchmarks/hot_path.py``): a
 NamedTuple costs ~0.1 us more to build, and the garbage collector keeps tracking it while
