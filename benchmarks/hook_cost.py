@@ -67,6 +67,7 @@ def main() -> None:
         loss = torch.nn.functional.cross_entropy(model(xb), yb).detach()
         metrics = {"train/loss": loss, "train/lr": 0.01, "train/step_time_s": 1e-4, "train/samples_per_s": 8e4}
         loader_it = object()
+        step_row = (run.info.run_id, 5, 1_700_000_000_000, 0.5, 0.01, 1.0, 1.0001, 1.0002, 8)
 
         def backward_hook() -> None:
             h.on_backward(loss)
@@ -81,10 +82,12 @@ def main() -> None:
             ("DataLoader `__next__`: `on_batch` (batch size, fetch time)", _cpu_us(lambda: h.on_batch(loader_it, (xb, yb), 1.0), n)),
             ("`Tensor.backward`: `on_backward` (detach, sum)", _cpu_us(backward_hook, n)),
             ("optimizer pre-step hook (no closure, no grad norm)", _cpu_us(lambda: h._pre_step(opt, (opt,), {}), n)),
-            ("optimizer post-step hook `_post_step`, all of it:", _cpu_us(post_step, n)),
+            ("optimizer post-step hook `_post_step`, all of it (the common step, queued as a StepRow):", _cpu_us(post_step, n)),
             ("- of which `_resolve_run` (DDP pre-check, active run)", _cpu_us(h._resolve_run, n)),
-            ("- of which `StepMetrics.collect` (lr, step time, samples/s)", _cpu_us(lambda: h.step_metrics.collect(opt.param_groups, time.perf_counter()), n)),
-            ("- of which `MonitoredRuns.log_step` (`.item()` of the loss, dict, append)", _cpu_us(lambda: h.runs.log_step(run.info.run_id, metrics, 5), n)),
+            ("- of which `MonitoredRuns.log_step_row` (one append)", _cpu_us(lambda: h.runs.log_step_row(step_row), n)),
+            ("any other step (the general path), for comparison: `StepMetrics.collect` (lr, step time, samples/s)",
+             _cpu_us(lambda: h.step_metrics.collect(opt.param_groups, time.perf_counter()), n)),
+            ("- and `MonitoredRuns.log_step` (`.item()` of the loss, dict, append)", _cpu_us(lambda: h.runs.log_step(run.info.run_id, metrics, 5), n)),
             ("  - of which `read_cpu_scalars`", _cpu_us(lambda: read_cpu_scalars(metrics), n)),
         ]
         on, off = [], []
@@ -105,9 +108,7 @@ def main() -> None:
                 ("on", None, None, None),
                 ("`on_backward` a no-op", h, "on_backward", lambda loss: None),
                 ("`MonitoredRuns.current_run_id` a constant", h.runs, "current_run_id", lambda *a, **k: rid),
-                ("`MonitoredRuns.log_step` a no-op", h.runs, "log_step", lambda *a, **k: None),
-                ("`StepMetrics.collect` a constant (lr, step time, samples/s)", hooks_module.StepMetrics,
-                 "collect", lambda *a, **k: metrics),
+                ("`MonitoredRuns.log_step_row` a no-op", h.runs, "log_step_row", lambda *a, **k: None),
                 ("every hook returns at once (`suspended`)", h, "suspended", 1),
             ]
             for label, obj, name, value in variants[r % len(variants):] + variants[: r % len(variants)]:
