@@ -107,3 +107,29 @@ def test_a_loop_logs_the_same_points_through_step_rows_as_through_the_general_pa
         per_s = dict(history(rid, "train/samples_per_s"))
         assert list(times) == [s for s in logged if s > 1] == list(per_s)  # no step time at the first step
         assert all(per_s[s] * times[s] == pytest.approx(8 * accumulate, rel=1e-6) for s in times)
+
+
+def test_a_new_run_between_steps_of_one_optimizer_gets_its_own_steps_from_1(monkeypatch):
+    rows = []
+    log_step_row = MonitoredRuns.log_step_row
+    monkeypatch.setattr(MonitoredRuns, "log_step_row", staticmethod(lambda row: (rows.append(row), log_step_row(row))))
+    _autolog()
+    torch.manual_seed(0)
+    model = torch.nn.Linear(4, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    data = iter(tiny_data(n=8 * 10))
+    losses: dict[str, list[float]] = {}
+    for name in ("a", "b"):
+        with mlflow.start_run() as run:
+            for _ in range(5):  # the same optimizer and loader in both runs
+                x, y = next(data)
+                loss = torch.nn.functional.mse_loss(model(x), y)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                losses.setdefault(run.info.run_id, []).append(loss.item())
+    flush()
+    assert len(rows) == 8 and {r[0] for r in rows} == set(losses)  # steps 2-5 of each run were rows
+    for rid, expected in losses.items():
+        assert history(rid, "train/loss") == [(s, pytest.approx(v)) for s, v in enumerate(expected, 1)]
+        assert [s for s, _ in history(rid, "train/step_time_s")] == [2, 3, 4, 5]  # none across the runs
