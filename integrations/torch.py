@@ -295,9 +295,8 @@ class TorchAutolog:
             return
         try:
             first = batch[0] if (type(batch) is tuple or type(batch) is list) and batch else None
-            shape = first.shape if type(first) is torch.Tensor else None
-            if shape:  # the usual (inputs, targets), batch_size inlined
-                n = shape[0]
+            if type(first) is torch.Tensor and first.dim() > 0:  # the usual (inputs, targets), batch_size inlined
+                n = first.shape[0]
             else:
                 n = batch_size(batch)
             if not n:
@@ -314,21 +313,20 @@ class TorchAutolog:
             return
         if loss.dim() != 0 or not loss.is_floating_point():
             return
-        if self._scaled_out is not None and self._scaled_out() is loss:  # scaler.scale(loss).backward()
-            loss = self._scaled_loss  # the unscaled loss
+        scaled = self._scaled_out() if self._scaled_out is not None else None
+        if scaled is not None and scaled is loss:  # scaler.scale(loss).backward(): the unscaled loss
+            loss = self._scaled_loss
             self._scaled_out, self._scaled_loss = None, None
         # a CPU loss is read now (``.item()``, no device to wait for; cheaper than detach and
         # tensor sums); an accelerator's stays a tensor, read by the flusher in one transfer
         loss = loss.item() if loss.is_cpu else loss.detach()
         pending = self._pending_loss
         self._pending_loss = loss if pending is None else pending + loss
-        fetched = self._fetched
-        if fetched:  # this backward trained on the oldest batch fetched (loaders may prefetch)
-            n, fetch_start = fetched.popleft()
+        if self._fetched:  # this backward trained on the oldest batch fetched (loaders may prefetch)
+            n, fetch_start = self._fetched.popleft()
             step = self.step_metrics
             step.samples += n
-            if step.step_start is None:  # StepMetrics.mark_start, inlined
-                step.step_start = fetch_start
+            step.mark_start(fetch_start)
 
     def on_scaled(self, loss: Any, scaled: Any) -> None:
         if isinstance(scaled, torch.Tensor) and scaled is not loss and isinstance(loss, torch.Tensor):
@@ -409,18 +407,14 @@ class TorchAutolog:
                                                 acc.last_step_end, acc.step_start, now, acc.samples))
                     acc.samples, acc.step_start, acc.last_step_end = 0, None, now
                     return
-            self._log_step(optimizer, pending)
+            self._log_step(optimizer)
         except Exception:
             self._warn_once("optimizer_step")
 
-    def _log_step(self, optimizer: torch.optim.Optimizer, pending: Any) -> None:
+    def _log_step(self, optimizer: torch.optim.Optimizer) -> None:
         """Any other step: a new run, another optimizer, a closure, grad norms, AMP skips,
         several param groups or a tensor lr (the metrics built here, as a dict)."""
-        if pending is not None and not self._closure_step:  # _take_loss inlined
-            loss, self._pending_loss = pending, None
-            self._consumed_loss, self._consumed_by = pending, (id(optimizer),)
-        else:
-            loss = self._take_loss(optimizer)
+        loss = self._take_loss(optimizer)
         run_id = self._resolve_run()
         now = _perf_counter()  # after the (one-off) run start, not charged to a step
         if run_id != self._run_id:  # a new run: steps count from 1 again

@@ -56,10 +56,17 @@ def test_materialize_turns_a_step_row_into_the_points_of_the_same_group():
     assert all(type(p.value) is float and p.step == 3 for p in from_row)
 
 
-def test_a_queued_step_row_of_numbers_is_left_alone_by_the_garbage_collector():
-    row = ("run", 3, 1_700_000_000_123, 0.5, 0.02, 10.0, None, 10.6, 16)
-    gc.collect()  # a tuple of strings, numbers and None is untracked at its first collection
-    assert not gc.is_tracked(row)
+def test_the_rows_a_cpu_loop_queues_are_left_alone_by_the_garbage_collector(monkeypatch):
+    rows = []
+    log_step_row = MonitoredRuns.log_step_row
+    monkeypatch.setattr(MonitoredRuns, "log_step_row", staticmethod(lambda row: (rows.append(row), log_step_row(row))))
+    _autolog()
+    with mlflow.start_run():
+        _loop(6, 1)
+    flush()
+    assert len(rows) == 5
+    gc.collect()  # a tuple of strings, numbers and None is untracked at its first collection;
+    assert not any(gc.is_tracked(row) for row in rows)  # a tensor or any object in a row would keep it tracked
 
 
 def _loop(steps: int, accumulate: int) -> None:
